@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/baseline"
+	"github.com/egressd/egressd/postgres"
+)
+
+const baselineUsage = `Usage:
+  egressd baseline export --dir DIR [--window 168h] [--at RFC3339] [--prune]
+  egressd baseline diff   --dir DIR [--window 168h] [--at RFC3339] [--prune]
+
+export writes DIR/<namespace>/<app>.json for every app with allowed egress in
+the window [at - window, at), merged with the files already there (unbounded,
+notes and hand-written patterns survive). Files are rewritten only when their
+bytes change; the same data and --at always give the same bytes.
+
+diff prints what export would change and exits 0 when nothing, 1 on drift,
+2 on error: use it as a CI check on the GitOps repository.
+`
+
+func (c *CLI) baseline(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(c.Stderr, baselineUsage)
+		return &exitError_{code: exitError}
+	}
+	sub, args := args[0], args[1:]
+	if sub != "export" && sub != "diff" {
+		fmt.Fprint(c.Stderr, baselineUsage)
+		return usageError("baseline: unknown subcommand %q: want export or diff", sub)
+	}
+	fs := flag.NewFlagSet("egressd baseline "+sub, flag.ContinueOnError)
+	cm := c.commonFlags(fs)
+	dir := fs.String("dir", "", "baseline directory (required)")
+	window := fs.Duration("window", 168*time.Hour, "how far back traffic counts")
+	at := fs.String("at", "", "end of the window, RFC3339 (default: now); pins exports to reproducible bytes")
+	prune := fs.Bool("prune", false, "delete files of apps without traffic in the window")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), baselineUsage+"\nFlags:\n"); fs.PrintDefaults() }
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError("baseline %s: unexpected argument %q", sub, rest[0])
+	}
+	if *dir == "" {
+		return usageError("baseline %s: --dir is required", sub)
+	}
+	if *window <= 0 {
+		return usageError("baseline %s: --window must be > 0", sub)
+	}
+	end := time.Now().UTC()
+	if *at != "" {
+		end, err = time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return usageError("baseline %s: --at %q: want RFC3339 such as 2026-11-08T00:00:00Z", sub, *at)
+		}
+	}
+	db, err := openDB(ctx, cm, false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	live, err := liveBaselines(ctx, db, end.Add(-*window), end)
+	if err != nil {
+		return err
+	}
+	opts := baseline.ExportOptions{Prune: *prune}
+	if sub == "diff" {
+		diffs, err := baseline.Diff(*dir, live, opts)
+		if werr := baseline.WriteDiff(c.Stdout, diffs); werr != nil {
+			return werr
+		}
+		if err != nil {
+			return err
+		}
+		if len(diffs) > 0 {
+			return &exitError_{code: exitDrift, msg: fmt.Sprintf("baseline diff: %d apps drift from %s", len(diffs), *dir)}
+		}
+		fmt.Fprintf(c.Stderr, "baseline diff: %s matches the live window (%d apps)\n", *dir, len(live))
+		return nil
+	}
+	res, err := baseline.Export(*dir, live, opts)
+	for _, p := range res.Written {
+		fmt.Fprintln(c.Stdout, "wrote", p)
+	}
+	for _, p := range res.Pruned {
+		fmt.Fprintln(c.Stdout, "pruned", p)
+	}
+	fmt.Fprintf(c.Stderr, "baseline export: %d apps, %d files written, %d unchanged, %d pruned in %s\n",
+		len(live), len(res.Written), len(res.Unchanged), len(res.Pruned), *dir)
+	return err
+}
+
+// liveBaselines builds every app's baseline from the window [from, to).
+func liveBaselines(ctx context.Context, db *postgres.DB, from, to time.Time) ([]egressd.Baseline, error) {
+	entries, err := db.WindowEntries(ctx, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	return baseline.Build(entries), nil
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/postgres"
+)
+
+// Exit statuses. Scripts depend on them: `baseline diff` exits 1 on drift.
+const (
+	exitOK    = 0
+	exitDrift = 1 // baseline diff found drift; replay had unreadable lines
+	exitError = 2 // bad usage or a failure
+)
+
+const usage = `egressd learns where each Kubernetes app connects outside the cluster, from
+Cilium Hubble flows, and exports per-app baselines for a GitOps repository.
+
+Usage:
+  egressd serve               read Hubble live (--hubble-address) into PostgreSQL, serve /metrics
+  egressd migrate             apply database migrations
+  egressd replay FILE...      ingest Hubble JSON lines (events.log, hubble observe -o jsonpb,
+                              bare flows; gzip ok; - is stdin) through the same pipeline
+  egressd baseline export --dir DIR [--window 168h] [--at RFC3339] [--prune]
+  egressd baseline diff   --dir DIR [--window 168h] [--at RFC3339] [--prune]
+                              exit 0: no drift, 1: drift, 2: error
+  egressd demo                replay a bundled week of home-lab traffic and print its baselines
+  egressd version
+
+Every command takes --database-url (default $DATABASE_URL).
+Run 'egressd COMMAND -h' for a command's flags.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// CLI runs one egressd command. Its streams and environment are fields so
+// tests run commands in-process.
+type CLI struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+}
+
+// Run runs the command in args and returns the exit status.
+func (c *CLI) Run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(c.Stderr, usage)
+		return exitError
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = c.serve(ctx, rest)
+	case "migrate":
+		err = c.migrate(ctx, rest)
+	case "replay":
+		err = c.replay(ctx, rest)
+	case "baseline":
+		err = c.baseline(ctx, rest)
+	case "demo":
+		err = c.demo(ctx, rest)
+	case "version":
+		fmt.Fprintln(c.Stdout, "egressd", version)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(c.Stdout, usage)
+	default:
+		fmt.Fprintf(c.Stderr, "egressd: unknown command %q\n\n%s", cmd, usage)
+		return exitError
+	}
+	var ex *exitError_
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ex):
+		if ex.msg != "" {
+			fmt.Fprintln(c.Stderr, "egressd:", ex.msg)
+		}
+		return ex.code
+	default:
+		fmt.Fprintln(c.Stderr, "egressd:", err)
+		return exitError
+	}
+}
+
+// exitError_ carries an exit status other than 2 out of a command.
+type exitError_ struct {
+	code int
+	msg  string
+}
+
+func (e *exitError_) Error() string { return e.msg }
+
+// usageError reports a command-line mistake.
+func usageError(format string, args ...any) error {
+	return egressd.Errorf(egressd.EINVALID, format, args...)
+}
+
+// common holds the flags every command shares.
+type common struct {
+	databaseURL string
+	logLevel    string
+	logFormat   string
+}
+
+func (c *CLI) commonFlags(fs *flag.FlagSet) *common {
+	fs.SetOutput(c.Stderr)
+	cm := &common{}
+	fs.StringVar(&cm.databaseURL, "database-url", c.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL)")
+	fs.StringVar(&cm.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&cm.logFormat, "log-format", "text", "log format: text or json")
+	return cm
+}
+
+func (c *CLI) logger(cm *common) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cm.logLevel)); err != nil {
+		return nil, usageError("--log-level %q: want debug, info, warn or error", cm.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cm.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(c.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(c.Stderr, opts)), nil
+	}
+	return nil, usageError("--log-format %q: want text or json", cm.logFormat)
+}
+
+// openDB connects to the database named by --database-url, and migrates it
+// when migrate is set.
+func openDB(ctx context.Context, cm *common, migrate bool) (*postgres.DB, error) {
+	opts := postgres.DefaultOptions()
+	opts.URL = postgres.DSN(cm.databaseURL)
+	if strings.TrimSpace(cm.databaseURL) == "" {
+		return nil, usageError("no database: set --database-url or DATABASE_URL (e.g. postgres://egressd@localhost:5432/egressd)")
+	}
+	db, err := postgres.Open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if migrate {
+		if err := db.Migrate(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// pipelineFlags are the attribution settings of serve, replay and demo.
+type pipelineFlags struct {
+	cluster        string
+	internalCIDRs  string
+	clusterDomains string
+	precedence     string
+	dnsMinTTL      time.Duration
+	flushInterval  time.Duration
+	maxKeys        int
+}
+
+func addPipelineFlags(fs *flag.FlagSet) *pipelineFlags {
+	d := collector.DefaultOptions()
+	a := collector.DefaultAggregatorOptions()
+	pf := &pipelineFlags{}
+	fs.StringVar(&pf.cluster, "cluster", "default", "cluster name for flows that do not carry one")
+	fs.StringVar(&pf.internalCIDRs, "internal-cidrs", strings.Join(collector.DefaultInternalCIDRs, ","),
+		"comma-separated networks that are never internet egress (node, LAN, VPC, pod and service ranges)")
+	fs.StringVar(&pf.clusterDomains, "cluster-domains", strings.Join(d.ClusterDomains, ","), "comma-separated DNS suffixes of in-cluster names")
+	fs.StringVar(&pf.precedence, "app-precedence", strings.Join(d.AppPrecedence, ","),
+		"where an app's name comes from, first match wins: workload, label:KEY, pod")
+	fs.DurationVar(&pf.dnsMinTTL, "dns-min-ttl", d.DNSMinTTL, "shortest time a DNS answer names its addresses")
+	fs.DurationVar(&pf.flushInterval, "flush-interval", a.FlushInterval, "how often aggregates are written to PostgreSQL")
+	fs.IntVar(&pf.maxKeys, "max-keys", a.MaxKeys, "most distinct keys held between flushes; beyond, new keys are dropped and counted")
+	return pf
+}
+
+func (pf *pipelineFlags) options() (collector.Options, collector.AggregatorOptions, error) {
+	o := collector.DefaultOptions()
+	o.Cluster = pf.cluster
+	cidrs, err := collector.ParseCIDRs(pf.internalCIDRs)
+	if err != nil {
+		return o, collector.AggregatorOptions{}, usageError("--internal-cidrs: %v", err)
+	}
+	o.InternalCIDRs = cidrs
+	if pf.internalCIDRs == "" {
+		o.InternalCIDRs = []netip.Prefix{}
+	}
+	o.ClusterDomains = splitList(pf.clusterDomains)
+	o.AppPrecedence = splitList(pf.precedence)
+	o.DNSMinTTL = pf.dnsMinTTL
+	if err := o.Validate(); err != nil {
+		return o, collector.AggregatorOptions{}, usageError("%v", err)
+	}
+	a := collector.DefaultAggregatorOptions()
+	a.FlushInterval = pf.flushInterval
+	a.MaxKeys = pf.maxKeys
+	if err := a.Validate(); err != nil {
+		return o, a, usageError("%v", err)
+	}
+	return o, a, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// parseArgs parses flags that may be interleaved with positional arguments
+// (`replay a.json --cluster x b.json`), as operators type them.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] != "-" && strings.HasPrefix(args[0], "-") {
+			// Parse stopped at "--": everything after it is positional.
+			return append(pos, args...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

@@ -1,0 +1,591 @@
+package collector
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/egressd/egressd"
+)
+
+// Sink receives what the pipeline produces. Implementations must not block:
+// the Hubble stream waits on them. The observation is only valid during the
+// call; a sink that keeps it copies it (its strings may be kept).
+type Sink interface {
+	// Observe receives one attributed observation.
+	Observe(o *egressd.Observation)
+	// Advance reports that every flow of source up to t has been handed
+	// over, so t may become the source's stored cursor.
+	Advance(source string, t time.Time)
+}
+
+// Pipeline turns encoded GetFlowsResponse messages of one flow source into
+// observations: selective decoding, duplicate filtering, DNS answer tracking
+// and attribution. It is not safe for concurrent use: run one per stream.
+type Pipeline struct {
+	opts      Options
+	metrics   *Metrics
+	sinks     []Sink
+	dec       *decoder
+	resp      decodedResponse
+	prec      []precedence
+	clusterIx int
+	dns       *dnsCache
+	dedup     *dedup
+	domains   []string
+	intern    interner
+	skipUntil map[string]int64
+	last      map[string]int64
+	obs       egressd.Observation
+	keyBuf    []byte
+}
+
+type precedence struct {
+	kind     byte // 'w' workload, 'l' label, 'p' pod
+	labelIdx int
+}
+
+// NewPipeline returns a pipeline delivering to sinks.
+func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	var keys []string
+	p := &Pipeline{opts: opts, metrics: m, sinks: sinks, skipUntil: map[string]int64{}, last: map[string]int64{}}
+	for _, s := range opts.AppPrecedence {
+		switch {
+		case s == "workload":
+			p.prec = append(p.prec, precedence{kind: 'w'})
+		case s == "pod":
+			p.prec = append(p.prec, precedence{kind: 'p'})
+		default:
+			p.prec = append(p.prec, precedence{kind: 'l', labelIdx: len(keys)})
+			keys = append(keys, strings.TrimPrefix(s, "label:"))
+		}
+	}
+	p.clusterIx = len(keys)
+	keys = append(keys, "io.cilium.k8s.policy.cluster")
+	p.dec = newDecoder(keys)
+	for _, d := range opts.ClusterDomains {
+		d, _ = normalizeDomain(d)
+		p.domains = append(p.domains, d)
+	}
+	p.dns = newDNSCache(opts.DNSMaxEntries, m)
+	p.dedup = newDedup(opts.DedupWindow, opts.DedupMaxEntries, m)
+	p.intern.max = 100_000
+	return p, nil
+}
+
+// SkipUntil makes the pipeline ignore flows of source at or before t: they
+// were stored before a restart (the resume cursor), and Hubble's `since` is
+// inclusive.
+func (p *Pipeline) SkipUntil(source string, t time.Time) {
+	p.skipUntil[source] = t.UnixNano()
+}
+
+// Resume returns where a new stream of source should start: the newest of
+// the stored cursor (SkipUntil) and the newest flow handled since. Zero means
+// nothing is known: start from now.
+func (p *Pipeline) Resume(source string) time.Time {
+	t := max(p.skipUntil[source], p.last[source])
+	if t == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, t).UTC()
+}
+
+// Handle processes one encoded GetFlowsResponse from source. A message that
+// cannot be decoded is counted and reported; it never stops the stream.
+func (p *Pipeline) Handle(source string, msg []byte) error {
+	p.metrics.Messages.Inc()
+	r := &p.resp
+	if err := p.dec.decode(msg, r); err != nil {
+		p.metrics.DecodeErrors.Inc()
+		return err
+	}
+	switch r.kind {
+	case kindFlow:
+	case kindLostEvents:
+		p.metrics.lost(r.lostSrc, r.lostNum)
+		return nil
+	default:
+		p.metrics.skip(skipNotFlow)
+		return nil
+	}
+	f := &r.flow
+	sec, nanos := f.timeSec, f.timeNanos
+	if !f.hasTime {
+		sec, nanos = r.timeSec, r.timeNanos
+		if !r.hasTime {
+			p.metrics.unattr(unattrNoTime)
+			return nil
+		}
+	}
+	if nanos < 0 || nanos >= 1e9 || sec < 0 || sec > 1<<40 {
+		p.metrics.unattr(unattrNoTime)
+		return nil
+	}
+	ts := sec*1e9 + nanos
+	if until, ok := p.skipUntil[source]; ok && ts <= until {
+		p.metrics.skip(skipAlreadyStored)
+		return nil
+	}
+	if ts > p.last[source] {
+		p.last[source] = ts
+	}
+	t := time.Unix(sec, nanos).UTC()
+	if len(f.nodeName) == 0 {
+		f.nodeName = r.nodeName
+	}
+	p.process(source, f, ts, t)
+	for _, s := range p.sinks {
+		s.Advance(source, t)
+	}
+	return nil
+}
+
+func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time) {
+	if f.hasDNS {
+		p.processDNS(source, f, ts, t)
+		return
+	}
+	if f.direction != directionEgress {
+		p.metrics.skip(skipNotEgress)
+		return
+	}
+	if p.isReply(f) {
+		p.metrics.skip(skipReply)
+		return
+	}
+	if !outsideCluster(&f.dest) {
+		p.metrics.skip(skipInCluster)
+		return
+	}
+	ip, ok := parseAddr(f.ipDest)
+	if !ok {
+		p.metrics.unattr(unattrBadIP)
+		return
+	}
+	for _, c := range p.opts.InternalCIDRs {
+		if c.Contains(ip) {
+			p.metrics.skip(skipInternalCIDR)
+			return
+		}
+	}
+	o := &p.obs
+	*o = egressd.Observation{Time: t, Kind: egressd.KindConnect, Source: source, Verdict: egressd.Verdict(f.verdict)}
+	if !p.attributeSource(f, o) {
+		return
+	}
+	// The destination: Cilium's own name for it, else the name the pod's
+	// DNS answer gave the address, else the address itself.
+	switch {
+	case f.nDestNames > 0 && p.setName(o, f.destName):
+		o.NameSource = egressd.NameFromFlow
+	default:
+		if f.nDestNames > 0 {
+			p.metrics.unattr(unattrBadName)
+		}
+		if name, ok := p.dns.lookup(p.dnsKey(f.source.namespace, f.source.podName, ip), ts); ok {
+			o.Destination.Name = name
+			o.NameSource = egressd.NameFromDNS
+		} else {
+			o.Destination.Name = p.intern.addr(ip)
+			o.NameSource = egressd.NameIsIP
+		}
+	}
+	o.Destination.Port, o.Destination.Protocol = l4Port(f)
+	if p.dedup.seen(f.raw, ts) {
+		p.metrics.skip(skipDuplicate)
+		return
+	}
+	p.metrics.obsConnect.Inc()
+	p.deliver(o)
+}
+
+// processDNS learns a DNS answer (query -> addresses for the asking pod) or
+// records a DNS question as a dns_query observation.
+func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Time) {
+	switch f.l7Type {
+	case l7Response:
+		// The answer travels from the DNS server to the pod that asked:
+		// that pod is the destination of a reply, else the source.
+		asker := &f.dest
+		if !p.isReply(f) && len(f.dest.podName) == 0 {
+			asker = &f.source
+		}
+		if len(asker.podName) == 0 || len(asker.namespace) == 0 {
+			p.metrics.unattr(unattrDNSNoAskerPod)
+			return
+		}
+		if f.dnsRcode != 0 || f.nDNSIPs == 0 {
+			return
+		}
+		name, ok := p.normalizeName(f.dnsQuery)
+		if !ok {
+			p.metrics.unattr(unattrBadDNSAnswer)
+			return
+		}
+		if p.clusterLocal(name) {
+			return
+		}
+		ttl := time.Duration(f.dnsTTL) * time.Second
+		if ttl < p.opts.DNSMinTTL {
+			ttl = p.opts.DNSMinTTL
+		}
+		n := min(f.nDNSIPs, maxDNSIPs)
+		for i := 0; i < n; i++ {
+			ip, ok := parseAddr(f.dnsIPs[i])
+			if !ok {
+				p.metrics.unattr(unattrBadDNSAnswer)
+				continue
+			}
+			p.dns.add(p.dnsKey(asker.namespace, asker.podName, ip), name, ts+int64(ttl), ts)
+		}
+	case l7Request:
+		if p.isReply(f) {
+			p.metrics.skip(skipReply)
+			return
+		}
+		o := &p.obs
+		*o = egressd.Observation{Time: t, Kind: egressd.KindDNSQuery, Source: source, Verdict: egressd.Verdict(f.verdict)}
+		if !p.attributeSource(f, o) {
+			return
+		}
+		name, ok := p.normalizeName(f.dnsQuery)
+		if !ok {
+			p.metrics.unattr(unattrBadName)
+			return
+		}
+		if p.clusterLocal(name) {
+			p.metrics.skip(skipInCluster)
+			return
+		}
+		o.Destination.Name = name
+		o.NameSource = egressd.NameFromFlow
+		o.Destination.Port, o.Destination.Protocol = l4Port(f)
+		if o.Destination.Protocol == egressd.ProtoAny {
+			o.Destination.Port, o.Destination.Protocol = 53, egressd.ProtoUDP
+		}
+		if p.dedup.seen(f.raw, ts) {
+			p.metrics.skip(skipDuplicate)
+			return
+		}
+		p.metrics.obsDNS.Inc()
+		p.deliver(o)
+	default:
+		p.metrics.skip(skipDNSOther)
+	}
+}
+
+func (p *Pipeline) deliver(o *egressd.Observation) {
+	for _, s := range p.sinks {
+		s.Observe(o)
+	}
+}
+
+func (p *Pipeline) isReply(f *decodedFlow) bool {
+	if f.isReplySet {
+		return f.isReply
+	}
+	return f.reply
+}
+
+// outsideCluster reports whether a destination endpoint is outside the
+// cluster. Identity numbers alone are not enough: the labels decide, and an
+// endpoint that names a pod is in the cluster whatever its identity (the
+// L7-proxy quirk in real flows: identity 2 with a pod name).
+func outsideCluster(e *endpoint) bool {
+	if len(e.podName) > 0 || len(e.namespace) > 0 {
+		return false
+	}
+	if e.reserved&(resHost|resOtherReserved) != 0 {
+		// e.g. reserved:kube-apiserver + reserved:world on one identity.
+		return false
+	}
+	if e.reserved&(resWorld|resCIDR|resFQDN) != 0 {
+		return true
+	}
+	// Flows without labels: only the reserved world identities
+	// (2, and 9/10 for world-ipv4/-ipv6) qualify.
+	return e.nLabels == 0 && (e.identity == 2 || e.identity == 9 || e.identity == 10)
+}
+
+// attributeSource fills o.App, o.Pod and o.Node from the flow's source.
+func (p *Pipeline) attributeSource(f *decodedFlow, o *egressd.Observation) bool {
+	s := &f.source
+	o.Node = p.intern.nodeName(f.nodeName)
+	if s.reserved&resHost != 0 && len(s.podName) == 0 {
+		if o.Node == "" {
+			p.metrics.unattr(unattrNoApp)
+			return false
+		}
+		o.App = egressd.App{Cluster: p.cluster(s), Namespace: egressd.HostNamespace, Name: o.Node}
+		return true
+	}
+	if s.reserved&resWorld != 0 || s.reserved&resOtherReserved != 0 && len(s.namespace) == 0 {
+		p.metrics.unattr(unattrSourceNotPod)
+		return false
+	}
+	if len(s.namespace) == 0 {
+		p.metrics.unattr(unattrNoNamespace)
+		return false
+	}
+	ns := p.intern.bytes(s.namespace)
+	if !egressd.ValidNamespace(ns) {
+		p.metrics.unattr(unattrBadNamespace)
+		return false
+	}
+	pod := ""
+	if len(s.podName) > 0 {
+		pod = p.intern.bytes(s.podName)
+		if !egressd.ValidPodName(pod) {
+			pod = ""
+		}
+	}
+	name := ""
+	for _, pr := range p.prec {
+		var cand string
+		switch pr.kind {
+		case 'w':
+			cand = p.intern.bytes(s.workloadName)
+		case 'l':
+			cand = p.intern.bytes(s.labelVals[pr.labelIdx])
+		case 'p':
+			if pod != "" {
+				cand = p.intern.app(pod)
+			}
+		}
+		if cand != "" && egressd.ValidAppName(cand) {
+			name = cand
+			break
+		}
+	}
+	if name == "" {
+		p.metrics.unattr(unattrNoApp)
+		return false
+	}
+	o.App = egressd.App{Cluster: p.cluster(s), Namespace: ns, Name: name}
+	o.Pod = pod
+	return true
+}
+
+func (p *Pipeline) cluster(s *endpoint) string {
+	c := s.clusterName
+	if len(c) == 0 {
+		c = s.labelVals[p.clusterIx]
+	}
+	if len(c) == 0 || len(c) > egressd.MaxClusterLen {
+		return p.opts.Cluster
+	}
+	name := p.intern.bytes(c)
+	if !egressd.ValidAppName(name) {
+		return p.opts.Cluster
+	}
+	return name
+}
+
+func (p *Pipeline) setName(o *egressd.Observation, b []byte) bool {
+	name, ok := p.normalizeName(b)
+	if !ok || p.clusterLocal(name) {
+		return false
+	}
+	o.Destination.Name = name
+	return true
+}
+
+func (p *Pipeline) normalizeName(b []byte) (string, bool) {
+	if len(b) > 0 && b[len(b)-1] == '.' {
+		b = b[:len(b)-1]
+	}
+	if len(b) == 0 || len(b) > egressd.MaxNameLen {
+		return "", false
+	}
+	if s, ok := p.intern.lookup(b); ok {
+		return s, true
+	}
+	name, ok := egressd.NormalizeName(string(b))
+	if !ok {
+		return "", false
+	}
+	p.intern.store(b, name)
+	return name, true
+}
+
+func (p *Pipeline) clusterLocal(name string) bool {
+	for _, d := range p.domains {
+		if name == d || strings.HasSuffix(name, d) && name[len(name)-len(d)-1] == '.' {
+			return true
+		}
+	}
+	return false
+}
+
+// dnsKey builds the cache key of a pod's address in a reused buffer.
+func (p *Pipeline) dnsKey(ns, pod []byte, ip netip.Addr) []byte {
+	k := p.keyBuf[:0]
+	k = append(k, ns...)
+	k = append(k, '/')
+	k = append(k, pod...)
+	k = append(k, '/')
+	a := ip.As16()
+	k = append(k, a[:]...)
+	p.keyBuf = k
+	return k
+}
+
+func l4Port(f *decodedFlow) (uint16, string) {
+	switch f.l4 {
+	case l4TCP:
+		return uint16(f.dstPort), egressd.ProtoTCP
+	case l4UDP:
+		return uint16(f.dstPort), egressd.ProtoUDP
+	case l4SCTP:
+		return uint16(f.dstPort), egressd.ProtoSCTP
+	case l4ICMPv4:
+		return 0, egressd.ProtoICMPv4
+	case l4ICMPv6:
+		return 0, egressd.ProtoICMPv6
+	}
+	return 0, egressd.ProtoAny
+}
+
+// parseAddr parses an IP address without copying b. Zoned addresses are
+// rejected: their zone would alias the message buffer.
+func parseAddr(b []byte) (netip.Addr, bool) {
+	if len(b) == 0 || len(b) > 45 {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(unsafe.String(&b[0], len(b)))
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
+}
+
+// stripPodSuffix returns a pod's controller name: the pod name without the
+// suffixes Kubernetes controllers add (ReplicaSet "-<hash>-<5>", DaemonSet
+// and Job "-<5>", CronJob "-<schedule>-<5>", StatefulSet "-<ordinal>").
+func stripPodSuffix(pod string) string {
+	rest, last, ok := cutLast(pod)
+	if !ok {
+		return pod
+	}
+	if len(last) == 5 && safeEncoded(last) {
+		if r2, mid, ok := cutLast(rest); ok && (len(mid) >= 6 && len(mid) <= 10 && safeEncoded(mid) || len(mid) >= 6 && allDigits(mid)) {
+			return r2
+		}
+		return rest
+	}
+	if allDigits(last) {
+		return rest
+	}
+	return pod
+}
+
+func cutLast(s string) (string, string, bool) {
+	i := strings.LastIndexByte(s, '-')
+	if i <= 0 || i == len(s)-1 {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
+}
+
+// safeEncoded reports whether s uses only the alphabet Kubernetes draws
+// generated name suffixes from (k8s.io/apimachinery/pkg/util/rand: no vowels,
+// no 0, 1 or 3), which keeps words like "proxy" or "v1" from being stripped.
+func safeEncoded(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !strings.ContainsRune("bcdfghjklmnpqrstvwxz2456789", rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// interner keeps one copy of each string the pipeline sees repeatedly
+// (namespaces, apps, pods, names, addresses), so attributing a flow allocates
+// nothing once its names are known. Raw strings, normalised names, pod-derived
+// apps and addresses live in separate maps so that a value cached for one use
+// is never returned for another. Each map is bounded: when full it starts over.
+type interner struct {
+	raw   map[string]string
+	names map[string]string
+	apps  map[string]string
+	addrs map[netip.Addr]string
+	max   int
+}
+
+func (in *interner) lookup(b []byte) (string, bool) {
+	s, ok := in.names[string(b)]
+	return s, ok
+}
+
+func (in *interner) store(b []byte, s string) {
+	if in.names == nil || len(in.names) >= in.max {
+		in.names = make(map[string]string)
+	}
+	in.names[string(b)] = s
+}
+
+func (in *interner) bytes(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := in.raw[string(b)]; ok {
+		return s
+	}
+	if in.raw == nil || len(in.raw) >= in.max {
+		in.raw = make(map[string]string)
+	}
+	s := string(b)
+	in.raw[s] = s
+	return s
+}
+
+func (in *interner) nodeName(b []byte) string {
+	s := in.bytes(b)
+	if s != "" && !egressd.ValidAppName(s) {
+		return ""
+	}
+	return s
+}
+
+// app returns the pod's controller name, cached per pod.
+func (in *interner) app(pod string) string {
+	if s, ok := in.apps[pod]; ok {
+		return s
+	}
+	if in.apps == nil || len(in.apps) >= in.max {
+		in.apps = make(map[string]string)
+	}
+	s := stripPodSuffix(pod)
+	in.apps[pod] = s
+	return s
+}
+
+// addr returns the string form of an address, cached.
+func (in *interner) addr(ip netip.Addr) string {
+	if s, ok := in.addrs[ip]; ok {
+		return s
+	}
+	if in.addrs == nil || len(in.addrs) >= in.max {
+		in.addrs = make(map[netip.Addr]string)
+	}
+	s := ip.String()
+	in.addrs[ip] = s
+	return s
+}

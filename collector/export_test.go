@@ -1,0 +1,129 @@
+package collector
+
+// Hooks for the black-box tests in collector_test.
+
+// EndpointFields is what the decoder read of a flow.Endpoint.
+type EndpointFields struct {
+	Identity     uint32
+	Namespace    string
+	PodName      string
+	ClusterName  string
+	WorkloadName string
+	WorkloadKind string
+	World        bool
+	Host         bool
+	OtherReserve bool
+	CIDR         bool
+	FQDN         bool
+	LabelVals    []string
+	NLabels      int
+}
+
+// DecodedFields is what the decoder read of a GetFlowsResponse.
+type DecodedFields struct {
+	Kind          string
+	NodeName      string
+	TimeSec       int64
+	TimeNanos     int64
+	HasTime       bool
+	FlowTimeSec   int64
+	FlowTimeNanos int64
+	HasFlowTime   bool
+	UUID          string
+	Verdict       int32
+	IPSource      string
+	IPDest        string
+	L4            int
+	DstPort       uint32
+	Source        EndpointFields
+	Dest          EndpointFields
+	FlowType      int32
+	FlowNodeName  string
+	DestName      string
+	NDestNames    int
+	L7Type        int32
+	HasDNS        bool
+	DNSQuery      string
+	DNSIPs        []string
+	DNSTTL        uint32
+	DNSRcode      uint32
+	Reply         bool
+	IsReplySet    bool
+	IsReply       bool
+	EventType     int32
+	Direction     int32
+	LostSource    int32
+	LostNum       uint64
+}
+
+// Decoder exposes the selective decoder to tests.
+type Decoder struct {
+	d    *decoder
+	r    decodedResponse
+	keys int
+}
+
+// NewTestDecoder returns a decoder keeping the values of labelKeys.
+func NewTestDecoder(labelKeys []string) *Decoder {
+	return &Decoder{d: newDecoder(labelKeys), keys: len(labelKeys)}
+}
+
+// DecodeRaw decodes without converting, for benchmarks.
+func (d *Decoder) DecodeRaw(b []byte) error {
+	return d.d.decode(b, &d.r)
+}
+
+// Decode decodes b and returns the fields as plain values.
+func (d *Decoder) Decode(b []byte) (DecodedFields, error) {
+	if err := d.d.decode(b, &d.r); err != nil {
+		return DecodedFields{}, err
+	}
+	r := &d.r
+	f := &r.flow
+	out := DecodedFields{
+		Kind: [...]string{"none", "flow", "lost_events", "node_status"}[r.kind], NodeName: string(r.nodeName),
+		TimeSec: r.timeSec, TimeNanos: r.timeNanos, HasTime: r.hasTime,
+	}
+	switch r.kind {
+	case kindLostEvents:
+		out.LostSource, out.LostNum = r.lostSrc, r.lostNum
+	case kindFlow:
+		out.FlowTimeSec, out.FlowTimeNanos, out.HasFlowTime = f.timeSec, f.timeNanos, f.hasTime
+		out.UUID, out.Verdict = string(f.uuid), f.verdict
+		out.IPSource, out.IPDest = string(f.ipSource), string(f.ipDest)
+		out.L4, out.DstPort = f.l4, f.dstPort
+		out.Source, out.Dest = d.endpoint(&f.source), d.endpoint(&f.dest)
+		out.FlowType, out.FlowNodeName = f.flowType, string(f.nodeName)
+		out.DestName, out.NDestNames = string(f.destName), f.nDestNames
+		out.L7Type, out.HasDNS = f.l7Type, f.hasDNS
+		if f.hasDNS {
+			out.DNSQuery, out.DNSTTL, out.DNSRcode = string(f.dnsQuery), f.dnsTTL, f.dnsRcode
+			for i := 0; i < min(f.nDNSIPs, maxDNSIPs); i++ {
+				out.DNSIPs = append(out.DNSIPs, string(f.dnsIPs[i]))
+			}
+		}
+		out.Reply, out.IsReplySet, out.IsReply = f.reply, f.isReplySet, f.isReply
+		out.EventType, out.Direction = f.eventType, f.direction
+	}
+	return out, nil
+}
+
+func (d *Decoder) endpoint(e *endpoint) EndpointFields {
+	out := EndpointFields{
+		Identity: e.identity, Namespace: string(e.namespace), PodName: string(e.podName),
+		ClusterName: string(e.clusterName), WorkloadName: string(e.workloadName), WorkloadKind: string(e.workloadKind),
+		World: e.reserved&resWorld != 0, Host: e.reserved&resHost != 0, OtherReserve: e.reserved&resOtherReserved != 0,
+		CIDR: e.reserved&resCIDR != 0, FQDN: e.reserved&resFQDN != 0, NLabels: e.nLabels,
+	}
+	for i := 0; i < d.keys; i++ {
+		if e.labelVals[i] != nil {
+			out.LabelVals = append(out.LabelVals, string(e.labelVals[i]))
+		} else {
+			out.LabelVals = append(out.LabelVals, "<none>")
+		}
+	}
+	return out
+}
+
+// StripPodSuffix exposes the pod-name rule.
+var StripPodSuffix = stripPodSuffix

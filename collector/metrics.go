@@ -1,0 +1,178 @@
+package collector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Reasons a flow is not an observation, as values of the reason label of
+// egressd_collector_flows_skipped_total. They are a fixed set: the label never
+// carries anything read from a flow.
+const (
+	skipNotFlow       = "not_flow"
+	skipNotEgress     = "not_egress"
+	skipReply         = "reply"
+	skipInCluster     = "in_cluster"
+	skipInternalCIDR  = "internal_cidr"
+	skipAlreadyStored = "already_stored"
+	skipDuplicate     = "duplicate"
+	skipDNSOther      = "dns_other"
+)
+
+// Reasons a flow that should be an observation could not be attributed, as
+// values of egressd_collector_unattributed_flows_total{reason}.
+const (
+	unattrNoNamespace   = "no_namespace"
+	unattrBadNamespace  = "invalid_namespace"
+	unattrNoApp         = "no_app"
+	unattrBadIP         = "invalid_ip"
+	unattrBadName       = "invalid_name"
+	unattrNoTime        = "no_time"
+	unattrSourceNotPod  = "source_not_pod"
+	unattrBadDNSAnswer  = "invalid_dns_answer"
+	unattrDNSNoAskerPod = "dns_no_pod"
+)
+
+// Metrics are the collector's Prometheus metrics. Create them once per
+// registry with NewMetrics and share them between pipelines.
+type Metrics struct {
+	Messages       prometheus.Counter
+	DecodeErrors   prometheus.Counter
+	Observations   *prometheus.CounterVec
+	Skipped        *prometheus.CounterVec
+	Unattributed   *prometheus.CounterVec
+	LostEvents     *prometheus.CounterVec
+	DNSCache       prometheus.Gauge
+	DNSEvicted     prometheus.Counter
+	DedupEvicted   prometheus.Counter
+	StreamUp       prometheus.Gauge
+	Reconnects     prometheus.Counter
+	StreamErrors   prometheus.Counter
+	ReplayBadLines prometheus.Counter
+
+	AggKeys        prometheus.Gauge
+	AggDropped     prometheus.Counter
+	Flushes        *prometheus.CounterVec
+	FlushDuration  prometheus.Histogram
+	FlushedRows    prometheus.Counter
+	CursorLagSecs  prometheus.Gauge
+	obsConnect     prometheus.Counter
+	obsDNS         prometheus.Counter
+	skipped        map[string]prometheus.Counter
+	unattributed   map[string]prometheus.Counter
+	flushOK        prometheus.Counter
+	flushFailed    prometheus.Counter
+	lostBySource   [4]prometheus.Counter
+	lostSourceName [4]string
+}
+
+// NewMetrics registers the collector's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	m := &Metrics{
+		Messages: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_messages_received_total",
+			Help: "GetFlowsResponse messages received from Hubble or read from replay files.",
+		}),
+		DecodeErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_decode_errors_total",
+			Help: "Messages that could not be decoded as a GetFlowsResponse.",
+		}),
+		Observations: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_collector_observations_total",
+			Help: "Attributed observations by kind (connect: egress to outside the cluster; dns_query).",
+		}, []string{"kind"}),
+		Skipped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_collector_flows_skipped_total",
+			Help: "Flows that are not observations, by reason (not egress, reply, in-cluster destination, duplicate...).",
+		}, []string{"reason"}),
+		Unattributed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_collector_unattributed_flows_total",
+			Help: "Egress flows to outside the cluster that could not be attributed to an app or destination, by reason.",
+		}, []string{"reason"}),
+		LostEvents: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_collector_hubble_lost_events_total",
+			Help: "Events Hubble reported lost (lost_events), by where they were lost.",
+		}, []string{"source"}),
+		DNSCache: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_collector_dns_cache_entries",
+			Help: "(pod, address) -> name entries learned from DNS answers.",
+		}),
+		DNSEvicted: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_dns_cache_evictions_total",
+			Help: "Unexpired DNS cache entries evicted because the cache was full.",
+		}),
+		DedupEvicted: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_dedup_evictions_total",
+			Help: "Flows forgotten by the duplicate filter before its window passed because it was full.",
+		}),
+		StreamUp: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_collector_hubble_stream_up",
+			Help: "1 while the GetFlows stream to Hubble is established.",
+		}),
+		Reconnects: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_hubble_reconnects_total",
+			Help: "GetFlows streams opened after the first.",
+		}),
+		StreamErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_hubble_stream_errors_total",
+			Help: "GetFlows streams that ended with an error.",
+		}),
+		ReplayBadLines: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_replay_bad_lines_total",
+			Help: "Replay lines that were not a Hubble flow, lost-events or node-status record.",
+		}),
+		AggKeys: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_collector_aggregate_keys",
+			Help: "Distinct (app, destination) and hourly keys waiting for the next flush.",
+		}),
+		AggDropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_observations_dropped_total",
+			Help: "Observations dropped because the aggregator was full while PostgreSQL was not keeping up.",
+		}),
+		Flushes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_collector_flushes_total",
+			Help: "Flushes of aggregated observations to PostgreSQL, by result.",
+		}, []string{"result"}),
+		FlushDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "egressd_collector_flush_duration_seconds",
+			Help:    "Time to write one flush to PostgreSQL.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		FlushedRows: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_flushed_rows_total",
+			Help: "Destination, hourly and DNS rows written to PostgreSQL.",
+		}),
+		CursorLagSecs: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_collector_cursor_lag_seconds",
+			Help: "Wall-clock time minus the newest flow time committed to PostgreSQL.",
+		}),
+	}
+	m.obsConnect = m.Observations.WithLabelValues("connect")
+	m.obsDNS = m.Observations.WithLabelValues("dns_query")
+	m.skipped = map[string]prometheus.Counter{}
+	for _, r := range []string{skipNotFlow, skipNotEgress, skipReply, skipInCluster, skipInternalCIDR, skipAlreadyStored, skipDuplicate, skipDNSOther} {
+		m.skipped[r] = m.Skipped.WithLabelValues(r)
+	}
+	m.unattributed = map[string]prometheus.Counter{}
+	for _, r := range []string{unattrNoNamespace, unattrBadNamespace, unattrNoApp, unattrBadIP, unattrBadName, unattrNoTime, unattrSourceNotPod, unattrBadDNSAnswer, unattrDNSNoAskerPod} {
+		m.unattributed[r] = m.Unattributed.WithLabelValues(r)
+	}
+	m.flushOK = m.Flushes.WithLabelValues("ok")
+	m.flushFailed = m.Flushes.WithLabelValues("error")
+	m.lostSourceName = [4]string{"UNKNOWN_LOST_EVENT_SOURCE", "PERF_EVENT_RING_BUFFER", "OBSERVER_EVENTS_QUEUE", "HUBBLE_RING_BUFFER"}
+	for i, n := range m.lostSourceName {
+		m.lostBySource[i] = m.LostEvents.WithLabelValues(n)
+	}
+	return m
+}
+
+func (m *Metrics) skip(reason string)   { m.skipped[reason].Inc() }
+func (m *Metrics) unattr(reason string) { m.unattributed[reason].Inc() }
+
+func (m *Metrics) lost(source int32, n uint64) {
+	if source < 0 || int(source) >= len(m.lostBySource) {
+		source = 0
+	}
+	m.lostBySource[source].Add(float64(n))
+}

@@ -1,0 +1,190 @@
+package collector
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+	"github.com/cilium/cilium/api/v1/observer"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// MaxLineBytes bounds one replay line; a longer line is reported and skipped.
+const MaxLineBytes = 4 << 20
+
+// LineError is a replay line that could not be read. Replay goes on past it.
+type LineError struct {
+	File string
+	Line int
+	Err  error
+}
+
+// Error returns "file:line: message".
+func (e *LineError) Error() string {
+	return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *LineError) Unwrap() error { return e.Err }
+
+// ReplayStats summarises one replayed input.
+type ReplayStats struct {
+	Lines    int
+	Messages int
+	BadLines int
+	// FirstErrors holds up to ten of the bad lines' errors.
+	FirstErrors []error
+}
+
+// Replayer reads Hubble JSON lines and hands each record, encoded as a
+// GetFlowsResponse, to a handler: the same bytes the live gRPC client gets,
+// so replayed flows take exactly the live path. It reads the Cilium exporter's
+// events.log, `hubble observe -o jsonpb` output (both one GetFlowsResponse per
+// line) and legacy lines holding one bare Flow, plain or gzip-compressed.
+type Replayer struct {
+	unmarshal protojson.UnmarshalOptions
+	buf       []byte
+	line      []byte
+	resp      observer.GetFlowsResponse
+	fl        flowpb.Flow
+}
+
+// NewReplayer returns a Replayer. Unknown JSON fields (from newer Cilium
+// versions) are ignored.
+func NewReplayer() *Replayer {
+	return &Replayer{unmarshal: protojson.UnmarshalOptions{DiscardUnknown: true}}
+}
+
+// ReplayFile replays one file; "-" is standard input. Source names the input
+// in errors.
+func (rp *Replayer) ReplayFile(ctx context.Context, path string, handle func(msg []byte) error) (ReplayStats, error) {
+	var r io.Reader
+	if path == "-" {
+		r = os.Stdin
+		path = "stdin"
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return ReplayStats{}, fmt.Errorf("open replay input: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	return rp.Replay(ctx, path, r, handle)
+}
+
+// Replay reads lines from r. Bad lines are counted in the stats and skipped;
+// an error is returned only when the input itself cannot be read, ctx ends or
+// handle fails.
+func (rp *Replayer) Replay(ctx context.Context, name string, r io.Reader, handle func(msg []byte) error) (ReplayStats, error) {
+	var st ReplayStats
+	br := bufio.NewReaderSize(r, 64<<10)
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return st, fmt.Errorf("%s: gzip: %w", name, err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 64<<10)
+	}
+	bad := func(err error) {
+		st.BadLines++
+		if len(st.FirstErrors) < 10 {
+			st.FirstErrors = append(st.FirstErrors, &LineError{File: name, Line: st.Lines, Err: err})
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		line, tooLong, err := readLine(br, rp.line)
+		rp.line = line[:0]
+		if err == io.EOF && len(line) == 0 && !tooLong {
+			return st, nil
+		}
+		st.Lines++
+		switch {
+		case tooLong:
+			bad(fmt.Errorf("line longer than %d bytes", MaxLineBytes))
+		default:
+			msg, perr := rp.parseLine(line)
+			switch {
+			case perr != nil:
+				bad(perr)
+			case msg != nil:
+				st.Messages++
+				if herr := handle(msg); herr != nil {
+					bad(herr)
+				}
+			}
+		}
+		if err == io.EOF {
+			return st, nil
+		}
+		if err != nil {
+			return st, fmt.Errorf("%s: after line %d: %w", name, st.Lines, err)
+		}
+	}
+}
+
+// readLine returns the next line without its line ending, in buf's storage.
+// A line longer than MaxLineBytes is consumed and reported as too long.
+func readLine(br *bufio.Reader, buf []byte) (line []byte, tooLong bool, err error) {
+	buf = buf[:0]
+	for {
+		frag, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(buf)+len(frag) > MaxLineBytes+1 {
+				tooLong, buf = true, buf[:0]
+			} else {
+				buf = append(buf, frag...)
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return bytes.TrimRight(buf, "\r\n"), tooLong, err
+	}
+}
+
+// parseLine converts one JSON line to an encoded GetFlowsResponse. It returns
+// nil, nil for a blank line.
+func (rp *Replayer) parseLine(line []byte) ([]byte, error) {
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 {
+		return nil, nil
+	}
+	if line[0] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	rp.resp.Reset()
+	if err := rp.unmarshal.Unmarshal(line, &rp.resp); err != nil {
+		return nil, fmt.Errorf("not a Hubble flow record: %v", err)
+	}
+	if rp.resp.GetResponseTypes() == nil {
+		// A legacy line: the Flow itself, not wrapped in a response.
+		rp.fl.Reset()
+		if err := rp.unmarshal.Unmarshal(line, &rp.fl); err != nil {
+			return nil, fmt.Errorf("not a Hubble flow record: %v", err)
+		}
+		if rp.fl.GetTime() == nil && rp.fl.GetIP() == nil && rp.fl.GetSource() == nil {
+			return nil, errors.New(`not a Hubble flow record: no "flow", "lost_events" or "node_status", and not a bare flow`)
+		}
+		rp.resp.ResponseTypes = &observer.GetFlowsResponse_Flow{Flow: &rp.fl}
+		rp.resp.NodeName = rp.fl.GetNodeName()
+		rp.resp.Time = rp.fl.GetTime()
+	}
+	var err error
+	rp.buf, err = proto.MarshalOptions{}.MarshalAppend(rp.buf[:0], &rp.resp)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %v", err)
+	}
+	return rp.buf, nil
+}

@@ -1,0 +1,70 @@
+package egressd
+
+import "time"
+
+// Rollup is what one flush interval adds to the store. Every field merges
+// commutatively (counts add, first-seen takes the minimum, last-seen the
+// maximum, verdict sets OR), so several collectors may write at once and the
+// order of flushes does not matter.
+type Rollup struct {
+	Destinations []DestinationRollup
+	Hourly       []HourlyRollup
+	DNSQueries   []DNSQueryRollup
+	// Cursors are the newest flow time per source covered by this rollup;
+	// they are stored in the same transaction, so a restart resumes after
+	// the last committed flush and never re-counts it.
+	Cursors []Cursor
+}
+
+// Empty reports whether the rollup has nothing to write.
+func (r *Rollup) Empty() bool {
+	return len(r.Destinations) == 0 && len(r.Hourly) == 0 && len(r.DNSQueries) == 0 && len(r.Cursors) == 0
+}
+
+// DestinationRollup is an app's traffic to one destination during a flush.
+type DestinationRollup struct {
+	App          App
+	Destination  Destination
+	FirstSeen    time.Time
+	LastSeen     time.Time
+	Flows        int64
+	DroppedFlows int64
+	Verdicts     VerdictSet
+	ExamplePod   string
+	NameSource   NameSource
+}
+
+// HourlyRollup counts an app's flows to one destination in one hour (Hour is
+// truncated to the hour, UTC).
+type HourlyRollup struct {
+	App          App
+	Destination  Destination
+	Hour         time.Time
+	Flows        int64
+	DroppedFlows int64
+}
+
+// DNSQueryRollup counts an app's DNS questions for one name during a flush.
+type DNSQueryRollup struct {
+	App       App
+	Name      string
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Queries   int64
+}
+
+// Cursor is how far a flow source has been stored.
+type Cursor struct {
+	Source string
+	Time   time.Time
+}
+
+// WindowEntry is one (app, destination) that had allowed traffic within a
+// time window: the input of a baseline build.
+type WindowEntry struct {
+	App         App
+	Destination Destination
+	FirstSeen   time.Time
+	LastSeen    time.Time
+	Flows       int64
+}
