@@ -321,7 +321,13 @@ func (p *Pipeline) attributeSource(f *decodedFlow, o *egressd.Observation) bool 
 			p.metrics.unattr(unattrNoApp)
 			return false
 		}
-		o.App = egressd.App{Cluster: p.cluster(s), Namespace: egressd.HostNamespace, Name: o.Node}
+		cluster := p.cluster(s)
+		if i := bytesLastIndex(f.nodeName, '/'); i > 0 {
+			if c := p.intern.bytes(f.nodeName[:i]); egressd.ValidAppName(c) && len(c) <= egressd.MaxClusterLen {
+				cluster = c
+			}
+		}
+		o.App = egressd.App{Cluster: cluster, Namespace: egressd.HostNamespace, Name: o.Node}
 		return true
 	}
 	if s.reserved&resWorld != 0 || s.reserved&resOtherReserved != 0 && len(s.namespace) == 0 {
@@ -484,6 +490,15 @@ func stripPodSuffix(pod string) string {
 	return pod
 }
 
+func bytesLastIndex(b []byte, c byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
 func cutLast(s string) (string, string, bool) {
 	i := strings.LastIndexByte(s, '-')
 	if i <= 0 || i == len(s)-1 {
@@ -556,7 +571,12 @@ func (in *interner) bytes(b []byte) string {
 	return s
 }
 
+// nodeName returns the node's name. Cilium writes "<cluster>/<node>" when
+// the cluster is not named "default"; the cluster prefix is dropped.
 func (in *interner) nodeName(b []byte) string {
+	if i := bytesLastIndex(b, '/'); i >= 0 {
+		b = b[i+1:]
+	}
 	s := in.bytes(b)
 	if s != "" && !egressd.ValidAppName(s) {
 		return ""

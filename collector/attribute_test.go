@@ -264,9 +264,15 @@ func TestAttribution(t *testing.T) {
 				f := podFlow(t0, "151.101.2.132", 80)
 				f.NodeName = "k8s-node-2"
 				f.Source = &flowpb.Endpoint{Identity: 1, Labels: []string{"reserved:host"}}
-				return []*flowpb.Flow{f}
+				g := podFlow(t0, "151.101.2.133", 80)
+				g.NodeName = "homelab/k8s-node-3" // Cilium's form outside the "default" cluster
+				g.Source = &flowpb.Endpoint{Identity: 1, Labels: []string{"reserved:host"}}
+				return []*flowpb.Flow{f, g}
 			},
-			want: []wantObs{{"default:host/k8s-node-2", "", "151.101.2.132:80/TCP", connect, fromIP, fwd}},
+			want: []wantObs{
+				{"default:host/k8s-node-2", "", "151.101.2.132:80/TCP", connect, fromIP, fwd},
+				{"homelab:host/k8s-node-3", "", "151.101.2.133:80/TCP", connect, fromIP, fwd},
+			},
 		},
 		{
 			name: "name from the pod's DNS answer, CNAME chain resolves to the asked name",
