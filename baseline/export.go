@@ -1,0 +1,322 @@
+package baseline
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/egressd/egressd"
+)
+
+// File and directory modes of exported files, whatever the umask: the files
+// are meant to be read by git, CI and other users of the checkout.
+const (
+	fileMode = 0o644
+	dirMode  = 0o755
+)
+
+// ExportOptions tune Export and Diff. The zero value is the default.
+type ExportOptions struct {
+	// Prune deletes the files of apps that are absent from the live set.
+	// By default they stay: an app that had no traffic within the window
+	// (a monthly job, a scaled-down deployment) keeps its baseline.
+	Prune bool
+	// Sync flushes each written file and its directory to stable storage
+	// before reporting it written. Without it a crash just after an export
+	// may lose the newest files on some file systems, but never leaves a
+	// half-written one (the rename is atomic); the files live in git, so
+	// the next export writes them again. Sync costs an fsync per file.
+	Sync bool
+}
+
+// ExportResult lists the files Export handled, each as Path returns it and
+// sorted.
+type ExportResult struct {
+	// Written are the files created or replaced because their bytes
+	// changed.
+	Written []string
+	// Unchanged are the files of live apps that already held the bytes
+	// Export would write; they were not touched.
+	Unchanged []string
+	// Pruned are the files deleted under ExportOptions.Prune.
+	Pruned []string
+}
+
+// Export writes the baseline of every live app to dir/<namespace>/<app>.json,
+// merged with the file already there (see Merge), and creates dir when it
+// does not exist. A file is written only if its bytes change, atomically: the
+// new content goes to a temporary file in the same directory, which is then
+// renamed over the old one, so a reader sees the old file or the new one,
+// never a mix. Files get mode 0644, directories 0755.
+//
+// Errors do not stop the export: an app whose file cannot be read or parsed,
+// or whose live baseline is invalid, is reported (the error names the file)
+// and its file is left untouched, and the other apps are still written. The
+// errors are joined with errors.Join, and the result lists what was done.
+func Export(dir string, live []egressd.Baseline, opts ExportOptions) (ExportResult, error) {
+	var res ExportResult
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return res, fmt.Errorf("create baseline directory: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return res, fmt.Errorf("open baseline directory: %w", err)
+	}
+	defer root.Close()
+
+	steps, errs := plan(root, dir, live, opts)
+	// Write through one Root per namespace directory: os.Root resolves
+	// every path component with its own system calls, and the writes of
+	// an export are many files in few directories.
+	namespaces := map[string]*os.Root{}
+	defer func() {
+		for _, r := range namespaces {
+			r.Close()
+		}
+	}()
+	emptied := map[string]bool{}
+	for _, s := range steps {
+		switch {
+		case s.prune:
+			if err := root.Remove(s.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("prune baseline %s: %w", s.path, err))
+				continue
+			}
+			res.Pruned = append(res.Pruned, s.path)
+			emptied[s.app.Namespace] = true
+		case s.unchanged():
+			res.Unchanged = append(res.Unchanged, s.path)
+		default:
+			ns, ok := namespaces[s.app.Namespace]
+			if !ok {
+				var err error
+				if ns, err = openNamespace(root, s.app.Namespace); err != nil {
+					errs = append(errs, fmt.Errorf("write baseline %s: %w", s.path, err))
+					continue
+				}
+				namespaces[s.app.Namespace] = ns
+			}
+			if err := writeFile(ns, s.app.Name+".json", s.data, opts.Sync); err != nil {
+				errs = append(errs, fmt.Errorf("write baseline %s: %w", s.path, err))
+				continue
+			}
+			res.Written = append(res.Written, s.path)
+		}
+	}
+	// A namespace directory that pruning emptied goes too: git does not
+	// track empty directories, so keeping it would only differ from a
+	// fresh checkout.
+	for _, ns := range slices.Sorted(maps.Keys(emptied)) {
+		if entries, err := fs.ReadDir(root.FS(), ns); err == nil && len(entries) == 0 {
+			if err := root.Remove(ns); err != nil {
+				errs = append(errs, fmt.Errorf("remove empty baseline directory %s: %w", filepath.Join(dir, ns), err))
+			}
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// step is what Export does with one file.
+type step struct {
+	app     egressd.App
+	rel     string            // namespace/app.json, relative to the root
+	path    string            // as Path returns it
+	exists  bool              // the file exists
+	oldData []byte            // its content
+	old     *egressd.Baseline // its content parsed; nil when unchanged
+	next    egressd.Baseline  // what to write; zero when unchanged
+	data    []byte            // next, marshalled; nil when pruning
+	prune   bool
+}
+
+// unchanged reports whether the step leaves the file as it is.
+func (s *step) unchanged() bool {
+	return !s.prune && s.exists && bytes.Equal(s.oldData, s.data)
+}
+
+// plain reports whether b has none of what only a person writes: the
+// unbounded flag, notes, patterns.
+func plain(b egressd.Baseline) bool {
+	if b.Unbounded || b.Note != "" {
+		return false
+	}
+	for _, d := range b.Destinations {
+		if d.Note != "" || isPattern(d.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// plan decides, without writing anything, what Export does: one step per
+// valid live app, then with opts.Prune one per file of an absent app. root
+// is nil when dir does not exist. Steps come sorted by namespace and app.
+func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions) ([]step, []error) {
+	var errs []error
+	count := make(map[egressd.App]int, len(live))
+	for _, b := range live {
+		count[egressd.App{Namespace: b.Namespace, Name: b.App}]++
+	}
+	steps := make([]step, 0, len(live))
+	for _, b := range live {
+		app := egressd.App{Namespace: b.Namespace, Name: b.App}
+		rel, err := relPath(app.Namespace, app.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("live baseline: %w", err))
+			continue
+		}
+		path := filepath.Join(dir, rel)
+		switch n := count[app]; {
+		case n < 0: // already reported
+			continue
+		case n > 1:
+			count[app] = -1
+			errs = append(errs, egressd.Errorf(egressd.EINVALID, "%s: app %s appears %d times in the live set (file left untouched)", path, app, n))
+			continue
+		}
+		oldData, exists, err := readData(root, dir, app)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w (file left untouched)", err))
+			continue
+		}
+		// The common case, exporting over the previous export of an app
+		// without hand edits, needs no parsing: when the file holds the
+		// bytes of the live baseline, it has no unbounded flag, notes or
+		// patterns, so merging would keep exactly the live set.
+		if exists && plain(b) {
+			if data, err := Marshal(b); err == nil && bytes.Equal(data, oldData) {
+				steps = append(steps, step{app: app, rel: rel, path: path, exists: true, oldData: oldData, data: data})
+				continue
+			}
+		}
+		var old *egressd.Baseline
+		if exists {
+			parsed, err := unmarshal(oldData, path, &app)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%w (file left untouched)", err))
+				continue
+			}
+			old = &parsed
+		}
+		next := Merge(old, b)
+		data, err := Marshal(next)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w (file left untouched)", path, err))
+			continue
+		}
+		steps = append(steps, step{app: app, rel: rel, path: path, exists: exists, old: old, oldData: oldData, next: next, data: data})
+	}
+
+	if opts.Prune && root != nil {
+		files, listErrs := listFiles(root, dir)
+		errs = append(errs, listErrs...)
+		for _, f := range files {
+			if count[f.app] != 0 {
+				continue
+			}
+			// Prune only what is recognisably a baseline: a broken
+			// file might be someone's work in progress.
+			old, oldData, err := readExisting(root, dir, f.app)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%w (not pruned)", err))
+				continue
+			}
+			if old == nil {
+				continue // gone since listed
+			}
+			rel := appRel(f.app)
+			steps = append(steps, step{app: f.app, rel: rel, path: filepath.Join(dir, rel), exists: true, old: old, oldData: oldData, prune: true})
+		}
+	}
+	slices.SortFunc(steps, func(a, b step) int { return compareApps(a.app, b.app) })
+	return steps, errs
+}
+
+// compareApps orders apps by namespace, then name.
+func compareApps(a, b egressd.App) int {
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
+}
+
+// openNamespace opens, creating it if need be, a namespace directory.
+func openNamespace(root *os.Root, namespace string) (*os.Root, error) {
+	switch err := root.Mkdir(namespace, dirMode); {
+	case err == nil:
+		if err := root.Chmod(namespace, dirMode); err != nil { // undo the umask
+			return nil, err
+		}
+	case !errors.Is(err, fs.ErrExist):
+		return nil, err
+	}
+	return root.OpenRoot(namespace)
+}
+
+// writeFile replaces the file name in dir with data atomically: a temporary
+// file in the same directory, renamed over name once complete.
+func writeFile(dir *os.Root, name string, data []byte, sync bool) error {
+	// The temporary name is short (an app name may use up to 250 of the
+	// 255 bytes a file name may have), hidden, and does not end in .json,
+	// so LoadDir skips it.
+	var (
+		tmp string
+		f   *os.File
+		err error
+	)
+	for range 10 {
+		var rnd [8]byte
+		_, _ = rand.Read(rnd[:]) // never fails (crypto/rand)
+		tmp = ".egressd-" + hex.EncodeToString(rnd[:]) + ".tmp"
+		f, err = dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = f.Close()
+			_ = dir.Remove(tmp) // best effort; the error that got us here matters more
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(fileMode); err != nil { // undo the umask
+		return err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := dir.Rename(tmp, name); err != nil {
+		return err
+	}
+	committed = true
+	if sync {
+		// The rename is durable once the directory is.
+		d, err := dir.Open(".")
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return d.Sync()
+	}
+	return nil
+}
