@@ -1,0 +1,27 @@
+// Package postgres is egressd's system of record: it stores the rollups the
+// collector flushes (apps, destinations with lifetime totals, hourly buckets,
+// DNS questions, collector cursors) and reads the window the baseline is built
+// from. The schema lives in package migrations; Migrate applies it.
+//
+// It is the only package that imports pgx and holds every SQL statement.
+// Errors leave it without pgx types: pgx.ErrNoRows becomes
+// egressd.ErrNotFound, a cancelled context stays detectable with errors.Is,
+// anything else becomes a message with the SQLSTATE.
+//
+// Writes are set-based: WriteRollup sends each table's rows as arrays, in a
+// fixed number of statements whatever the number of keys, and merges them
+// commutatively (counts add, first seen is the minimum, last seen the
+// maximum), so several collectors may write at once and in any order. Every
+// writer locks rows in the same order (tables in a fixed sequence, rows
+// sorted by key), so concurrent writers wait for each other but never
+// deadlock; writers sharing apps are serialized by the apps rows.
+//
+// Hourly buckets live in one partition of destination_hourly per UTC day,
+// created on demand by the writer that first needs it (creation serialized
+// by an advisory lock) and dropped whole by DropBucketsBefore. Retention and
+// writers exclude each other through a second advisory lock, so a writer's
+// partition cannot vanish between its check and its insert.
+//
+// StartEphemeral runs a throwaway PostgreSQL server from the local binaries,
+// for `egressd demo` and for tests (see package pgtest).
+package postgres

@@ -1,0 +1,212 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/egressd/egressd"
+)
+
+// Cursor returns how far source has been stored: the newest flow time of the
+// last committed rollup that carried it. It returns an error matching
+// egressd.ErrNotFound when the source has never been stored.
+func (db *DB) Cursor(ctx context.Context, source string) (time.Time, error) {
+	var t time.Time
+	err := db.pool.QueryRow(ctx, `SELECT time FROM collector_cursors WHERE source = $1`, source).Scan(&t)
+	if err != nil {
+		return time.Time{}, wrap(err, "cursor of source %q", source)
+	}
+	return t.UTC(), nil
+}
+
+// WindowEntries returns every (app, destination) with allowed traffic (flows
+// that were not denied) in the hourly buckets from the hour containing from
+// up to, not including, to: the input of a baseline build. Destinations that
+// only had denied flows are left out.
+//
+// Flows counts the allowed flows. FirstSeen and LastSeen have hour
+// precision (the start of the first bucket and the end of the last bucket
+// with allowed traffic), narrowed to the destination's own first and last
+// seen times when those fall inside these buckets. Entries are sorted by
+// cluster, namespace, app, name, port and protocol (bytewise).
+func (db *DB) WindowEntries(ctx context.Context, from, to time.Time) ([]egressd.WindowEntry, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT a.cluster, a.namespace, a.name, w.name, w.port, w.protocol,
+       CASE WHEN d.first_seen >= w.first_hour AND d.first_seen < w.first_hour + interval '1 hour'
+            THEN d.first_seen ELSE w.first_hour END,
+       CASE WHEN d.last_seen >= w.last_hour AND d.last_seen < w.last_hour + interval '1 hour'
+            THEN d.last_seen ELSE w.last_hour + interval '1 hour' END,
+       w.flows
+FROM (
+    SELECT app_id, name, port, protocol,
+           min(hour) AS first_hour, max(hour) AS last_hour,
+           sum(flows - dropped_flows) AS flows
+    FROM destination_hourly
+    WHERE hour >= $1 AND hour < $2 AND flows > dropped_flows
+    GROUP BY app_id, name, port, protocol
+) w
+JOIN apps a ON a.id = w.app_id
+LEFT JOIN destinations d
+       ON d.app_id = w.app_id AND d.name = w.name AND d.port = w.port AND d.protocol = w.protocol`,
+		from.UTC().Truncate(time.Hour), to)
+	if err != nil {
+		return nil, wrap(err, "read window %s to %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	}
+	var (
+		entries []egressd.WindowEntry
+		e       egressd.WindowEntry
+		port    int32
+	)
+	_, err = pgx.ForEachRow(rows, []any{
+		&e.App.Cluster, &e.App.Namespace, &e.App.Name,
+		&e.Destination.Name, &port, &e.Destination.Protocol,
+		&e.FirstSeen, &e.LastSeen, &e.Flows,
+	}, func() error {
+		e.Destination.Port = uint16(port)
+		e.FirstSeen, e.LastSeen = e.FirstSeen.UTC(), e.LastSeen.UTC()
+		entries = append(entries, e)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read window")
+	}
+	// Sorted here rather than in SQL: the database's collation need not be
+	// bytewise, and the order must not depend on it.
+	slices.SortFunc(entries, func(a, b egressd.WindowEntry) int {
+		return cmpDest(a.App, a.Destination, b.App, b.Destination)
+	})
+	return entries, nil
+}
+
+// AppSeen is an app with the times its traffic was first and last stored.
+type AppSeen struct {
+	App       egressd.App
+	FirstSeen time.Time
+	LastSeen  time.Time
+}
+
+// Apps returns every app, sorted by cluster, namespace and name.
+func (db *DB) Apps(ctx context.Context) ([]AppSeen, error) {
+	rows, err := db.pool.Query(ctx, `SELECT cluster, namespace, name, first_seen, last_seen FROM apps`)
+	if err != nil {
+		return nil, wrap(err, "read apps")
+	}
+	var (
+		apps []AppSeen
+		a    AppSeen
+	)
+	_, err = pgx.ForEachRow(rows, []any{&a.App.Cluster, &a.App.Namespace, &a.App.Name, &a.FirstSeen, &a.LastSeen}, func() error {
+		a.FirstSeen, a.LastSeen = a.FirstSeen.UTC(), a.LastSeen.UTC()
+		apps = append(apps, a)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read apps")
+	}
+	slices.SortFunc(apps, func(a, b AppSeen) int { return cmpApp(a.App, b.App) })
+	return apps, nil
+}
+
+// Destinations returns the stored totals of every destination of app, each
+// the merge of all rollups written for it, sorted by name, port and
+// protocol. An unknown app has none.
+func (db *DB) Destinations(ctx context.Context, app egressd.App) ([]egressd.DestinationRollup, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT d.name, d.port, d.protocol, d.first_seen, d.last_seen, d.flows, d.dropped_flows,
+       d.verdicts, d.example_pod, d.name_source
+FROM destinations d
+JOIN apps a ON a.id = d.app_id
+WHERE a.cluster = $1 AND a.namespace = $2 AND a.name = $3`, app.Cluster, app.Namespace, app.Name)
+	if err != nil {
+		return nil, wrap(err, "read destinations of %s", app)
+	}
+	var (
+		dests      []egressd.DestinationRollup
+		d          = egressd.DestinationRollup{App: app}
+		port       int32
+		verdicts   int32
+		nameSource int16
+	)
+	_, err = pgx.ForEachRow(rows, []any{
+		&d.Destination.Name, &port, &d.Destination.Protocol, &d.FirstSeen, &d.LastSeen,
+		&d.Flows, &d.DroppedFlows, &verdicts, &d.ExamplePod, &nameSource,
+	}, func() error {
+		d.Destination.Port = uint16(port)
+		d.Verdicts = egressd.VerdictSet(verdicts)
+		d.NameSource = egressd.NameSource(nameSource)
+		d.FirstSeen, d.LastSeen = d.FirstSeen.UTC(), d.LastSeen.UTC()
+		dests = append(dests, d)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read destinations of %s", app)
+	}
+	slices.SortFunc(dests, func(a, b egressd.DestinationRollup) int {
+		return cmpDest(a.App, a.Destination, b.App, b.Destination)
+	})
+	return dests, nil
+}
+
+// Hourly returns app's hourly buckets from the hour containing from up to,
+// not including, to, sorted by destination and hour.
+func (db *DB) Hourly(ctx context.Context, app egressd.App, from, to time.Time) ([]egressd.HourlyRollup, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT h.name, h.port, h.protocol, h.hour, h.flows, h.dropped_flows
+FROM destination_hourly h
+JOIN apps a ON a.id = h.app_id
+WHERE a.cluster = $1 AND a.namespace = $2 AND a.name = $3 AND h.hour >= $4 AND h.hour < $5`,
+		app.Cluster, app.Namespace, app.Name, from.UTC().Truncate(time.Hour), to)
+	if err != nil {
+		return nil, wrap(err, "read hourly buckets of %s", app)
+	}
+	var (
+		hours []egressd.HourlyRollup
+		h     = egressd.HourlyRollup{App: app}
+		port  int32
+	)
+	_, err = pgx.ForEachRow(rows, []any{&h.Destination.Name, &port, &h.Destination.Protocol, &h.Hour, &h.Flows, &h.DroppedFlows}, func() error {
+		h.Destination.Port = uint16(port)
+		h.Hour = h.Hour.UTC()
+		hours = append(hours, h)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read hourly buckets of %s", app)
+	}
+	slices.SortFunc(hours, func(a, b egressd.HourlyRollup) int {
+		return cmp.Or(cmpDest(a.App, a.Destination, b.App, b.Destination), a.Hour.Compare(b.Hour))
+	})
+	return hours, nil
+}
+
+// DNSQueries returns the DNS names app asked for, with totals, sorted by
+// name.
+func (db *DB) DNSQueries(ctx context.Context, app egressd.App) ([]egressd.DNSQueryRollup, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT q.name, q.first_seen, q.last_seen, q.queries
+FROM dns_queries q
+JOIN apps a ON a.id = q.app_id
+WHERE a.cluster = $1 AND a.namespace = $2 AND a.name = $3`, app.Cluster, app.Namespace, app.Name)
+	if err != nil {
+		return nil, wrap(err, "read dns queries of %s", app)
+	}
+	var (
+		queries []egressd.DNSQueryRollup
+		q       = egressd.DNSQueryRollup{App: app}
+	)
+	_, err = pgx.ForEachRow(rows, []any{&q.Name, &q.FirstSeen, &q.LastSeen, &q.Queries}, func() error {
+		q.FirstSeen, q.LastSeen = q.FirstSeen.UTC(), q.LastSeen.UTC()
+		queries = append(queries, q)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read dns queries of %s", app)
+	}
+	slices.SortFunc(queries, func(a, b egressd.DNSQueryRollup) int { return strings.Compare(a.Name, b.Name) })
+	return queries, nil
+}
