@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/cilium/cilium/api/v1/observer"
@@ -54,6 +55,17 @@ type Replayer struct {
 	line      []byte
 	resp      observer.GetFlowsResponse
 	fl        flowpb.Flow
+	lost      flowpb.LostEvent
+}
+
+// protoErr returns a protojson error's message without its "proto:" prefix,
+// which protojson writes with a deliberately unstable space.
+func protoErr(err error) string {
+	msg := err.Error()
+	for _, p := range []string{"proto:\u00a0", "proto: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
 }
 
 // NewReplayer returns a Replayer. Unknown JSON fields (from newer Cilium
@@ -166,20 +178,29 @@ func (rp *Replayer) parseLine(line []byte) ([]byte, error) {
 	}
 	rp.resp.Reset()
 	if err := rp.unmarshal.Unmarshal(line, &rp.resp); err != nil {
-		return nil, fmt.Errorf("not a Hubble flow record: %v", err)
+		return nil, fmt.Errorf("not a Hubble flow record: %s", protoErr(err))
 	}
 	if rp.resp.GetResponseTypes() == nil {
-		// A legacy line: the Flow itself, not wrapped in a response.
+		// A legacy line: a bare Flow or LostEvent, not wrapped in a
+		// response.
 		rp.fl.Reset()
-		if err := rp.unmarshal.Unmarshal(line, &rp.fl); err != nil {
-			return nil, fmt.Errorf("not a Hubble flow record: %v", err)
-		}
-		if rp.fl.GetTime() == nil && rp.fl.GetIP() == nil && rp.fl.GetSource() == nil {
+		ferr := rp.unmarshal.Unmarshal(line, &rp.fl)
+		switch {
+		case ferr == nil && (rp.fl.GetTime() != nil || rp.fl.GetIP() != nil || rp.fl.GetSource() != nil):
+			rp.resp.ResponseTypes = &observer.GetFlowsResponse_Flow{Flow: &rp.fl}
+			rp.resp.NodeName = rp.fl.GetNodeName()
+			rp.resp.Time = rp.fl.GetTime()
+		default:
+			rp.lost.Reset()
+			if lerr := rp.unmarshal.Unmarshal(line, &rp.lost); lerr == nil && (rp.lost.GetNumEventsLost() > 0 || rp.lost.GetSource() != 0) {
+				rp.resp.ResponseTypes = &observer.GetFlowsResponse_LostEvents{LostEvents: &rp.lost}
+				break
+			}
+			if ferr != nil {
+				return nil, fmt.Errorf("not a Hubble flow record: %s", protoErr(ferr))
+			}
 			return nil, errors.New(`not a Hubble flow record: no "flow", "lost_events" or "node_status", and not a bare flow`)
 		}
-		rp.resp.ResponseTypes = &observer.GetFlowsResponse_Flow{Flow: &rp.fl}
-		rp.resp.NodeName = rp.fl.GetNodeName()
-		rp.resp.Time = rp.fl.GetTime()
 	}
 	var err error
 	rp.buf, err = proto.MarshalOptions{}.MarshalAppend(rp.buf[:0], &rp.resp)

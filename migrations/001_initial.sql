@@ -81,8 +81,11 @@ COMMENT ON TABLE dns_queries IS 'DNS questions each app asked; a name only queri
 
 CREATE TABLE collector_cursors (
     source     text        COLLATE "C" PRIMARY KEY,
+    -- Flow times have nanoseconds, timestamptz only microseconds: resuming
+    -- from a rounded time would count the last flows again.
+    time_ns    bigint      NOT NULL,
     time       timestamptz NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
-COMMENT ON TABLE collector_cursors IS 'Newest stored flow time per flow source; a collector resumes from it after a restart.';
+COMMENT ON TABLE collector_cursors IS 'Newest stored flow time per flow source (time_ns exact, time for people); a collector resumes from it after a restart.';

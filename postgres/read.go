@@ -16,12 +16,12 @@ import (
 // last committed rollup that carried it. It returns an error matching
 // egressd.ErrNotFound when the source has never been stored.
 func (db *DB) Cursor(ctx context.Context, source string) (time.Time, error) {
-	var t time.Time
-	err := db.pool.QueryRow(ctx, `SELECT time FROM collector_cursors WHERE source = $1`, source).Scan(&t)
+	var ns int64
+	err := db.pool.QueryRow(ctx, `SELECT time_ns FROM collector_cursors WHERE source = $1`, source).Scan(&ns)
 	if err != nil {
 		return time.Time{}, wrap(err, "cursor of source %q", source)
 	}
-	return t.UTC(), nil
+	return time.Unix(0, ns).UTC(), nil
 }
 
 // WindowEntries returns every (app, destination) with allowed traffic (flows

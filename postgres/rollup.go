@@ -68,7 +68,7 @@ func (db *DB) WriteRollup(ctx context.Context, r *egressd.Rollup) error {
 		queue("upsert dns queries", upsertDNSQueries, w.dns.args(w.appIDs)...)
 	}
 	if len(w.cursors.source) > 0 {
-		queue("upsert cursors", upsertCursors, w.cursors.source, w.cursors.time)
+		queue("upsert cursors", upsertCursors, w.cursors.source, w.cursors.timeNS, w.cursors.time)
 	}
 	br := tx.SendBatch(ctx, b)
 	for _, name := range stmts {
@@ -156,12 +156,13 @@ SET first_seen = least(q.first_seen, excluded.first_seen),
     queries = q.queries + excluded.queries`
 
 const upsertCursors = `
-INSERT INTO collector_cursors AS c (source, time, updated_at)
-SELECT u.source, u.time, now()
-FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS u(source, time, ord)
+INSERT INTO collector_cursors AS c (source, time_ns, time, updated_at)
+SELECT u.source, u.time_ns, u.time, now()
+FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) WITH ORDINALITY AS u(source, time_ns, time, ord)
 ORDER BY u.ord
 ON CONFLICT (source) DO UPDATE
-SET time = greatest(c.time, excluded.time),
+SET time_ns = greatest(c.time_ns, excluded.time_ns),
+    time = greatest(c.time, excluded.time),
     updated_at = excluded.updated_at`
 
 // rollupWriter holds a rollup as column arrays, one set per statement, with
@@ -232,6 +233,7 @@ func (c *dnsColumns) args(appIDs []int64) []any {
 
 type cursorColumns struct {
 	source []string
+	timeNS []int64
 	time   []time.Time
 }
 
@@ -429,6 +431,7 @@ func newRollupWriter(r *egressd.Rollup) *rollupWriter {
 	}
 	for _, cur := range cursors {
 		w.cursors.source = append(w.cursors.source, cur.Source)
+		w.cursors.timeNS = append(w.cursors.timeNS, cur.Time.UnixNano())
 		w.cursors.time = append(w.cursors.time, cur.Time)
 	}
 	return w

@@ -290,3 +290,18 @@ func TestCursor(t *testing.T) {
 		require.Equal(t, step.want, got)
 	}
 }
+
+// TestCursorKeepsNanoseconds: flow times have nanoseconds; a cursor rounded to
+// PostgreSQL's microseconds would make a restart count the last flows again.
+func TestCursorKeepsNanoseconds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	at := time.Date(2026, 11, 1, 11, 41, 33, 88446480, time.UTC)
+	require.NoError(t, db.WriteRollup(ctx, &egressd.Rollup{Cursors: []egressd.Cursor{{Source: "relay", Time: at}}}))
+	got, err := db.Cursor(ctx, "relay")
+	require.NoError(t, err)
+	require.Equal(t, at, got)
+	_, err = db.Cursor(ctx, "other")
+	require.ErrorIs(t, err, egressd.ErrNotFound)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -76,7 +77,7 @@ type replayConfig struct {
 	opts  collector.Options
 	agg   collector.AggregatorOptions
 	files []string
-	stdin interface{ Read([]byte) (int, error) }
+	stdin io.Reader
 	sinks []collector.Sink
 	reg   prometheus.Registerer
 }
@@ -139,7 +140,13 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 			case egressd.ErrorCode(err) != egressd.ENOTFOUND:
 				return err
 			}
-			st, err := rp.ReplayFile(ctx, file, func(msg []byte) error { return pipe.Handle(source, msg) })
+			handle := func(msg []byte) error { return pipe.Handle(source, msg) }
+			var st collector.ReplayStats
+			if file == "-" {
+				st, err = rp.Replay(ctx, "stdin", rc.stdin, handle)
+			} else {
+				st, err = rp.ReplayFile(ctx, file, handle)
+			}
 			res.lines += st.Lines
 			res.messages += st.Messages
 			res.badLines += st.BadLines
