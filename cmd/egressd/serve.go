@@ -28,6 +28,9 @@ type ServeConfig struct {
 	Aggregate collector.AggregatorOptions
 	// Listen is the HTTP address; "127.0.0.1:0" picks a free port.
 	Listen string
+	// Retention is how long hourly buckets are kept; whole days older than
+	// it are dropped every hour. 0 keeps everything.
+	Retention time.Duration
 }
 
 // Main is the long-running egressd service: the Hubble client feeding the
@@ -135,6 +138,9 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	aggDone := make(chan error, 1)
 	go func() { aggDone <- agg.Run(aggCtx) }()
+	if m.cfg.Retention > 0 {
+		g.Go(func() error { m.retention(httpCtx); return nil })
+	}
 
 	clientErr := m.client.Run(ctx, func() time.Time { return pipe.Resume(source) }, func(msg []byte) error {
 		return pipe.Handle(source, msg)
@@ -147,6 +153,27 @@ func (m *Main) Run(ctx context.Context) error {
 	stopHTTP()
 	httpErr := g.Wait()
 	return errors.Join(clientErr, aggErr, httpErr)
+}
+
+// retention drops hourly buckets older than the retention period, at start
+// and then every hour, until ctx ends. A failure is logged and retried at the
+// next round: retention never stops the service.
+func (m *Main) retention(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		cutoff := time.Now().Add(-m.cfg.Retention)
+		if n, err := m.cfg.DB.DropBucketsBefore(ctx, cutoff); err != nil && ctx.Err() == nil {
+			m.log.Warn("retention_failed", "err", err)
+		} else if n > 0 {
+			m.log.Info("retention_dropped_days", "days", n, "before", cutoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (c *CLI) serve(ctx context.Context, args []string) error {
@@ -163,6 +190,7 @@ func (c *CLI) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&co.TLSServerName, "hubble-tls-server-name", "", "name expected in Hubble's certificate (e.g. ui.hubble-relay.cilium.io)")
 	fs.DurationVar(&co.BackoffMax, "hubble-backoff-max", co.BackoffMax, "longest wait between reconnects")
 	listen := fs.String("listen", ":9090", "HTTP address for /metrics, /healthz and /readyz")
+	retention := fs.Duration("retention", 30*24*time.Hour, "how long hourly buckets are kept (at least the baseline window); 0 keeps everything")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -172,6 +200,9 @@ func (c *CLI) serve(ctx context.Context, args []string) error {
 	}
 	if co.Address == "" {
 		return usageError("serve: --hubble-address is required (e.g. hubble-relay.kube-system:4245)")
+	}
+	if *retention != 0 && *retention < 168*time.Hour {
+		return usageError("serve: --retention %s is shorter than the default baseline window (168h): exports would lose destinations", *retention)
 	}
 	log, err := c.logger(cm)
 	if err != nil {
@@ -186,7 +217,7 @@ func (c *CLI) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
-	m, err := NewMain(ServeConfig{DB: db, Client: co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen}, log)
+	m, err := NewMain(ServeConfig{DB: db, Client: co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention}, log)
 	if err != nil {
 		return err
 	}
