@@ -138,45 +138,53 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 	if len(f.nodeName) == 0 {
 		f.nodeName = r.nodeName
 	}
-	p.process(source, f, ts, t)
+	err := p.process(source, f, ts, t)
 	for _, s := range p.sinks {
 		s.Advance(source, t)
 	}
-	return nil
+	return err
 }
 
-func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time) {
+func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time) error {
+	if !f.hasDNS {
+		// The cheap checks first: most flows end here, and their
+		// endpoints are never decoded.
+		if f.direction != directionEgress {
+			p.metrics.skip(skipNotEgress)
+			return nil
+		}
+		if p.isReply(f) {
+			p.metrics.skip(skipReply)
+			return nil
+		}
+	}
+	if err := p.dec.endpoints(f); err != nil {
+		p.metrics.DecodeErrors.Inc()
+		return err
+	}
 	if f.hasDNS {
 		p.processDNS(source, f, ts, t)
-		return
-	}
-	if f.direction != directionEgress {
-		p.metrics.skip(skipNotEgress)
-		return
-	}
-	if p.isReply(f) {
-		p.metrics.skip(skipReply)
-		return
+		return nil
 	}
 	if !outsideCluster(&f.dest) {
 		p.metrics.skip(skipInCluster)
-		return
+		return nil
 	}
 	ip, ok := parseAddr(f.ipDest)
 	if !ok {
 		p.metrics.unattr(unattrBadIP)
-		return
+		return nil
 	}
 	for _, c := range p.opts.InternalCIDRs {
 		if c.Contains(ip) {
 			p.metrics.skip(skipInternalCIDR)
-			return
+			return nil
 		}
 	}
 	o := &p.obs
 	*o = egressd.Observation{Time: t, Kind: egressd.KindConnect, Source: source, Verdict: egressd.Verdict(f.verdict)}
 	if !p.attributeSource(f, o) {
-		return
+		return nil
 	}
 	// The destination: Cilium's own name for it, else the name the pod's
 	// DNS answer gave the address, else the address itself.
@@ -198,10 +206,11 @@ func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time)
 	o.Destination.Port, o.Destination.Protocol = l4Port(f)
 	if p.dedup.seen(f.raw, ts) {
 		p.metrics.skip(skipDuplicate)
-		return
+		return nil
 	}
 	p.metrics.obsConnect.Inc()
 	p.deliver(o)
+	return nil
 }
 
 // processDNS learns a DNS answer (query -> addresses for the asking pod) or

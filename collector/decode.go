@@ -132,7 +132,9 @@ type decodedFlow struct {
 	ipSource, ipDest   []byte
 	l4                 int // l4TCP... or 0
 	dstPort            uint32
-	source, dest       endpoint
+	source, dest       endpoint // valid after decoder.endpoints
+	srcRaw, dstRaw     []byte
+	srcN, dstN         int
 	flowType           int32
 	nodeName           []byte
 	destName           []byte // the first destination_names entry
@@ -169,7 +171,8 @@ type decodedResponse struct {
 // skipping everything attribution does not need. It allocates nothing: it is
 // reused for every message and its results point into the message bytes.
 type decoder struct {
-	labelKeys [][]byte // "k8s:app=" style prefixes whose values are kept
+	labelKeys  [][]byte // "k8s:app=" style prefixes whose values are kept
+	firstBytes [256]bool
 }
 
 func newDecoder(labelKeys []string) *decoder {
@@ -179,6 +182,7 @@ func newDecoder(labelKeys []string) *decoder {
 			break
 		}
 		d.labelKeys = append(d.labelKeys, []byte("k8s:"+k+"="))
+		d.firstBytes[("k8s:" + k + "=")[4]] = true
 	}
 	return d
 }
@@ -187,14 +191,14 @@ func newDecoder(labelKeys []string) *decoder {
 func (d *decoder) decode(b []byte, r *decodedResponse) error {
 	*r = decodedResponse{}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return fmt.Errorf("GetFlowsResponse: %w", protowire.ParseError(n))
 		}
 		b = b[n:]
 		switch {
 		case num == respFlow && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return fmt.Errorf("GetFlowsResponse.flow: %w", protowire.ParseError(n))
 			}
@@ -205,7 +209,7 @@ func (d *decoder) decode(b []byte, r *decodedResponse) error {
 			b = b[n:]
 			continue
 		case num == respLostEvents && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return fmt.Errorf("GetFlowsResponse.lost_events: %w", protowire.ParseError(n))
 			}
@@ -218,7 +222,7 @@ func (d *decoder) decode(b []byte, r *decodedResponse) error {
 		case num == respNodeStatus && typ == protowire.BytesType:
 			r.kind = kindNodeStatus
 		case num == respNodeName && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return fmt.Errorf("GetFlowsResponse.node_name: %w", protowire.ParseError(n))
 			}
@@ -226,7 +230,7 @@ func (d *decoder) decode(b []byte, r *decodedResponse) error {
 			b = b[n:]
 			continue
 		case num == respTime && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return fmt.Errorf("GetFlowsResponse.time: %w", protowire.ParseError(n))
 			}
@@ -249,7 +253,7 @@ func (d *decoder) decode(b []byte, r *decodedResponse) error {
 func (d *decoder) decodeFlow(b []byte, f *decodedFlow) error {
 	f.raw = b
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
@@ -262,9 +266,9 @@ func (d *decoder) decodeFlow(b []byte, f *decodedFlow) error {
 		)
 		switch {
 		case isLen:
-			v, n = protowire.ConsumeBytes(b)
+			v, n = consumeBytes(b)
 		case isVarN:
-			x, n = protowire.ConsumeVarint(b)
+			x, n = consumeVarint(b)
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
@@ -286,9 +290,9 @@ func (d *decoder) decodeFlow(b []byte, f *decodedFlow) error {
 		case num == flowL4 && isLen:
 			err = decodeL4(v, f)
 		case num == flowSource && isLen:
-			err = d.decodeEndpoint(v, &f.source)
+			err = d.deferEndpoint(v, &f.srcRaw, &f.srcN, &f.source)
 		case num == flowDestination && isLen:
-			err = d.decodeEndpoint(v, &f.dest)
+			err = d.deferEndpoint(v, &f.dstRaw, &f.dstN, &f.dest)
 		case num == flowType && isVarN:
 			f.flowType = int32(x)
 		case num == flowNodeName && isLen:
@@ -317,15 +321,51 @@ func (d *decoder) decodeFlow(b []byte, f *decodedFlow) error {
 	return nil
 }
 
+// deferEndpoint keeps an endpoint's bytes for endpoints, which decodes them
+// only for flows that get past the cheap checks. An endpoint that occurs
+// twice (which proto merges) is decoded at once, both occurrences in order.
+func (d *decoder) deferEndpoint(v []byte, raw *[]byte, n *int, e *endpoint) error {
+	*n++
+	if *n == 1 {
+		*raw = v
+		return nil
+	}
+	if *raw != nil {
+		if err := d.decodeEndpoint(*raw, e); err != nil {
+			return err
+		}
+		*raw = nil
+	}
+	return d.decodeEndpoint(v, e)
+}
+
+// endpoints decodes the flow's source and destination endpoints, if that
+// has not been done yet.
+func (d *decoder) endpoints(f *decodedFlow) error {
+	if f.srcRaw != nil {
+		if err := d.decodeEndpoint(f.srcRaw, &f.source); err != nil {
+			return fmt.Errorf("Flow.source: %w", err)
+		}
+		f.srcRaw = nil
+	}
+	if f.dstRaw != nil {
+		if err := d.decodeEndpoint(f.dstRaw, &f.dest); err != nil {
+			return fmt.Errorf("Flow.destination: %w", err)
+		}
+		f.dstRaw = nil
+	}
+	return nil
+}
+
 func (d *decoder) decodeEndpoint(b []byte, e *endpoint) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
 		if typ == protowire.VarintType && num == epIdentity {
-			x, n := protowire.ConsumeVarint(b)
+			x, n := consumeVarint(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -341,7 +381,7 @@ func (d *decoder) decodeEndpoint(b []byte, e *endpoint) error {
 			b = b[n:]
 			continue
 		}
-		v, n := protowire.ConsumeBytes(b)
+		v, n := consumeBytes(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
@@ -388,7 +428,9 @@ func (d *decoder) classifyLabel(l []byte, e *endpoint) {
 		e.reserved |= resCIDR
 	case hasPrefix(l, prefixFQDN):
 		e.reserved |= resFQDN
-	default:
+	case len(l) > 4 && d.firstBytes[l[4]]:
+		// Only "k8s:" labels whose key starts like a wanted key are
+		// compared in full.
 		for i, k := range d.labelKeys {
 			if e.labelVals[i] == nil && hasPrefix(l, k) {
 				e.labelVals[i] = l[len(k):len(l):len(l)]
@@ -404,13 +446,13 @@ func hasPrefix(b, p []byte) bool {
 func decodeWorkload(b []byte, e *endpoint) error {
 	var name, kind []byte
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
 		if typ == protowire.BytesType && (num == workloadName || num == workloadKind) {
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -439,13 +481,13 @@ func decodeWorkload(b []byte, e *endpoint) error {
 
 func decodeIP(b []byte, f *decodedFlow) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
 		if typ == protowire.BytesType && (num == ipSource || num == ipDestination) {
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -468,13 +510,13 @@ func decodeIP(b []byte, f *decodedFlow) error {
 
 func decodeL4(b []byte, f *decodedFlow) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
 		if typ == protowire.BytesType && num >= l4TCP && num <= l4SCTP {
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -503,14 +545,14 @@ func decodeL4(b []byte, f *decodedFlow) error {
 
 func decodeL7(b []byte, f *decodedFlow) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
 		switch {
 		case num == l7Type && typ == protowire.VarintType:
-			x, n := protowire.ConsumeVarint(b)
+			x, n := consumeVarint(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -518,7 +560,7 @@ func decodeL7(b []byte, f *decodedFlow) error {
 			b = b[n:]
 			continue
 		case num == l7DNS && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -544,14 +586,14 @@ func decodeL7(b []byte, f *decodedFlow) error {
 
 func decodeDNS(b []byte, f *decodedFlow) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
 		switch {
 		case typ == protowire.BytesType && (num == dnsQuery || num == dnsIPs):
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -566,7 +608,7 @@ func decodeDNS(b []byte, f *decodedFlow) error {
 			b = b[n:]
 			continue
 		case typ == protowire.VarintType && (num == dnsTTL || num == dnsRcode):
-			x, n := protowire.ConsumeVarint(b)
+			x, n := consumeVarint(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -589,13 +631,13 @@ func decodeDNS(b []byte, f *decodedFlow) error {
 
 func decodeLost(b []byte, r *decodedResponse) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
 		if typ == protowire.VarintType && (num == lostSource || num == lostNumEvents) {
-			x, n := protowire.ConsumeVarint(b)
+			x, n := consumeVarint(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -620,13 +662,13 @@ func decodeLost(b []byte, r *decodedResponse) error {
 // message field that occurs twice.
 func decodeTimestamp(b []byte, sec, nanos *int64) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
 		if typ == protowire.VarintType && (num == timestampSeconds || num == timestampNanos) {
-			x, n := protowire.ConsumeVarint(b)
+			x, n := consumeVarint(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -668,13 +710,13 @@ func decodeBoolValue(b []byte, v *bool) error {
 // leaving it as it was when b does not carry the field (proto merge).
 func mergeUint32Field(b []byte, want protowire.Number, out *uint32) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
 		if typ == protowire.VarintType && num == want {
-			x, n := protowire.ConsumeVarint(b)
+			x, n := consumeVarint(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
@@ -689,4 +731,33 @@ func mergeUint32Field(b []byte, want protowire.Number, out *uint32) error {
 		b = b[n:]
 	}
 	return nil
+}
+
+// consumeTag, consumeBytes and consumeVarint are protowire's functions with a
+// fast path for the one-byte case, which covers almost every tag, length and
+// enum in a flow; anything longer or malformed takes protowire's own path,
+// which also produces its errors.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 && b[0] >= 8 {
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
+	return protowire.ConsumeTag(b)
+}
+
+func consumeBytes(b []byte) ([]byte, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		n := int(b[0]) + 1
+		if n > len(b) {
+			return nil, -1 // protowire's "unexpected EOF"
+		}
+		return b[1:n:n], n
+	}
+	return protowire.ConsumeBytes(b)
+}
+
+func consumeVarint(b []byte) (uint64, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1
+	}
+	return protowire.ConsumeVarint(b)
 }

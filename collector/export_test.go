@@ -68,14 +68,18 @@ func NewTestDecoder(labelKeys []string) *Decoder {
 	return &Decoder{d: newDecoder(labelKeys), keys: len(labelKeys)}
 }
 
-// DecodeRaw decodes without converting, for benchmarks.
+// DecodeRaw decodes every field attribution may read, endpoints included,
+// without converting them: for benchmarks.
 func (d *Decoder) DecodeRaw(b []byte) error {
-	return d.d.decode(b, &d.r)
+	if err := d.d.decode(b, &d.r); err != nil {
+		return err
+	}
+	return d.d.endpoints(&d.r.flow)
 }
 
 // Decode decodes b and returns the fields as plain values.
 func (d *Decoder) Decode(b []byte) (DecodedFields, error) {
-	if err := d.d.decode(b, &d.r); err != nil {
+	if err := d.DecodeRaw(b); err != nil {
 		return DecodedFields{}, err
 	}
 	r := &d.r
