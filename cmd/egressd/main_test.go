@@ -286,25 +286,12 @@ func TestDatabaseURLIsNeverPrinted(t *testing.T) {
 
 func destinationRows(t *testing.T, env map[string]string) []string {
 	t.Helper()
-	ctx := context.Background()
 	opts := postgres.DefaultOptions()
 	opts.URL = postgres.DSN(env["DATABASE_URL"])
-	db, err := postgres.Open(ctx, opts)
+	db, err := postgres.Open(context.Background(), opts)
 	require.NoError(t, err)
 	defer db.Close()
-	apps, err := db.Apps(ctx)
-	require.NoError(t, err)
-	var out []string
-	for _, a := range apps {
-		ds, err := db.Destinations(ctx, a.App)
-		require.NoError(t, err)
-		for _, d := range ds {
-			out = append(out, a.App.String()+" "+d.Destination.String()+" "+
-				d.FirstSeen.Format(time.RFC3339Nano)+" "+d.LastSeen.Format(time.RFC3339Nano)+" "+
-				strconv.FormatInt(d.Flows, 10)+"/"+strconv.FormatInt(d.DroppedFlows, 10)+" "+strings.Join(d.Verdicts.Names(), ","))
-		}
-	}
-	return out
+	return rowsOf(t, db)
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,7 +158,9 @@ func rowsOf(t *testing.T, db *postgres.DB) []string {
 		ds, err := db.Destinations(ctx, a.App)
 		require.NoError(t, err)
 		for _, d := range ds {
-			out = append(out, a.App.String()+" "+d.Destination.String()+" "+d.FirstSeen.String()+" "+d.LastSeen.String()+" "+itoa64(d.Flows)+" "+itoa64(d.DroppedFlows))
+			out = append(out, a.App.String()+" "+d.Destination.String()+" "+
+				d.FirstSeen.Format(time.RFC3339Nano)+" "+d.LastSeen.Format(time.RFC3339Nano)+" "+
+				itoa64(d.Flows)+"/"+itoa64(d.DroppedFlows)+" "+strings.Join(d.Verdicts.Names(), ","))
 		}
 	}
 	return out
