@@ -97,3 +97,18 @@ type Accepted struct {
 	By          string
 	At          time.Time
 }
+
+// Delivery is one pending notification of an anomaly to one Alertmanager, as
+// the durable outbox holds it: every configured Alertmanager gets its own
+// row, so one that is down delays nobody else.
+type Delivery struct {
+	ID int64
+	// Target is the Alertmanager's base URL.
+	Target  string
+	Anomaly Anomaly
+	// Resolved deliveries are sent once with endsAt = now; firing ones are
+	// sent again every resend interval until the anomaly resolves.
+	Resolved bool
+	// Attempts counts failed attempts since the last success.
+	Attempts int
+}
