@@ -1,0 +1,459 @@
+package detector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/baseline"
+)
+
+// Store keeps anomalies (postgres.DB, wrapped by cmd to also wake the alert
+// sender). Raise returns false when the fingerprint was already stored.
+type Store interface {
+	Raise(ctx context.Context, a egressd.Anomaly) (bool, error)
+	Resolve(ctx context.Context, fingerprint string, at time.Time) error
+}
+
+// Options configure the detector.
+type Options struct {
+	// LearningPeriod starts when an app is first seen (flow time); during
+	// it the app's destinations are learnt, never raised.
+	LearningPeriod time.Duration
+	// FloodThreshold novel destinations of one app within FloodWindow are
+	// raised one by one; more are summarised in one flood anomaly.
+	FloodThreshold int
+	FloodWindow    time.Duration
+	// Unbounded apps raise no novelty (volume only), in addition to those
+	// whose baseline file says "unbounded": true.
+	Unbounded []egressd.App
+	// QueueSize bounds anomalies waiting for the store.
+	QueueSize int
+	// Volume configures the volume rule; a zero Factor disables it.
+	Volume VolumeOptions
+}
+
+// DefaultOptions returns DESIGN.md's defaults.
+func DefaultOptions() Options {
+	return Options{
+		LearningPeriod: 24 * time.Hour,
+		FloodThreshold: 5,
+		FloodWindow:    10 * time.Minute,
+		QueueSize:      10_000,
+		Volume:         DefaultVolumeOptions(),
+	}
+}
+
+// Validate reports the first invalid field.
+func (o Options) Validate() error {
+	switch {
+	case o.LearningPeriod < 0:
+		return errors.New("detector: Options.LearningPeriod must be >= 0")
+	case o.FloodThreshold <= 0:
+		return errors.New("detector: Options.FloodThreshold must be > 0")
+	case o.FloodWindow <= 0:
+		return errors.New("detector: Options.FloodWindow must be > 0")
+	case o.QueueSize <= 0:
+		return errors.New("detector: Options.QueueSize must be > 0")
+	}
+	return o.Volume.Validate()
+}
+
+type key struct {
+	app   egressd.App
+	name  string
+	port  uint16
+	proto string
+}
+
+type appState struct {
+	firstSeen time.Time
+	file      *baseline.Matcher // the committed baseline, when there is one
+	unbounded bool
+	flood     floodState
+}
+
+type floodState struct {
+	start   time.Time // start of the current window
+	count   int       // novel destinations in it
+	raised  bool      // the flood anomaly of this window was raised
+	members []string
+}
+
+// Detector judges observations. It is a collector Sink: Observe never
+// blocks on the store.
+type Detector struct {
+	opts    Options
+	store   Store
+	log     *slog.Logger
+	metrics *Metrics
+	queue   chan job
+
+	mu       sync.Mutex
+	ok       map[key]struct{} // keys known to be normal: the one-lookup fast path
+	window   map[key]struct{} // the live rolling window
+	accepted map[key]struct{}
+	apps     map[egressd.App]*appState
+	files    map[egressd.App]egressd.Baseline
+	volume   *volumeRule
+}
+
+type job struct {
+	anomaly egressd.Anomaly
+	resolve bool
+}
+
+// New returns a detector recording anomalies in store.
+func New(opts Options, store Store, log *slog.Logger, m *Metrics) (*Detector, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Detector{
+		opts: opts, store: store, log: log, metrics: m,
+		queue:    make(chan job, opts.QueueSize),
+		ok:       make(map[key]struct{}),
+		window:   make(map[key]struct{}),
+		accepted: make(map[key]struct{}),
+		apps:     make(map[egressd.App]*appState),
+		files:    make(map[egressd.App]egressd.Baseline),
+	}
+	d.volume = newVolumeRule(opts.Volume)
+	return d, nil
+}
+
+func keyOf(a egressd.App, dst egressd.Destination) key {
+	return key{app: a, name: dst.Name, port: dst.Port, proto: dst.Protocol}
+}
+
+// LoadWindow adds (app, destination) pairs to the live window: what the
+// store saw in the last window before a restart.
+func (d *Detector) LoadWindow(entries []egressd.WindowEntry) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range entries {
+		d.window[keyOf(e.App, e.Destination)] = struct{}{}
+	}
+	d.metrics.KnownKeys.Set(float64(len(d.window)))
+}
+
+// LoadApps records when apps were first seen, for their learning period.
+// An earlier time than the one known wins.
+func (d *Detector) LoadApps(firstSeen map[egressd.App]time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for a, t := range firstSeen {
+		st := d.app(a, t)
+		if t.Before(st.firstSeen) {
+			st.firstSeen = t
+		}
+	}
+}
+
+// SetAccepted replaces the accepted destinations. Port 0 with protocol ANY
+// accepts every port of the name.
+func (d *Detector) SetAccepted(acc []egressd.Accepted) {
+	m := make(map[key]struct{}, len(acc))
+	for _, a := range acc {
+		m[keyOf(a.App, a.Destination)] = struct{}{}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.accepted = m
+	d.ok = make(map[key]struct{}) // decisions may have changed
+}
+
+// SetBaselines replaces the committed baseline files. An app with a file is
+// judged against the file only (plus accepted destinations); its
+// "unbounded" flag silences novelty.
+func (d *Detector) SetBaselines(bs []egressd.Baseline) {
+	files := make(map[egressd.App]egressd.Baseline, len(bs))
+	for _, b := range bs {
+		files[egressd.App{Namespace: b.Namespace, Name: b.App}] = b
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.files = files
+	for a, st := range d.apps {
+		d.attachFile(a, st)
+	}
+	d.ok = make(map[key]struct{})
+}
+
+// app returns the state of an app, creating it first seen at t.
+func (d *Detector) app(a egressd.App, t time.Time) *appState {
+	st := d.apps[a]
+	if st == nil {
+		st = &appState{firstSeen: t}
+		d.attachFile(a, st)
+		d.apps[a] = st
+		d.metrics.Apps.Set(float64(len(d.apps)))
+	}
+	return st
+}
+
+func (d *Detector) attachFile(a egressd.App, st *appState) {
+	st.file, st.unbounded = nil, false
+	for _, u := range d.opts.Unbounded {
+		if u.Namespace == a.Namespace && u.Name == a.Name {
+			st.unbounded = true
+		}
+	}
+	// Files are per namespace/app; the cluster is not part of their name.
+	if b, ok := d.files[egressd.App{Namespace: a.Namespace, Name: a.Name}]; ok {
+		st.file = baseline.NewMatcher(b)
+		st.unbounded = st.unbounded || b.Unbounded
+	}
+}
+
+// Observe judges one observation. DNS questions are not destinations.
+func (d *Detector) Observe(o *egressd.Observation) {
+	if o.Kind != egressd.KindConnect {
+		return
+	}
+	d.metrics.Observed.Inc()
+	k := keyOf(o.App, o.Destination)
+	d.mu.Lock()
+	d.volume.observe(o)
+	if _, ok := d.ok[k]; ok {
+		d.mu.Unlock()
+		return
+	}
+	d.metrics.SlowPath.Inc()
+	a, raise := d.judge(k, o)
+	d.mu.Unlock()
+	if raise {
+		d.enqueue(job{anomaly: a})
+	}
+}
+
+// judge is the slow path, under d.mu.
+func (d *Detector) judge(k key, o *egressd.Observation) (egressd.Anomaly, bool) {
+	st := d.app(o.App, o.Time)
+	if o.Time.Before(st.firstSeen) {
+		st.firstSeen = o.Time
+	}
+	learning := o.Time.Before(st.firstSeen.Add(d.opts.LearningPeriod))
+	if known, _ := d.known(k, st); known {
+		d.ok[k] = struct{}{}
+		return egressd.Anomaly{}, false
+	}
+	// From here on the key is new for this app: it joins the live window
+	// whatever happens, so it is judged once.
+	d.window[k] = struct{}{}
+	d.metrics.KnownKeys.Set(float64(len(d.window)))
+	d.ok[k] = struct{}{}
+	switch {
+	case learning:
+		d.metrics.Suppressed.WithLabelValues("learning").Inc()
+		return egressd.Anomaly{}, false
+	case st.unbounded:
+		d.metrics.Suppressed.WithLabelValues("unbounded").Inc()
+		return egressd.Anomaly{}, false
+	}
+	source := "window"
+	if st.file != nil {
+		source = "files"
+	}
+	a := egressd.Anomaly{
+		Fingerprint:    egressd.NoveltyFingerprint(o.App, o.Destination),
+		Kind:           egressd.AnomalyNovelDestination,
+		App:            o.App,
+		Destination:    o.Destination,
+		Time:           o.Time,
+		Pod:            o.Pod,
+		Node:           o.Node,
+		Verdict:        o.Verdict,
+		NameSource:     o.NameSource,
+		BaselineSource: source,
+		Details:        map[string]string{"verdict": o.Verdict.String(), "name_source": nameSource(o.NameSource)},
+	}
+	a.Summary = fmt.Sprintf("%s reached %s, new for this app", o.App, o.Destination)
+	if o.Verdict.Denied() {
+		a.Summary = fmt.Sprintf("%s tried to reach %s, new for this app (%s)", o.App, o.Destination, o.Verdict)
+	}
+	return d.flood(st, a)
+}
+
+// known reports whether k is normal for the app, and by which source.
+func (d *Detector) known(k key, st *appState) (bool, string) {
+	if _, ok := d.accepted[k]; ok {
+		return true, "accepted"
+	}
+	if _, ok := d.accepted[key{app: k.app, name: k.name, proto: egressd.ProtoAny}]; ok {
+		return true, "accepted"
+	}
+	if st.file != nil {
+		return st.file.Match(k.name, k.port, k.proto), "files"
+	}
+	_, ok := d.window[k]
+	return ok, "window"
+}
+
+// flood lets the first FloodThreshold novel destinations of a window through
+// and folds the rest into one flood anomaly.
+func (d *Detector) flood(st *appState, a egressd.Anomaly) (egressd.Anomaly, bool) {
+	f := &st.flood
+	if f.start.IsZero() || a.Time.Sub(f.start) >= d.opts.FloodWindow {
+		*f = floodState{start: a.Time}
+	}
+	f.count++
+	if f.count <= d.opts.FloodThreshold {
+		return a, true
+	}
+	d.metrics.Suppressed.WithLabelValues("flood").Inc()
+	if len(f.members) < 10 {
+		f.members = append(f.members, a.Destination.String())
+	}
+	if f.raised {
+		return egressd.Anomaly{}, false
+	}
+	f.raised = true
+	fl := a
+	fl.Kind = egressd.AnomalyNovelFlood
+	fl.Fingerprint = egressd.FloodFingerprint(a.App, f.start)
+	fl.Time = a.Time
+	fl.Summary = fmt.Sprintf("%s reached more than %d new destinations within %s (e.g. %s); further ones in this window are not raised one by one",
+		a.App, d.opts.FloodThreshold, d.opts.FloodWindow, a.Destination)
+	fl.Details = map[string]string{
+		"window_start": f.start.UTC().Format(time.RFC3339),
+		"threshold":    strconv.Itoa(d.opts.FloodThreshold),
+		"first_extra":  a.Destination.String(),
+		"domain":       parentDomain(a.Destination.Name),
+	}
+	return fl, true
+}
+
+// parentDomain returns the last two labels of a name ("example.com"), or
+// the name itself for IPs and short names: how flood members usually relate.
+func parentDomain(name string) string {
+	if strings.Count(name, ".") < 2 || strings.Count(name, ":") > 0 || isNumericLast(name) {
+		return name
+	}
+	i := strings.LastIndexByte(name, '.')
+	j := strings.LastIndexByte(name[:i], '.')
+	return name[j+1:]
+}
+
+func isNumericLast(name string) bool {
+	i := strings.LastIndexByte(name, '.')
+	_, err := strconv.Atoi(name[i+1:])
+	return err == nil
+}
+
+func nameSource(s egressd.NameSource) string {
+	switch s {
+	case egressd.NameFromFlow:
+		return "flow"
+	case egressd.NameFromDNS:
+		return "dns"
+	case egressd.NameIsIP:
+		return "ip"
+	}
+	return "unknown"
+}
+
+// Advance moves the volume rule's clock with the flows of source.
+func (d *Detector) Advance(_ string, t time.Time) {
+	d.mu.Lock()
+	jobs := d.volume.advance(t)
+	d.mu.Unlock()
+	for _, j := range jobs {
+		d.enqueue(j)
+	}
+}
+
+func (d *Detector) enqueue(j job) {
+	select {
+	case d.queue <- j:
+	default:
+		d.metrics.QueueDropped.Inc()
+		d.log.Warn("anomaly_queue_full", "fingerprint", j.anomaly.Fingerprint, "app", j.anomaly.App.String())
+	}
+}
+
+// Run records queued anomalies until ctx ends, then drains what is queued
+// with a short deadline. A store error is retried with backoff; the
+// anomaly is never dropped while ctx lives.
+func (d *Detector) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return d.drain(context.WithoutCancel(ctx))
+		case j := <-d.queue:
+			d.record(ctx, j)
+		}
+	}
+}
+
+// drain records what is already queued, for at most 10 s.
+func (d *Detector) drain(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		select {
+		case j := <-d.queue:
+			d.record(ctx, j)
+		default:
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("detector: %d anomalies not recorded at shutdown", len(d.queue))
+		}
+	}
+}
+
+func (d *Detector) record(ctx context.Context, j job) {
+	backoff := 100 * time.Millisecond
+	for {
+		var err error
+		if j.resolve {
+			err = d.store.Resolve(ctx, j.anomaly.Fingerprint, j.anomaly.ResolvedAt)
+		} else {
+			var inserted bool
+			inserted, err = d.store.Raise(ctx, j.anomaly)
+			if err == nil && inserted {
+				d.metrics.Raised.WithLabelValues(string(j.anomaly.Kind)).Inc()
+			}
+		}
+		if err == nil {
+			return
+		}
+		d.metrics.StoreErrors.Inc()
+		d.log.Warn("anomaly_store_failed", "fingerprint", j.anomaly.Fingerprint, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// Pending returns how many anomalies wait for the store (for tests and
+// shutdown logs).
+func (d *Detector) Pending() int { return len(d.queue) }
+
+// sortedApps is for deterministic iteration.
+func sortedApps[V any](m map[egressd.App]V) []egressd.App {
+	out := make([]egressd.App, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Cluster < out[j].Cluster
+	})
+	return out
+}

@@ -1,0 +1,62 @@
+package detector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the detector's Prometheus metrics.
+type Metrics struct {
+	Observed     prometheus.Counter
+	SlowPath     prometheus.Counter
+	Raised       *prometheus.CounterVec
+	Suppressed   *prometheus.CounterVec
+	QueueDropped prometheus.Counter
+	StoreErrors  prometheus.Counter
+	KnownKeys    prometheus.Gauge
+	Apps         prometheus.Gauge
+	VolumeErrors prometheus.Counter
+}
+
+// NewMetrics registers the detector's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		Observed: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_detector_observations_total",
+			Help: "Connect observations the novelty detector judged.",
+		}),
+		SlowPath: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_detector_slow_path_total",
+			Help: "Observations whose key was not yet known to be normal.",
+		}),
+		Raised: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_detector_anomalies_raised_total",
+			Help: "Anomalies raised, by kind (recorded once each; repeats of a stored fingerprint are not counted).",
+		}, []string{"kind"}),
+		Suppressed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_detector_novel_suppressed_total",
+			Help: "Novel destinations not raised on their own, by reason (learning, unbounded, flood).",
+		}, []string{"reason"}),
+		QueueDropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_detector_queue_dropped_total",
+			Help: "Anomalies dropped because the queue to the store was full.",
+		}),
+		StoreErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_detector_store_errors_total",
+			Help: "Failed attempts to record or resolve an anomaly (retried).",
+		}),
+		KnownKeys: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_detector_known_keys",
+			Help: "(app, destination, port) keys in the live window index.",
+		}),
+		Apps: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_detector_apps",
+			Help: "Apps the detector tracks.",
+		}),
+		VolumeErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_detector_volume_source_errors_total",
+			Help: "Failed reads of the volume rate source.",
+		}),
+	}
+}

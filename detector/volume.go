@@ -1,0 +1,276 @@
+package detector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/egressd/egressd"
+)
+
+// VolumeOptions configure the egress volume rule.
+type VolumeOptions struct {
+	// Factor: an app is anomalous when its current rate is above Factor
+	// times its history average. 0 disables the rule.
+	Factor float64
+	// Floor is the absolute rate below which nothing is anomalous, in the
+	// source's unit (flows/s from Hubble, bytes/s from Prometheus).
+	Floor float64
+	// Hold is how long the condition must hold before the anomaly fires,
+	// and how long it must be gone before it resolves.
+	Hold time.Duration
+	// ShortWindow is the current rate's window; HistoryWindow the
+	// average's. An app is judged only once it has a full history.
+	ShortWindow   time.Duration
+	HistoryWindow time.Duration
+	// Unit names the rate's unit in anomalies ("flows/s", "bytes/s").
+	Unit string
+}
+
+// DefaultVolumeOptions returns DESIGN.md's defaults for the Hubble flow
+// rate: 100x the 24 h average, at least 5 flows/s, held for 2 minutes.
+func DefaultVolumeOptions() VolumeOptions {
+	return VolumeOptions{
+		Factor:        100,
+		Floor:         5,
+		Hold:          2 * time.Minute,
+		ShortWindow:   2 * time.Minute,
+		HistoryWindow: 24 * time.Hour,
+		Unit:          "flows/s",
+	}
+}
+
+// Validate reports the first invalid field.
+func (o VolumeOptions) Validate() error {
+	if o.Factor == 0 {
+		return nil
+	}
+	switch {
+	case o.Factor < 1:
+		return errors.New("detector: VolumeOptions.Factor must be >= 1 (or 0 to disable)")
+	case o.Floor < 0:
+		return errors.New("detector: VolumeOptions.Floor must be >= 0")
+	case o.Hold < 0:
+		return errors.New("detector: VolumeOptions.Hold must be >= 0")
+	case o.ShortWindow < time.Minute || o.ShortWindow%time.Minute != 0:
+		return errors.New("detector: VolumeOptions.ShortWindow must be whole minutes, at least 1m")
+	case o.HistoryWindow < 2*o.ShortWindow || o.HistoryWindow%time.Minute != 0:
+		return errors.New("detector: VolumeOptions.HistoryWindow must be whole minutes and at least twice ShortWindow")
+	}
+	return nil
+}
+
+// volumeRule holds each app's volume state, and, for the Hubble source, the
+// per-minute flow counts it computes rates from. Callers hold Detector.mu.
+type volumeRule struct {
+	opts    VolumeOptions
+	counts  map[egressd.App]*minuteRing // nil with an external source
+	states  map[egressd.App]*volState
+	lastMin int64
+}
+
+type volState struct {
+	condSince time.Time // when the condition began to hold; zero when not
+	calmSince time.Time // when it stopped holding while firing
+	firing    string    // fingerprint while an anomaly fires
+	pod       string
+}
+
+// minuteRing counts flows per minute over the history window.
+type minuteRing struct {
+	counts []uint32
+	last   int64 // newest minute written
+	first  int64 // first minute ever counted
+	pod    string
+}
+
+func newVolumeRule(o VolumeOptions) *volumeRule {
+	return &volumeRule{opts: o, counts: make(map[egressd.App]*minuteRing), states: make(map[egressd.App]*volState)}
+}
+
+func (v *volumeRule) enabled() bool { return v.opts.Factor > 0 }
+
+// observe counts a flow for the Hubble rate.
+func (v *volumeRule) observe(o *egressd.Observation) {
+	if !v.enabled() || v.counts == nil {
+		return
+	}
+	r := v.counts[o.App]
+	minute := o.Time.Unix() / 60
+	if r == nil {
+		r = &minuteRing{counts: make([]uint32, v.opts.HistoryWindow/time.Minute), last: minute, first: minute}
+		v.counts[o.App] = r
+	}
+	r.pod = o.Pod
+	if minute > r.last {
+		r.advance(minute)
+	}
+	if minute <= r.last-int64(len(r.counts)) {
+		return // older than the history
+	}
+	r.counts[mod(minute, len(r.counts))]++
+}
+
+func mod(m int64, n int) int { return int((m%int64(n) + int64(n)) % int64(n)) }
+
+// advance zeroes the minutes between the last written one and minute.
+func (r *minuteRing) advance(minute int64) {
+	gap := minute - r.last
+	if gap > int64(len(r.counts)) {
+		gap = int64(len(r.counts))
+	}
+	for i := int64(1); i <= gap; i++ {
+		r.counts[mod(r.last+i, len(r.counts))] = 0
+	}
+	r.last = minute
+}
+
+// rate returns the flow rate over the short window ending before minute
+// now (complete minutes only) and the average over the rest of the history.
+func (r *minuteRing) rate(now int64, short, history int) (Rate, bool) {
+	if now-1 > r.last {
+		r.advance(now - 1)
+	}
+	var cur, hist uint64
+	for i := 1; i <= history; i++ {
+		m := now - int64(i)
+		if m > r.last || m <= r.last-int64(len(r.counts)) {
+			continue
+		}
+		c := uint64(r.counts[mod(m, len(r.counts))])
+		if i <= short {
+			cur += c
+		} else {
+			hist += c
+		}
+	}
+	covered := time.Duration(now-r.first) * time.Minute
+	return Rate{
+		Current:        float64(cur) / float64(short*60),
+		Average:        float64(hist) / float64((history-short)*60),
+		HistoryCovered: covered,
+		Pods:           []string{r.pod},
+	}, true
+}
+
+// advance runs the rule at each new minute of flow time (once, however many
+// minutes passed) with the Hubble flow rates.
+func (v *volumeRule) advance(t time.Time) []job {
+	if !v.enabled() || v.counts == nil {
+		return nil
+	}
+	minute := t.Unix() / 60
+	if minute <= v.lastMin {
+		return nil
+	}
+	v.lastMin = minute
+	short, history := int(v.opts.ShortWindow/time.Minute), int(v.opts.HistoryWindow/time.Minute)
+	rates := make(map[egressd.App]Rate, len(v.counts))
+	for a, r := range v.counts {
+		if rt, ok := r.rate(minute, short, history); ok {
+			rates[a] = rt
+		}
+	}
+	return v.step(time.Unix(minute*60, 0).UTC(), rates)
+}
+
+// step applies the rule to one set of rates at now.
+func (v *volumeRule) step(now time.Time, rates map[egressd.App]Rate) []job {
+	var jobs []job
+	for _, a := range sortedApps(rates) {
+		r := rates[a]
+		st := v.states[a]
+		if st == nil {
+			st = &volState{}
+			v.states[a] = st
+		}
+		hot := r.HistoryCovered >= v.opts.HistoryWindow && r.Current >= v.opts.Floor && r.Current > v.opts.Factor*r.Average
+		if len(r.Pods) > 0 {
+			st.pod = r.Pods[0]
+		}
+		switch {
+		case hot && st.firing == "":
+			if st.condSince.IsZero() {
+				st.condSince = now
+			}
+			if now.Sub(st.condSince) >= v.opts.Hold {
+				an := v.anomaly(a, r, st, now)
+				st.firing = an.Fingerprint
+				jobs = append(jobs, job{anomaly: an})
+			}
+		case hot:
+			st.calmSince = time.Time{}
+		case st.firing != "":
+			if st.calmSince.IsZero() {
+				st.calmSince = now
+			}
+			if now.Sub(st.calmSince) >= v.opts.Hold {
+				jobs = append(jobs, job{resolve: true, anomaly: egressd.Anomaly{Fingerprint: st.firing, App: a, Kind: egressd.AnomalyEgressVolume, ResolvedAt: now}})
+				*st = volState{}
+			}
+		default:
+			st.condSince = time.Time{}
+		}
+	}
+	return jobs
+}
+
+func (v *volumeRule) anomaly(a egressd.App, r Rate, st *volState, now time.Time) egressd.Anomaly {
+	ratio := "inf"
+	if r.Average > 0 {
+		ratio = strconv.FormatFloat(r.Current/r.Average, 'f', 0, 64)
+	}
+	return egressd.Anomaly{
+		Fingerprint:    egressd.VolumeFingerprint(a, st.condSince),
+		Kind:           egressd.AnomalyEgressVolume,
+		App:            a,
+		Time:           st.condSince,
+		Pod:            st.pod,
+		BaselineSource: "history",
+		Summary: fmt.Sprintf("%s sends %.1f %s, %sx its %s average of %.3f %s",
+			a, r.Current, v.opts.Unit, ratio, v.opts.HistoryWindow, r.Average, v.opts.Unit),
+		Details: map[string]string{
+			"current_rate": strconv.FormatFloat(r.Current, 'g', 6, 64),
+			"average_rate": strconv.FormatFloat(r.Average, 'g', 6, 64),
+			"unit":         v.opts.Unit,
+			"factor":       ratio,
+			"held_since":   st.condSince.UTC().Format(time.RFC3339),
+		},
+	}
+}
+
+// RunVolume evaluates an external rate source (Prometheus) every interval
+// of wall time until ctx ends. With it, the detector stops counting flows.
+func (d *Detector) RunVolume(ctx context.Context, src RateSource, every time.Duration, now func() time.Time) error {
+	d.mu.Lock()
+	d.volume.counts = nil
+	d.mu.Unlock()
+	if !d.volume.enabled() {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rates, err := src.Rates(ctx, now())
+		if err != nil && ctx.Err() == nil {
+			d.metrics.VolumeErrors.Inc()
+			d.log.Warn("volume_source_failed", "err", err)
+		}
+		if err == nil {
+			d.mu.Lock()
+			jobs := d.volume.step(now(), rates)
+			d.mu.Unlock()
+			for _, j := range jobs {
+				d.enqueue(j)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
