@@ -1,0 +1,57 @@
+package alerts
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Values of the result label of egressd_alerts_sent_total.
+const (
+	resultSent     = "sent"     // Alertmanager accepted it
+	resultRejected = "rejected" // Alertmanager refused it (400, 413, 422): dropped
+	resultFailed   = "failed"   // 5xx, network, timeout, other 4xx: retried
+	resultDeferred = "deferred" // its Alertmanager is not configured here
+)
+
+// unknownTarget is the target label of deliveries for an Alertmanager this
+// Sender is not configured with.
+const unknownTarget = "unknown"
+
+// Metrics are the alert sender's Prometheus metrics. The target label is the
+// Alertmanager's host:port, never its full URL (which may hold a password).
+type Metrics struct {
+	Sent         *prometheus.CounterVec
+	PostDuration *prometheus.HistogramVec
+	Dropped      *prometheus.CounterVec
+	Retries      *prometheus.CounterVec
+	OutboxErrors *prometheus.CounterVec
+}
+
+// NewMetrics registers the sender's metrics with reg; a nil reg leaves them
+// unregistered.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		Sent: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_alerts_sent_total",
+			Help: "Alert deliveries posted to Alertmanager, by target (host:port) and result: sent, rejected (dropped), failed (retried later), deferred (target not configured on this replica).",
+		}, []string{"target", "result"}),
+		PostDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "egressd_alerts_post_duration_seconds",
+			Help:    "Time of one POST /api/v2/alerts, by target (host:port).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}, []string{"target"}),
+		Dropped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_alerts_dropped_total",
+			Help: "Alert deliveries given up for good, by target (host:port) and reason (rejected: Alertmanager refused the alert).",
+		}, []string{"target", "reason"}),
+		Retries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_alerts_retries_total",
+			Help: "Alert deliveries posted again after a failed attempt, by target (host:port).",
+		}, []string{"target"}),
+		OutboxErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_alerts_outbox_errors_total",
+			Help: "Failed outbox operations (claim, sent, failed, dropped); a failed outcome write means the delivery is sent again after its lease.",
+		}, []string{"op"}),
+	}
+}
