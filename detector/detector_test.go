@@ -97,7 +97,9 @@ func summarize(as []egressd.Anomaly) []raised {
 	for _, a := range as {
 		out = append(out, raised{a.Kind, a.App.String(), a.Destination.String(), a.Time.Sub(t0)})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].At < out[j].At || out[i].At == out[j].At && out[i].Dest < out[j].Dest })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].At < out[j].At || out[i].At == out[j].At && out[i].Dest < out[j].Dest
+	})
 	return out
 }
 
