@@ -1,7 +1,9 @@
 // Package postgres is egressd's system of record: it stores the rollups the
 // collector flushes (apps, destinations with lifetime totals, hourly buckets,
-// DNS questions, collector cursors) and reads the window the baseline is built
-// from. The schema lives in package migrations; Migrate applies it.
+// DNS questions, collector cursors), reads the window the baseline is built
+// from, and keeps the detector's anomalies, the alert outbox and the
+// destinations operators accepted. The schema lives in package migrations;
+// Migrate applies it.
 //
 // It is the only package that imports pgx and holds every SQL statement.
 // Errors leave it without pgx types: pgx.ErrNoRows becomes
@@ -21,6 +23,21 @@
 // by an advisory lock) and dropped whole by DropBucketsBefore. Retention and
 // writers exclude each other through a second advisory lock, so a writer's
 // partition cannot vanish between its check and its insert.
+//
+// Detection state lives here too. Anomalies are stored once under their
+// fingerprint (RecordAnomaly: INSERT ... ON CONFLICT DO NOTHING), and only the
+// call that stored one queues its deliveries, one per Alertmanager, in the
+// alert_outbox table; so replicas that raise the same anomaly alert once.
+// Senders claim due deliveries with FOR UPDATE SKIP LOCKED and a lease
+// (ClaimDeliveries), never the same one twice while its lease lasts, and
+// report each back (DeliverySent, DeliveryFailed, DeliveryDropped); a sender
+// that dies lets its lease end and another takes over, so an Alertmanager
+// outage or a restart loses no alert. Resolving (ResolveAnomaly, ExpireNovel,
+// Accept) turns an anomaly's deliveries into resolves sent once. Every
+// transaction that locks several of these rows locks anomalies by
+// fingerprint, then deliveries by id, so none deadlocks with another.
+// Values read from flows are length-bounded before they are stored (see
+// MaxSummaryLen).
 //
 // StartEphemeral runs a throwaway PostgreSQL server from the local binaries,
 // for `egressd demo` and for tests (see package pgtest).

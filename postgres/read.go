@@ -210,3 +210,66 @@ WHERE a.cluster = $1 AND a.namespace = $2 AND a.name = $3`, app.Cluster, app.Nam
 	slices.SortFunc(queries, func(a, b egressd.DNSQueryRollup) int { return strings.Compare(a.Name, b.Name) })
 	return queries, nil
 }
+
+// KnownDestinations returns every (app, destination) with allowed traffic
+// (flows that were not denied) at or after since: the detector's index of
+// known destinations for a window starting at since. It reads one row per
+// destination, so its cost does not grow with the window, unlike
+// WindowEntries, which aggregates every hourly bucket of the window: for
+// 100k destinations seen every hour of one day, 0.3 s against 2 to 4 s
+// (BenchmarkWindowEntries, 2 cores), and the gap grows with every hour.
+//
+// It answers for the newest data stored, to a flush interval: a
+// destination's last allowed time is the last-seen time of the latest flush
+// that had allowed flows to it. Entries carry lifetime values: FirstSeen is
+// when the destination was first seen (with any verdict), LastSeen its last
+// allowed time, Flows its allowed flows. They are sorted as WindowEntries
+// sorts them.
+func (db *DB) KnownDestinations(ctx context.Context, since time.Time) ([]egressd.WindowEntry, error) {
+	return db.destinationsSince(ctx, "d.last_allowed", since)
+}
+
+// SeenDestinations is KnownDestinations with every verdict: destinations
+// last seen at or after since, whether their flows were allowed or dropped.
+// The detector loads it so that an attempt the policy drops every day is a
+// known behaviour after a restart, as it was before. LastSeen is the last
+// time with any verdict; Flows still counts allowed flows only.
+func (db *DB) SeenDestinations(ctx context.Context, since time.Time) ([]egressd.WindowEntry, error) {
+	return db.destinationsSince(ctx, "d.last_seen", since)
+}
+
+// destinationsSince reads destinations whose column col (a fixed column
+// name, never input) is at or after since.
+func (db *DB) destinationsSince(ctx context.Context, col string, since time.Time) ([]egressd.WindowEntry, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT a.cluster, a.namespace, a.name, d.name, d.port, d.protocol,
+       d.first_seen, `+col+`, d.flows - d.dropped_flows
+FROM destinations d
+JOIN apps a ON a.id = d.app_id
+WHERE `+col+` >= $1`, since)
+	if err != nil {
+		return nil, wrap(err, "read destinations known since %s", since.UTC().Format(time.RFC3339))
+	}
+	var (
+		entries []egressd.WindowEntry
+		e       egressd.WindowEntry
+		port    int32
+	)
+	_, err = pgx.ForEachRow(rows, []any{
+		&e.App.Cluster, &e.App.Namespace, &e.App.Name,
+		&e.Destination.Name, &port, &e.Destination.Protocol,
+		&e.FirstSeen, &e.LastSeen, &e.Flows,
+	}, func() error {
+		e.Destination.Port = uint16(port)
+		e.FirstSeen, e.LastSeen = e.FirstSeen.UTC(), e.LastSeen.UTC()
+		entries = append(entries, e)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read known destinations")
+	}
+	slices.SortFunc(entries, func(a, b egressd.WindowEntry) int {
+		return cmpDest(a.App, a.Destination, b.App, b.Destination)
+	})
+	return entries, nil
+}

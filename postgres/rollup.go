@@ -102,13 +102,15 @@ RETURNING a.id, a.cluster, a.namespace, a.name`
 
 // The example pod is the one reported with the latest last_seen, ties broken
 // by the smallest name in byte order (COLLATE "C", as Go compares), so the
-// choice does not depend on the order of writes.
+// choice does not depend on the order of writes. last_allowed is the
+// last_seen of the latest rollup with allowed flows (greatest ignores NULL).
 const upsertDestinations = `
 INSERT INTO destinations AS d (app_id, name, port, protocol, first_seen, last_seen,
-    flows, dropped_flows, verdicts, example_pod, example_pod_seen, name_source)
+    flows, dropped_flows, verdicts, example_pod, example_pod_seen, name_source, last_allowed)
 SELECT u.app_id, u.name, u.port, u.protocol, u.first_seen, u.last_seen,
     u.flows, u.dropped_flows, u.verdicts, u.example_pod,
-    CASE WHEN u.example_pod = '' THEN NULL ELSE u.example_pod_seen END, u.name_source
+    CASE WHEN u.example_pod = '' THEN NULL ELSE u.example_pod_seen END, u.name_source,
+    CASE WHEN u.flows > u.dropped_flows THEN u.last_seen END
 FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[], $6::timestamptz[],
             $7::int8[], $8::int8[], $9::int4[], $10::text[], $11::timestamptz[], $12::int2[])
      WITH ORDINALITY AS u(app_id, name, port, protocol, first_seen, last_seen,
@@ -132,7 +134,8 @@ SET first_seen = least(d.first_seen, excluded.first_seen),
             OR (excluded.example_pod_seen = d.example_pod_seen
                 AND excluded.example_pod COLLATE "C" < d.example_pod COLLATE "C"))
         THEN excluded.example_pod_seen ELSE d.example_pod_seen END,
-    name_source = coalesce(least(nullif(d.name_source, 0), nullif(excluded.name_source, 0)), 0)`
+    name_source = coalesce(least(nullif(d.name_source, 0), nullif(excluded.name_source, 0)), 0),
+    last_allowed = greatest(d.last_allowed, excluded.last_allowed)`
 
 const upsertHourly = `
 INSERT INTO destination_hourly AS h (app_id, name, port, protocol, hour, flows, dropped_flows)

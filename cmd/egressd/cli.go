@@ -30,10 +30,13 @@ Usage:
   egressd serve               read Hubble live (--hubble-address) into PostgreSQL, serve /metrics
   egressd migrate             apply database migrations
   egressd replay FILE...      ingest Hubble JSON lines (events.log, hubble observe -o jsonpb,
-                              bare flows; gzip ok; - is stdin) through the same pipeline
+                              bare flows; gzip ok; - is stdin) through the same pipeline;
+                              --detect prints each anomaly as one JSON object per line
   egressd baseline export --dir DIR [--window 168h] [--at RFC3339] [--prune]
   egressd baseline diff   --dir DIR [--window 168h] [--at RFC3339] [--prune]
                               exit 0: no drift, 1: drift, 2: error
+  egressd accept NAMESPACE/APP DESTINATION[:PORT]
+                              accept a destination (it joins the app's baseline; its alert resolves)
   egressd demo                replay a bundled week of home-lab traffic and print its baselines
   egressd version
 
@@ -71,6 +74,8 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 		err = c.baseline(ctx, rest)
 	case "demo":
 		err = c.demo(ctx, rest)
+	case "accept":
+		err = c.accept(ctx, rest)
 	case "version":
 		fmt.Fprintln(c.Stdout, "egressd", version)
 	case "help", "-h", "-help", "--help":

@@ -14,6 +14,7 @@ import (
 
 	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
 )
 
@@ -21,6 +22,8 @@ func (c *CLI) replay(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("egressd replay", flag.ContinueOnError)
 	cm := c.commonFlags(fs)
 	pf := addPipelineFlags(fs)
+	detect := fs.Bool("detect", false, "run the detector too and print each new anomaly as one JSON object per line on stdout")
+	df := addDetectFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: egressd replay [flags] FILE...
 
@@ -31,6 +34,11 @@ flows' time. Replaying a file again counts nothing twice: each file (by
 absolute path) resumes after the newest flow already stored from it.
 Unreadable lines are reported with file:line and skipped; the exit status is
 then 1.
+
+With --detect, the detector judges the flows as serve would, in the flows'
+time (learning periods, windows and volume follow the recorded timestamps),
+and each anomaly stored for the first time is printed on stdout as a JSON
+line with kind, namespace, app, destination, port, time and details.
 
 Flags:
 `)
@@ -51,17 +59,34 @@ Flags:
 	if err != nil {
 		return err
 	}
+	var detOpts *detector.Options
+	if *detect {
+		o, err := df.options(false)
+		if err != nil {
+			return err
+		}
+		detOpts = &o
+	}
 	db, err := openDB(ctx, cm, true)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	st, err := runReplay(ctx, replayConfig{db: db, log: log, opts: opts, agg: aggOpts, files: files, stdin: c.Stdin})
+	rc := replayConfig{db: db, log: log, opts: opts, agg: aggOpts, files: files, stdin: c.Stdin, detect: detOpts, out: c.Stdout}
+	if *detect {
+		if rc.baselines, err = df.loadBaselines(); err != nil {
+			return err
+		}
+	}
+	st, err := runReplay(ctx, rc)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Stderr, "replayed %d lines from %d inputs: %d flow records, %d observations stored, %d bad lines\n",
 		st.lines, len(files), st.messages, st.observations, st.badLines)
+	if *detect {
+		fmt.Fprintf(c.Stderr, "detected %d new anomalies\n", st.anomalies)
+	}
 	if st.badLines > 0 {
 		for _, e := range st.firstErrors {
 			fmt.Fprintln(c.Stderr, "  ", e)
@@ -80,11 +105,16 @@ type replayConfig struct {
 	stdin io.Reader
 	sinks []collector.Sink
 	reg   prometheus.Registerer
+	// detect, when set, runs the detector; anomalies go to out.
+	detect    *detector.Options
+	baselines []egressd.Baseline
+	out       io.Writer
 }
 
 type replayResult struct {
 	lines, messages, badLines int
 	observations              int64
+	anomalies                 int
 	firstErrors               []error
 }
 
@@ -110,6 +140,16 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 	}
 	counter := &countSink{}
 	sinks := append([]collector.Sink{agg, counter}, rc.sinks...)
+	var det *detector.Detector
+	var printed *jsonLines
+	if rc.detect != nil {
+		printed = &jsonLines{w: rc.out}
+		det, err = newReplayDetector(ctx, rc, reg, printed)
+		if err != nil {
+			return res, err
+		}
+		sinks = append(sinks, det)
+	}
 	pipe, err := collector.NewPipeline(rc.opts, m, sinks...)
 	if err != nil {
 		return res, err
@@ -121,18 +161,14 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 	defer stopAgg()
 	g, gctx := errgroup.WithContext(aggCtx)
 	g.Go(func() error { return agg.Run(gctx) })
+	if det != nil {
+		g.Go(func() error { return det.Run(gctx) })
+	}
 
 	rp := collector.NewReplayer()
 	readErr := func() error {
 		for _, file := range rc.files {
-			source := "stdin"
-			if file != "-" {
-				abs, err := filepath.Abs(file)
-				if err != nil {
-					return fmt.Errorf("replay %s: %w", file, err)
-				}
-				source = "file:" + abs
-			}
+			source := replaySource(file)
 			cur, err := rc.db.Cursor(ctx, source)
 			switch {
 			case err == nil:
@@ -168,5 +204,60 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 		return res, fmt.Errorf("store replayed observations: %w", err)
 	}
 	res.observations = counter.n
+	if printed != nil {
+		res.anomalies = printed.n
+	}
 	return res, readErr
+}
+
+// newReplayDetector builds the detector for replay --detect from what the
+// database knows: apps' first sight, accepted destinations, and the window
+// before the newest flow already stored from these inputs.
+func newReplayDetector(ctx context.Context, rc replayConfig, reg prometheus.Registerer, out *jsonLines) (*detector.Detector, error) {
+	store := &detectorStore{db: rc.db, now: time.Now, onNew: out.print}
+	det, err := detector.New(*rc.detect, store, rc.log.With("component", "detector"), detector.NewMetrics(reg))
+	if err != nil {
+		return nil, err
+	}
+	apps, err := rc.db.Apps(ctx)
+	if err != nil {
+		return nil, err
+	}
+	first := make(map[egressd.App]time.Time, len(apps))
+	for _, a := range apps {
+		first[a.App] = a.FirstSeen
+	}
+	det.LoadApps(first)
+	acc, err := rc.db.AcceptedAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	det.SetAccepted(acc)
+	det.SetBaselines(rc.baselines)
+	// The window ends at the newest flow stored (replay time is flow time).
+	var newest time.Time
+	for _, a := range apps {
+		if a.LastSeen.After(newest) {
+			newest = a.LastSeen
+		}
+	}
+	if !newest.IsZero() {
+		entries, err := rc.db.SeenDestinations(ctx, newest.Add(-7*24*time.Hour))
+		if err != nil {
+			return nil, err
+		}
+		det.LoadWindow(entries)
+	}
+	return det, nil
+}
+
+// replaySource names a replay input as a cursor source.
+func replaySource(file string) string {
+	if file == "-" {
+		return "stdin"
+	}
+	if abs, err := filepath.Abs(file); err == nil {
+		return "file:" + abs
+	}
+	return "file:" + file
 }

@@ -15,7 +15,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/alerts"
+	"github.com/egressd/egressd/baseline"
 	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/httpapi"
 	"github.com/egressd/egressd/postgres"
 )
@@ -31,12 +34,28 @@ type ServeConfig struct {
 	// Retention is how long hourly buckets are kept; whole days older than
 	// it are dropped every hour. 0 keeps everything.
 	Retention time.Duration
+	// Detect configures the detector; Alerts the delivery to Alertmanager
+	// (no Targets: anomalies are stored, not sent).
+	Detect detector.Options
+	Alerts alerts.Options
+	// BaselineDir holds committed baseline files, reread every refresh.
+	BaselineDir string
+	// AlertTTL resolves a novel-destination alert nobody accepted.
+	AlertTTL time.Duration
+	// Prometheus, when URL is set, is the volume rule's rate source
+	// (cAdvisor bytes); otherwise the flow rate from Hubble is used.
+	Prometheus detector.PrometheusOptions
+	// Refresh is how often accepted destinations, baseline files and alert
+	// TTLs are checked.
+	Refresh time.Duration
 }
 
 // Main is the long-running egressd service: the Hubble client feeding the
 // pipeline, the aggregator writing to PostgreSQL and the HTTP endpoints. It
 // holds no signal handling, so tests run it in-process.
 type Main struct {
+	detector *detector.Detector
+	sender   *alerts.Sender
 	cfg      ServeConfig
 	log      *slog.Logger
 	reg      *prometheus.Registry
@@ -56,7 +75,93 @@ func NewMain(cfg ServeConfig, log *slog.Logger) (*Main, error) {
 		return nil, err
 	}
 	m.client = client
+	if len(cfg.Alerts.Targets) > 0 {
+		m.sender, err = alerts.NewSender(cfg.DB, cfg.Alerts, log.With("component", "alerts"), alerts.NewMetrics(reg))
+		if err != nil {
+			return nil, err
+		}
+	}
+	store := &detectorStore{db: cfg.DB, targets: cfg.Alerts.Targets, now: time.Now}
+	if m.sender != nil {
+		store.wake = m.sender.Wake
+	}
+	m.detector, err = detector.New(cfg.Detect, store, log.With("component", "detector"), detector.NewMetrics(reg))
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Refresh <= 0 {
+		m.cfg.Refresh = 30 * time.Second
+	}
 	return m, nil
+}
+
+// loadDetector gives the detector what the database and the baseline
+// directory know: apps' first sight, the live window, accepted destinations.
+func (m *Main) loadDetector(ctx context.Context) error {
+	db := m.cfg.DB
+	apps, err := db.Apps(ctx)
+	if err != nil {
+		return err
+	}
+	first := make(map[egressd.App]time.Time, len(apps))
+	for _, a := range apps {
+		first[a.App] = a.FirstSeen
+	}
+	m.detector.LoadApps(first)
+	now := time.Now()
+	entries, err := db.SeenDestinations(ctx, now.Add(-7*24*time.Hour))
+	if err != nil {
+		return err
+	}
+	m.detector.LoadWindow(entries)
+	return m.refresh(ctx)
+}
+
+// refresh rereads accepted destinations and baseline files, and resolves
+// novel-destination alerts older than the TTL.
+func (m *Main) refresh(ctx context.Context) error {
+	acc, err := m.cfg.DB.AcceptedAll(ctx)
+	if err != nil {
+		return err
+	}
+	m.detector.SetAccepted(acc)
+	if m.cfg.BaselineDir != "" {
+		bs, err := baseline.LoadDir(m.cfg.BaselineDir)
+		if err != nil {
+			// What loaded is used; the broken files are reported.
+			m.log.Warn("baseline_dir_errors", "dir", m.cfg.BaselineDir, "err", err)
+		}
+		m.detector.SetBaselines(bs)
+	}
+	if m.cfg.AlertTTL > 0 {
+		now := time.Now()
+		n, err := m.cfg.DB.ExpireNovel(ctx, now.Add(-m.cfg.AlertTTL), now)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			m.log.Info("novel_alerts_expired", "count", n)
+			if m.sender != nil {
+				m.sender.Wake()
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Main) refreshLoop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := m.refresh(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("refresh_failed", "err", err)
+			}
+		}
+	}
 }
 
 // Addr returns the HTTP address once it listens, or "" if ctx ends first.
@@ -83,7 +188,23 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pipe, err := collector.NewPipeline(m.cfg.Pipeline, m.metrics, agg)
+	if err := m.loadDetector(ctx); err != nil {
+		return fmt.Errorf("load detector state: %w", err)
+	}
+	sinks := []collector.Sink{agg, m.detector}
+	var volumeSource detector.RateSource
+	if m.cfg.Prometheus.URL != "" {
+		pods, err := detector.NewPodAppMap(detector.DefaultPodAppOptions())
+		if err != nil {
+			return err
+		}
+		sinks = append(sinks, pods)
+		volumeSource, err = detector.NewPrometheusSource(m.cfg.Prometheus, pods, m.log.With("component", "prometheus"))
+		if err != nil {
+			return err
+		}
+	}
+	pipe, err := collector.NewPipeline(m.cfg.Pipeline, m.metrics, sinks...)
 	if err != nil {
 		return err
 	}
@@ -119,8 +240,12 @@ func (m *Main) Run(ctx context.Context) error {
 
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(ctx))
+	detCtx, stopDet := context.WithCancel(context.WithoutCancel(ctx))
+	sendCtx, stopSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
 	defer stopAgg()
+	defer stopDet()
+	defer stopSend()
 
 	var g errgroup.Group
 	g.Go(func() error {
@@ -138,6 +263,20 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	aggDone := make(chan error, 1)
 	go func() { aggDone <- agg.Run(aggCtx) }()
+	detDone := make(chan error, 1)
+	go func() { detDone <- m.detector.Run(detCtx) }()
+	sendDone := make(chan error, 1)
+	go func() {
+		if m.sender == nil {
+			sendDone <- nil
+			return
+		}
+		sendDone <- m.sender.Run(sendCtx)
+	}()
+	g.Go(func() error { m.refreshLoop(httpCtx); return nil })
+	if volumeSource != nil {
+		g.Go(func() error { return m.detector.RunVolume(httpCtx, volumeSource, time.Minute, time.Now) })
+	}
 	if m.cfg.Retention > 0 {
 		g.Go(func() error { m.retention(httpCtx); return nil })
 	}
@@ -146,13 +285,20 @@ func (m *Main) Run(ctx context.Context) error {
 		return pipe.Handle(source, msg)
 	})
 	// 1. The stream has stopped (ctx cancelled, or Hubble finished
-	// without --follow). 2. Last flush.
+	// without --follow). 2. Last flush, and the detector records what it
+	// has queued. 3. The sender gets a last round for those anomalies.
 	stopAgg()
-	aggErr := <-aggDone
-	// 3. HTTP.
+	stopDet()
+	aggErr, detErr := <-aggDone, <-detDone
+	if m.sender != nil {
+		m.sender.Wake()
+	}
+	stopSend()
+	sendErr := <-sendDone
+	// 4. HTTP.
 	stopHTTP()
 	httpErr := g.Wait()
-	return errors.Join(clientErr, aggErr, httpErr)
+	return errors.Join(clientErr, aggErr, detErr, sendErr, httpErr)
 }
 
 // retention drops hourly buckets older than the retention period, at start
@@ -191,6 +337,15 @@ func (c *CLI) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&co.BackoffMax, "hubble-backoff-max", co.BackoffMax, "longest wait between reconnects")
 	listen := fs.String("listen", ":9090", "HTTP address for /metrics, /healthz and /readyz")
 	retention := fs.Duration("retention", 30*24*time.Hour, "how long hourly buckets are kept (at least the baseline window); 0 keeps everything")
+	df := addDetectFlags(fs)
+	ao := alerts.DefaultOptions()
+	amURLs := fs.String("alertmanager-url", c.Getenv("ALERTMANAGER_URL"), "comma-separated Alertmanager base URLs; every one gets every alert (default $ALERTMANAGER_URL)")
+	fs.StringVar(&ao.ExternalURL, "external-url", "", "egressd's URL as operators reach it, for links in alerts")
+	fs.StringVar(&ao.Severity, "severity", ao.Severity, "severity label of alerts")
+	fs.DurationVar(&ao.ResendInterval, "alert-resend-interval", ao.ResendInterval, "how often firing alerts are sent again")
+	alertTTL := fs.Duration("alert-ttl", 24*time.Hour, "a novel-destination alert nobody accepted resolves after this")
+	po := detector.DefaultPrometheusOptions()
+	fs.StringVar(&po.URL, "prometheus-url", c.Getenv("PROMETHEUS_URL"), "Prometheus with cAdvisor metrics, for the volume rule (default $PROMETHEUS_URL; without it: Hubble flow rate)")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -217,7 +372,26 @@ func (c *CLI) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
-	m, err := NewMain(ServeConfig{DB: db, Client: co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention}, log)
+	detOpts, err := df.options(po.URL != "")
+	if err != nil {
+		return err
+	}
+	ao.Targets = splitList(*amURLs)
+	if len(ao.Targets) > 0 {
+		if err := ao.Validate(); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	if po.URL != "" {
+		po.ShortWindow, po.HistoryWindow = detOpts.Volume.ShortWindow, detOpts.Volume.HistoryWindow
+		if err := po.Validate(); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	m, err := NewMain(ServeConfig{
+		DB: db, Client: co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention,
+		Detect: detOpts, Alerts: ao, BaselineDir: df.baselineDir, AlertTTL: *alertTTL, Prometheus: po,
+	}, log)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/collector/flowgen"
 	"github.com/egressd/egressd/collector/hubbletest"
+	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
 	"github.com/egressd/egressd/postgres/pgtest"
 )
@@ -30,7 +31,7 @@ func startServe(t *testing.T, db *postgres.DB, addr string) (httpAddr string, st
 	co.BackoffMin, co.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
 	agg := collector.DefaultAggregatorOptions()
 	agg.FlushInterval = 50 * time.Millisecond
-	m, err := NewMain(ServeConfig{DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0"},
+	m, err := NewMain(ServeConfig{DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0", Detect: detector.DefaultOptions()},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -141,7 +142,7 @@ func replayInto(t *testing.T, db *postgres.DB, resps []*observer.GetFlowsRespons
 	co := collector.DefaultClientOptions()
 	co.Address, co.Follow = addr, false
 	agg := collector.DefaultAggregatorOptions()
-	m, err := NewMain(ServeConfig{DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0"},
+	m, err := NewMain(ServeConfig{DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0", Detect: detector.DefaultOptions()},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	// Without follow, egressd reads what the server has buffered and stops.
