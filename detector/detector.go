@@ -157,7 +157,7 @@ func (d *Detector) LoadApps(firstSeen map[egressd.App]time.Time) {
 }
 
 // SetAccepted replaces the accepted destinations. Port 0 with protocol ANY
-// accepts every port of the name.
+// accepts every port of the name; an empty cluster every cluster.
 func (d *Detector) SetAccepted(acc []egressd.Accepted) {
 	m := make(map[key]struct{}, len(acc))
 	for _, a := range acc {
@@ -283,11 +283,16 @@ func (d *Detector) judge(k key, o *egressd.Observation) (egressd.Anomaly, bool) 
 
 // known reports whether k is normal for the app, and by which source.
 func (d *Detector) known(k key, st *appState) (bool, string) {
-	if _, ok := d.accepted[k]; ok {
-		return true, "accepted"
-	}
-	if _, ok := d.accepted[key{app: k.app, name: k.name, proto: egressd.ProtoAny}]; ok {
-		return true, "accepted"
+	// An acceptance names the exact port or every port (0/ANY), and one
+	// cluster or every cluster (an empty one).
+	anyCluster := egressd.App{Namespace: k.app.Namespace, Name: k.app.Name}
+	for _, a := range []key{
+		k, {app: k.app, name: k.name, proto: egressd.ProtoAny},
+		{app: anyCluster, name: k.name, port: k.port, proto: k.proto}, {app: anyCluster, name: k.name, proto: egressd.ProtoAny},
+	} {
+		if _, ok := d.accepted[a]; ok {
+			return true, "accepted"
+		}
 	}
 	if st.file != nil {
 		return st.file.Match(k.name, k.port, k.proto), "files"

@@ -186,12 +186,14 @@ func TestNoveltyRules(t *testing.T) {
 				d.SetAccepted([]egressd.Accepted{
 					{App: recyclarr, Destination: dst("ok.example", 443)},
 					{App: recyclarr, Destination: egressd.Destination{Name: "any.example", Protocol: egressd.ProtoAny}},
+					{App: egressd.App{Namespace: "media", Name: "recyclarr"}, Destination: dst("every-cluster.example", 443)},
 				})
 			},
 			obs: []*egressd.Observation{
 				conn(recyclarr, dst("ok.example", 443), t0.Add(2*day)),
 				conn(recyclarr, dst("any.example", 8080), t0.Add(2*day)),
 				conn(recyclarr, dst("ok.example", 80), t0.Add(2*day)),
+				conn(recyclarr, dst("every-cluster.example", 443), t0.Add(2*day)),
 			},
 			want: []raised{{egressd.AnomalyNovelDestination, "media/recyclarr", "ok.example:80/TCP", 2 * day}},
 		},

@@ -20,6 +20,7 @@ import (
 //
 // The name is lower-cased without its trailing dot; it must be a DNS name,
 // an IP address or a toFQDNs pattern. The app need not have been seen yet.
+// An empty cluster accepts the destination for the app in every cluster.
 func (db *DB) Accept(ctx context.Context, a egressd.Accepted) error {
 	dest, err := acceptedKey(a.App, a.Destination)
 	if err != nil {
@@ -45,7 +46,7 @@ SET accepted_by = excluded.accepted_by, accepted_at = excluded.accepted_at`,
 		return wrap(err, "accept %s for %s", dest, a.App)
 	}
 	_, err = resolveTx(ctx, tx, a.At, `a.kind = $1
-    AND a.app_id = (SELECT id FROM apps WHERE cluster = $2 AND namespace = $3 AND name = $4)
+    AND a.app_id IN (SELECT id FROM apps WHERE ($2 = '' OR cluster = $2) AND namespace = $3 AND name = $4)
     AND a.destination = $5 AND ($6 = 0 OR a.port = $6) AND ($7 = 'ANY' OR a.protocol = $7)`,
 		string(egressd.AnomalyNovelDestination), a.App.Cluster, a.App.Namespace, a.App.Name,
 		dest.Name, int32(dest.Port), dest.Protocol)

@@ -32,6 +32,7 @@ func (c *CLI) accept(ctx context.Context, args []string) error {
 	cm := c.commonFlags(fs)
 	by := fs.String("by", defaultUser(), "who accepts (recorded)")
 	remove := fs.Bool("remove", false, "take the acceptance back")
+	cluster := fs.String("cluster", "", "accept in this cluster only (default: every cluster)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), acceptUsage); fs.PrintDefaults() }
 	rest, err := parseArgs(fs, args)
 	if err != nil {
@@ -43,6 +44,10 @@ func (c *CLI) accept(ctx context.Context, args []string) error {
 	app, err := egressd.ParseApp(rest[0])
 	if err != nil {
 		return usageError("accept: %v", err)
+	}
+	app.Cluster = *cluster
+	if err := app.Validate(); err != nil {
+		return usageError("accept: --cluster: %v", err)
 	}
 	dst, err := parseDestination(rest[1])
 	if err != nil {
