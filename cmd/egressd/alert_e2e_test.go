@@ -178,3 +178,55 @@ func BenchmarkFlowToAlertLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 }
+
+// TestAlertSurvivesAlertmanagerOutageAndRestart: an anomaly raised while
+// Alertmanager is down stays in the PostgreSQL outbox, survives an egressd
+// restart, and is delivered once Alertmanager is back.
+func TestAlertSurvivesAlertmanagerOutageAndRestart(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	recv := amtest.NewReceiver(t)
+	am := amtest.Start(t, amtest.Options{WebhookURL: recv.URL()})
+	srv := hubbletest.NewServer(hubbletest.Options{})
+	addr, err := srv.Start()
+	require.NoError(t, err)
+	t.Cleanup(srv.Stop)
+	db := openTestDB(t, pgtest.URL(t))
+
+	am.Stop()
+	stop := alertingServe(t, db, addr, am.URL())
+	require.NoError(t, srv.WaitStreams(ctx, 1))
+	srv.Add(hubbletest.Response(egressFlow(time.Now(), "sonarr", "tunnel.example.org", "198.51.100.20")))
+
+	// Wait until a delivery attempt has failed against the stopped
+	// Alertmanager.
+	var fp string
+	for fp == "" {
+		as, err := db.Anomalies(ctx, postgres.AnomalyFilter{})
+		require.NoError(t, err)
+		if len(as) == 1 {
+			ds, err := db.Deliveries(ctx, as[0].Fingerprint)
+			require.NoError(t, err)
+			if len(ds) == 1 && ds[0].Attempts > 0 {
+				fp = as[0].Fingerprint
+				require.NotEmpty(t, ds[0].LastError)
+			}
+		}
+		require.NoError(t, ctx.Err(), "no failed delivery attempt recorded")
+		time.Sleep(20 * time.Millisecond)
+	}
+	// egressd restarts while Alertmanager is still down.
+	stop()
+	stop = alertingServe(t, db, addr, am.URL())
+	defer stop()
+	am.Restart()
+	_, err = recv.Wait(ctx, amtest.Labeled("firing", map[string]string{
+		"alertname": "EgressNovelDestination", "app": "sonarr", "destination": "tunnel.example.org",
+	}))
+	require.NoError(t, err, "the alert was lost in the outage; Alertmanager log:\n%s", am.Logs())
+	ds, err := db.Deliveries(ctx, fp)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.False(t, ds[0].LastSentAt.IsZero())
+}
