@@ -33,6 +33,9 @@ const (
 	LabelApp         = "app"
 	LabelDestination = "destination"
 	LabelPort        = "port"
+	// LabelVerdict is on novel-destination alerts: FORWARDED, or DROPPED
+	// for an attempt the policy stopped.
+	LabelVerdict = "verdict"
 )
 
 // AnomalyPath is where egressd's HTTP API serves one anomaly, by
@@ -46,8 +49,8 @@ const resolvedFactor = 4
 
 // PostableAlert maps a delivery to the alert posted to Alertmanager at now.
 // Labels identify the alert (Alertmanager deduplicates on them): alertname,
-// severity, cluster, namespace, app, and for novel destinations destination
-// and port ("443/TCP"); empty values are left out, as Alertmanager treats
+// severity, cluster, namespace, app, and for novel destinations destination,
+// port ("443/TCP") and verdict (FORWARDED, DROPPED); empty values are left out, as Alertmanager treats
 // an empty label as absent. Annotations carry summary, description,
 // first_seen (RFC 3339), example_pod, flow_count (from Details["flows"]),
 // baseline_source, fingerprint and, with Options.ExternalURL, link, which
@@ -69,6 +72,9 @@ func PostableAlert(d egressd.Delivery, opts Options, now time.Time) *models.Post
 	if novel(a.Kind) && a.Destination.Name != "" {
 		setLabel(LabelDestination, a.Destination.Name)
 		setLabel(LabelPort, a.Destination.PortString())
+		if a.Verdict != egressd.VerdictUnknown {
+			setLabel(LabelVerdict, a.Verdict.String())
+		}
 	}
 
 	ann := models.LabelSet{}

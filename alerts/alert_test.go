@@ -43,6 +43,7 @@ func TestPostableAlert(t *testing.T) {
 	novelLabels := models.LabelSet{
 		"alertname": "EgressNovelDestination", "severity": "warning", "cluster": "homelab",
 		"namespace": "media", "app": "recyclarr", "destination": "evil.example.net", "port": "443/TCP",
+		"verdict": "FORWARDED",
 	}
 	novelAnnotations := models.LabelSet{
 		"summary": "media/recyclarr reached evil.example.net:443/TCP, new for this app",

@@ -56,6 +56,7 @@ func TestAlertmanagerNotifies(t *testing.T) {
 		"app":         "recyclarr",
 		"destination": "evil.example.net",
 		"port":        "443/TCP",
+		"verdict":     "FORWARDED",
 	}, got.Labels)
 	for k, v := range map[string]string{
 		"summary":         a.Summary,
