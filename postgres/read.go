@@ -57,12 +57,20 @@ LEFT JOIN destinations d
 	if err != nil {
 		return nil, wrap(err, "read window %s to %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
 	}
+	return scanWindowEntries(rows, "read window")
+}
+
+// scanWindowEntries reads rows of (cluster, namespace, app, name, port,
+// protocol, first seen, last seen, flows) and sorts them here rather than in
+// SQL: the database's collation need not be bytewise, and the order must not
+// depend on it.
+func scanWindowEntries(rows pgx.Rows, what string) ([]egressd.WindowEntry, error) {
 	var (
 		entries []egressd.WindowEntry
 		e       egressd.WindowEntry
 		port    int32
 	)
-	_, err = pgx.ForEachRow(rows, []any{
+	_, err := pgx.ForEachRow(rows, []any{
 		&e.App.Cluster, &e.App.Namespace, &e.App.Name,
 		&e.Destination.Name, &port, &e.Destination.Protocol,
 		&e.FirstSeen, &e.LastSeen, &e.Flows,
@@ -73,10 +81,8 @@ LEFT JOIN destinations d
 		return nil
 	})
 	if err != nil {
-		return nil, wrap(err, "read window")
+		return nil, wrap(err, "%s", what)
 	}
-	// Sorted here rather than in SQL: the database's collation need not be
-	// bytewise, and the order must not depend on it.
 	slices.SortFunc(entries, func(a, b egressd.WindowEntry) int {
 		return cmpDest(a.App, a.Destination, b.App, b.Destination)
 	})
@@ -250,26 +256,5 @@ WHERE `+col+` >= $1`, since)
 	if err != nil {
 		return nil, wrap(err, "read destinations known since %s", since.UTC().Format(time.RFC3339))
 	}
-	var (
-		entries []egressd.WindowEntry
-		e       egressd.WindowEntry
-		port    int32
-	)
-	_, err = pgx.ForEachRow(rows, []any{
-		&e.App.Cluster, &e.App.Namespace, &e.App.Name,
-		&e.Destination.Name, &port, &e.Destination.Protocol,
-		&e.FirstSeen, &e.LastSeen, &e.Flows,
-	}, func() error {
-		e.Destination.Port = uint16(port)
-		e.FirstSeen, e.LastSeen = e.FirstSeen.UTC(), e.LastSeen.UTC()
-		entries = append(entries, e)
-		return nil
-	})
-	if err != nil {
-		return nil, wrap(err, "read known destinations")
-	}
-	slices.SortFunc(entries, func(a, b egressd.WindowEntry) int {
-		return cmpDest(a.App, a.Destination, b.App, b.Destination)
-	})
-	return entries, nil
+	return scanWindowEntries(rows, "read known destinations")
 }
