@@ -344,3 +344,32 @@ func TestOptionsValidate(t *testing.T) {
 	o.Volume.ShortWindow = 30 * time.Second
 	require.ErrorContains(t, o.Validate(), "ShortWindow")
 }
+
+// TestVolumeSustainedBurstKeepsFiring: a burst that goes on for an hour
+// drags the history average up; the rule compares with the average from
+// before the burst, so the anomaly fires until the burst ends.
+func TestVolumeSustainedBurstKeepsFiring(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{}
+	d := newDetector(t, detector.DefaultOptions(), store)
+	gh := dst("api.github.com", 443)
+	at := t0
+	for ; at.Before(t0.Add(25 * time.Hour)); at = at.Add(time.Minute) {
+		d.Observe(conn(recyclarr, gh, at))
+		d.Advance("h", at)
+	}
+	burst := at
+	for ; at.Before(burst.Add(time.Hour)); at = at.Add(100 * time.Millisecond) {
+		d.Observe(conn(recyclarr, gh, at))
+		d.Advance("h", at)
+	}
+	drain(t, d)
+	require.Len(t, store.raised, 1)
+	require.Empty(t, store.resolved, "still bursting: not resolved")
+	for end := at.Add(10 * time.Minute); at.Before(end); at = at.Add(time.Minute) {
+		d.Observe(conn(recyclarr, gh, at))
+		d.Advance("h", at)
+	}
+	drain(t, d)
+	require.Contains(t, store.resolved, store.raised[0].Fingerprint)
+}

@@ -73,6 +73,11 @@ type volumeRule struct {
 
 type volState struct {
 	condSince time.Time // when the condition began to hold; zero when not
+	// baseAvg is the history average when the condition began. While the
+	// condition holds or fires, the app is compared with it rather than
+	// with the current average, which a long burst drags up: otherwise an
+	// exfiltration that never stops would resolve itself within minutes.
+	baseAvg   float64
 	calmSince time.Time // when it stopped holding while firing
 	firing    string    // fingerprint while an anomaly fires
 	pod       string
@@ -186,14 +191,18 @@ func (v *volumeRule) step(now time.Time, rates map[egressd.App]Rate) []job {
 			st = &volState{}
 			v.states[a] = st
 		}
-		hot := r.HistoryCovered >= v.opts.HistoryWindow && r.Current >= v.opts.Floor && r.Current > v.opts.Factor*r.Average
+		avg := r.Average
+		if !st.condSince.IsZero() && st.baseAvg < avg {
+			avg = st.baseAvg
+		}
+		hot := r.HistoryCovered >= v.opts.HistoryWindow && r.Current >= v.opts.Floor && r.Current > v.opts.Factor*avg
 		if len(r.Pods) > 0 {
 			st.pod = r.Pods[0]
 		}
 		switch {
 		case hot && st.firing == "":
 			if st.condSince.IsZero() {
-				st.condSince = now
+				st.condSince, st.baseAvg = now, r.Average
 			}
 			if now.Sub(st.condSince) >= v.opts.Hold {
 				an := v.anomaly(a, r, st, now)
@@ -211,13 +220,14 @@ func (v *volumeRule) step(now time.Time, rates map[egressd.App]Rate) []job {
 				*st = volState{}
 			}
 		default:
-			st.condSince = time.Time{}
+			st.condSince, st.baseAvg = time.Time{}, 0
 		}
 	}
 	return jobs
 }
 
 func (v *volumeRule) anomaly(a egressd.App, r Rate, st *volState, now time.Time) egressd.Anomaly {
+	r.Average = min(r.Average, st.baseAvg)
 	ratio := "inf"
 	if r.Average > 0 {
 		ratio = strconv.FormatFloat(r.Current/r.Average, 'f', 0, 64)
@@ -254,14 +264,17 @@ func (d *Detector) RunVolume(ctx context.Context, src RateSource, every time.Dur
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		rates, err := src.Rates(ctx, now())
+		// One time for the query and the rule: the query's own delay must
+		// not count towards Hold.
+		at := now()
+		rates, err := src.Rates(ctx, at)
 		if err != nil && ctx.Err() == nil {
 			d.metrics.VolumeErrors.Inc()
 			d.log.Warn("volume_source_failed", "err", err)
 		}
 		if err == nil {
 			d.mu.Lock()
-			jobs := d.volume.step(now(), rates)
+			jobs := d.volume.step(at, rates)
 			d.mu.Unlock()
 			for _, j := range jobs {
 				d.enqueue(j)
