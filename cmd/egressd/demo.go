@@ -2,54 +2,69 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
+	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/protobuf/proto"
+	"github.com/cilium/cilium/api/v1/observer"
 
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/alerts"
 	"github.com/egressd/egressd/baseline"
 	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/collector/flowgen"
+	"github.com/egressd/egressd/collector/hubbletest"
+	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
 )
 
-// demoStart is where the bundled week of traffic begins.
-var demoStart = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+const demoUsage = `Usage: egressd demo [flags]
+
+Shows the whole pipeline with no setup: an in-process Hubble server streams
+nine days of a small home-lab cluster's traffic (generated, compressed into
+seconds) to the real egressd service, which learns each app's destinations
+for a week and then alerts on the incidents planted in the last two days.
+Each alert is printed as it fires, and the baselines are written to a
+directory the demo names. The HTTP API and /metrics are served on localhost
+while it runs. Without --database-url or DATABASE_URL it starts a throwaway
+PostgreSQL from the local binaries and deletes it afterwards.
+
+Flags:
+`
 
 func (c *CLI) demo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("egressd demo", flag.ContinueOnError)
 	cm := c.commonFlags(fs)
 	dir := fs.String("dir", "", "where to write the baselines (default: a new temporary directory)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: egressd demo [flags]
-
-Runs a week of a small home-lab cluster's Hubble traffic (generated, the same
-as collector/flowgen/testdata/homelab-week.jsonl.gz) through the real
-pipeline into PostgreSQL, then exports and prints the baselines it learned.
-Without --database-url or DATABASE_URL it starts a throwaway PostgreSQL from
-the local binaries and deletes it afterwards.
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
+	listen := fs.String("listen", "127.0.0.1:0", "HTTP address of the API and /metrics while the demo runs")
+	amURLs := fs.String("alertmanager-url", "", "also send the alerts to these Alertmanagers (comma-separated base URLs)")
+	keep := fs.Bool("keep-running", false, "keep serving the API after the replay, until interrupted")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), demoUsage); fs.PrintDefaults() }
 	if rest, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usageError("demo: unexpected argument %q", rest[0])
 	}
+	if cm.logLevel == "info" {
+		cm.logLevel = "error" // the demo's own output is the story
+	}
 	log, err := c.logger(cm)
 	if err != nil {
 		return err
+	}
+	ao := alerts.DefaultOptions()
+	ao.Targets = splitList(*amURLs)
+	if len(ao.Targets) > 0 {
+		if err := ao.Validate(); err != nil {
+			return usageError("demo: %v", err)
+		}
 	}
 	out := c.Stdout
 
@@ -68,51 +83,85 @@ Flags:
 	}
 	defer db.Close()
 
-	scenario := flowgen.HomeLab(demoStart, 7*24*time.Hour)
+	// The story ends at today's midnight (UTC), so alert times read
+	// naturally, and the generated days are whole days.
+	start := time.Now().UTC().Truncate(24 * time.Hour).Add(-9 * 24 * time.Hour)
+	scenario := demoScenario(start)
 	resps, err := scenario.Generate()
 	if err != nil {
 		return fmt.Errorf("demo: generate traffic: %w", err)
 	}
-	fmt.Fprintf(out, "==> replaying %d Hubble records: a week of cluster %q (%s .. %s)\n",
-		len(resps), scenario.Cluster, scenario.Start.Format(time.RFC3339), scenario.Start.Add(scenario.Duration).Format(time.RFC3339))
 
-	m := collector.NewMetrics(prometheus.NewRegistry())
-	opts := collector.DefaultOptions()
-	agg, err := collector.NewAggregator(collector.DefaultAggregatorOptions(), db, log.With("component", "aggregator"), m)
+	hubble := hubbletest.NewServer(hubbletest.Options{})
+	hubbleAddr, err := hubble.Start()
+	if err != nil {
+		return fmt.Errorf("demo: hubble server: %w", err)
+	}
+	defer hubble.Stop()
+
+	printer := &alertPrinter{w: out, start: start}
+	co := collector.DefaultClientOptions()
+	co.Address = hubbleAddr
+	agg := collector.DefaultAggregatorOptions()
+	agg.FlushInterval = 200 * time.Millisecond
+	m, err := NewMain(ServeConfig{
+		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: *listen,
+		Detect: detector.DefaultOptions(), Alerts: ao, AlertTTL: 24 * time.Hour, Refresh: time.Second,
+		OnAnomaly: printer.print,
+	}, log)
 	if err != nil {
 		return err
 	}
-	pipe, err := collector.NewPipeline(opts, m, agg)
-	if err != nil {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	httpAddr := m.Addr(runCtx)
+	ao.ExternalURL = "http://" + httpAddr
+	fmt.Fprintf(out, "==> egressd is serving http://%s/metrics and http://%s/api/v1/apps (Hubble: %s)\n", httpAddr, httpAddr, hubbleAddr)
+	if err := hubble.WaitStreams(ctx, 1); err != nil {
 		return err
 	}
-	aggCtx, stopAgg := context.WithCancel(ctx)
-	defer stopAgg()
-	var g errgroup.Group
-	g.Go(func() error { return agg.Run(aggCtx) })
-	// Each record takes the live path: encoded bytes into the pipeline.
-	var buf []byte
-	for i, r := range resps {
-		buf, err = proto.MarshalOptions{}.MarshalAppend(buf[:0], r)
-		if err != nil {
-			return fmt.Errorf("demo: encode record %d: %w", i, err)
+
+	// Stream the traffic a day at a time and wait until each day is
+	// stored, so the progress lines tell the truth.
+	fmt.Fprintf(out, "==> streaming %d Hubble records: 7 days of learning, then 2 days with planted incidents\n", len(resps))
+	source := "hubble:" + hubbleAddr
+	for day := 0; day < 9; day++ {
+		end := start.Add(time.Duration(day+1) * 24 * time.Hour)
+		batch := takeUntil(&resps, end)
+		hubble.Add(batch...)
+		if err := waitStored(ctx, db, source, batch, done); err != nil {
+			return err
 		}
-		_ = pipe.Handle("demo", buf)
+		phase := "learning"
+		if day >= 7 {
+			phase = "watching"
+		}
+		fmt.Fprintf(out, "    day %d (%s): %d records streamed, %s\n", day+1, phase, len(batch), end.Format("Mon Jan 2"))
 	}
-	stopAgg()
-	if err := g.Wait(); err != nil {
-		return err
+	// Let the detector record and print what it raised last.
+	for m.detector.Pending() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	printCounters(out, m)
+	time.Sleep(300 * time.Millisecond)
+	fmt.Fprintf(out, "==> %d alerts raised", printer.count())
+	if len(ao.Targets) > 0 {
+		fmt.Fprintf(out, " and sent to %d Alertmanager(s)", len(ao.Targets))
+	}
+	fmt.Fprintln(out)
 
 	if *dir == "" {
-		*dir, err = os.MkdirTemp("", "egressd-demo-")
-		if err != nil {
+		if *dir, err = os.MkdirTemp("", "egressd-demo-"); err != nil {
 			return err
 		}
 	}
-	end := scenario.Start.Add(scenario.Duration)
-	live, err := liveBaselines(ctx, db, end.Add(-168*time.Hour), end)
+	learnt := start.Add(7 * 24 * time.Hour)
+	live, err := liveBaselines(ctx, db, learnt.Add(-168*time.Hour), learnt)
 	if err != nil {
 		return err
 	}
@@ -120,37 +169,110 @@ Flags:
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "==> exported %d baselines to %s (the same as: egressd baseline export --dir %s --at %s)\n\n",
-		len(live), *dir, *dir, end.Format(time.RFC3339))
+	fmt.Fprintf(out, "==> the learnt baselines (first week) are in %s:\n", *dir)
 	for _, p := range append(res.Written, res.Unchanged...) {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(*dir, p)
-		fmt.Fprintf(out, "--- %s\n%s\n", rel, b)
+		fmt.Fprintf(out, "--- %s\n%s", rel, b)
 	}
-	return nil
+	fmt.Fprintf(out, "==> the same files: egressd baseline export --dir DIR --at %s (against the demo's database)\n", learnt.Format(time.RFC3339))
+	if *keep {
+		fmt.Fprintf(out, "==> still serving http://%s (Ctrl-C to stop)\n", httpAddr)
+		<-ctx.Done()
+	}
+	stop()
+	return <-done
 }
 
-func printCounters(w io.Writer, m *collector.Metrics) {
-	fmt.Fprintf(w, "    observations: %s\n    skipped flows:  %s\n", counterSummary(m.Observations), counterSummary(m.Skipped))
+// demoScenario is nine days of the home lab with incidents planted in the
+// last two, and an app deployed on day 8 that is still learning.
+func demoScenario(start time.Time) flowgen.Scenario {
+	day := 24 * time.Hour
+	s := flowgen.HomeLab(start, 9*day)
+	s.Workloads = append(s.Workloads, flowgen.Workload{
+		Namespace: "default", Name: "new-app", Kind: flowgen.KindDeployment,
+		Labels: []string{"app=new-app"}, ServiceAccount: "new-app",
+		Pods: []flowgen.Pod{{Name: "new-app-6d8f7c9b5d-q2w4x", Node: "k8s-node-1"}},
+	})
+	at := func(d time.Duration) time.Time { return start.Add(d) }
+	s.Extra = []flowgen.Event{
+		flowgen.NovelName(at(7*day+6*time.Hour), "media/recyclarr", "exfil.example.net", netip.MustParseAddr("198.51.100.7"), 443),
+		flowgen.BareIP(at(7*day+10*time.Hour), "home/home-assistant", netip.MustParseAddr("203.0.113.99"), 8443),
+		flowgen.NovelName(at(8*day+time.Hour), "default/new-app", "api.new-app.example", netip.MustParseAddr("198.51.100.9"), 443),
+		flowgen.DNSOnlyName(at(8*day+2*time.Hour), "media/sonarr", "cdn.newthing.example", netip.MustParseAddr("198.51.100.8"), 443),
+		flowgen.DroppedAttempt(at(8*day+5*time.Hour), "media/recyclarr", netip.MustParseAddr("192.0.2.10"), 22),
+	}
+	if sky := s.Remote("skyhook.sonarr.tv"); sky != nil {
+		s.Extra = append(s.Extra, flowgen.VolumeBurst(at(8*day+12*time.Hour), "media/sonarr", sky, 443, flowgen.NamesInFlow, 3000, 10*time.Minute))
+	}
+	return s
 }
 
-// counterSummary prints a counter vector's non-zero values as label=value.
-func counterSummary(v *prometheus.CounterVec) string {
-	ch := make(chan prometheus.Metric, 64)
-	go func() { v.Collect(ch); close(ch) }()
-	var parts []string
-	for metric := range ch {
-		var d dto.Metric
-		if err := metric.Write(&d); err != nil || len(d.GetLabel()) == 0 {
-			continue
-		}
-		if n := d.GetCounter().GetValue(); n > 0 {
-			parts = append(parts, fmt.Sprintf("%s=%.0f", d.GetLabel()[0].GetValue(), n))
+// takeUntil removes and returns the leading responses before end.
+func takeUntil(resps *[]*observer.GetFlowsResponse, end time.Time) []*observer.GetFlowsResponse {
+	rs := *resps
+	i := sort.Search(len(rs), func(i int) bool { return !rs[i].GetTime().AsTime().Before(end) })
+	*resps = rs[i:]
+	return rs[:i]
+}
+
+// waitStored waits until the cursor of source covers the batch's last
+// streamed flow (egress or DNS: what the server-side filter passes).
+func waitStored(ctx context.Context, db *postgres.DB, source string, batch []*observer.GetFlowsResponse, done <-chan error) error {
+	var want time.Time
+	for i := len(batch) - 1; i >= 0; i-- {
+		f := batch[i].GetFlow()
+		if f.GetTrafficDirection() == 2 || f.GetL7().GetDns() != nil {
+			want = f.GetTime().AsTime()
+			break
 		}
 	}
-	sort.Strings(parts)
-	return strings.Join(parts, " ")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		cur, err := db.Cursor(ctx, source)
+		if err == nil && !cur.Before(want) {
+			return nil
+		}
+		if err != nil && egressd.ErrorCode(err) != egressd.ENOTFOUND {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return errors.New("demo: the pipeline did not store the streamed flows within 2 minutes")
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("demo: egressd stopped: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// alertPrinter prints anomalies readably as they are stored.
+type alertPrinter struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+	n     int
+}
+
+func (p *alertPrinter) print(a egressd.Anomaly) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	day := int(a.Time.Sub(p.start)/(24*time.Hour)) + 1
+	fmt.Fprintf(p.w, "    ALERT %s  day %d %s  %s\n", a.Kind.AlertName(), day, a.Time.Format("15:04"), a.Summary)
+	if a.Pod != "" {
+		fmt.Fprintf(p.w, "          pod %s, compared with the %s baseline\n", a.Pod, a.BaselineSource)
+	}
+}
+
+func (p *alertPrinter) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,31 +18,6 @@ import (
 )
 
 var detectStart = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-
-// plantedScenario is nine days of the home lab with anomalies planted in the
-// last two, and an app deployed on day 8 that is still learning.
-func plantedScenario(t *testing.T) flowgen.Scenario {
-	t.Helper()
-	day := 24 * time.Hour
-	s := flowgen.HomeLab(detectStart, 9*day)
-	s.Workloads = append(s.Workloads, flowgen.Workload{
-		Namespace: "default", Name: "new-app", Kind: flowgen.KindDeployment,
-		Labels: []string{"app=new-app"}, ServiceAccount: "new-app",
-		Pods: []flowgen.Pod{{Name: "new-app-6d8f7c9b5d-q2w4x", Node: "k8s-node-1"}},
-	})
-	skyhook := s.Remote("skyhook.sonarr.tv")
-	require.NotNil(t, skyhook)
-	at := func(d time.Duration) time.Time { return detectStart.Add(d) }
-	s.Extra = []flowgen.Event{
-		flowgen.NovelName(at(7*day+6*time.Hour), "media/recyclarr", "exfil.example.net", netip.MustParseAddr("198.51.100.7"), 443),
-		flowgen.BareIP(at(7*day+10*time.Hour), "home/home-assistant", netip.MustParseAddr("203.0.113.99"), 8443),
-		flowgen.NovelName(at(8*day+time.Hour), "default/new-app", "api.new-app.example", netip.MustParseAddr("198.51.100.9"), 443),
-		flowgen.DNSOnlyName(at(8*day+2*time.Hour), "media/sonarr", "cdn.newthing.example", netip.MustParseAddr("198.51.100.8"), 443),
-		flowgen.DroppedAttempt(at(8*day+5*time.Hour), "media/recyclarr", netip.MustParseAddr("192.0.2.10"), 22),
-		flowgen.VolumeBurst(at(8*day+12*time.Hour), "media/sonarr", skyhook, 443, flowgen.NamesInFlow, 3000, 10*time.Minute),
-	}
-	return s
-}
 
 // writeCapture writes responses as hubble observe -o jsonpb lines.
 func writeCapture(t *testing.T, path string, resps []*observer.GetFlowsResponse) {
@@ -85,7 +59,7 @@ func parseAnomalies(t *testing.T, stdout string) []anomalyLine {
 // nothing for the apps that behaved, nothing for the app still learning.
 func TestReplayDetectsPlantedAnomaliesExactlyOnce(t *testing.T) {
 	t.Parallel()
-	resps, err := plantedScenario(t).Generate()
+	resps, err := demoScenario(detectStart).Generate()
 	require.NoError(t, err)
 	split := sort.Search(len(resps), func(i int) bool {
 		return !resps[i].GetTime().AsTime().Before(detectStart.Add(7 * 24 * time.Hour))

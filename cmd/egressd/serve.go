@@ -48,6 +48,9 @@ type ServeConfig struct {
 	// Refresh is how often accepted destinations, baseline files and alert
 	// TTLs are checked.
 	Refresh time.Duration
+	// OnAnomaly, when set, is told of every anomaly stored for the first
+	// time (the demo prints them).
+	OnAnomaly func(egressd.Anomaly)
 }
 
 // Main is the long-running egressd service: the Hubble client feeding the
@@ -81,7 +84,7 @@ func NewMain(cfg ServeConfig, log *slog.Logger) (*Main, error) {
 			return nil, err
 		}
 	}
-	store := &detectorStore{db: cfg.DB, targets: cfg.Alerts.Targets, now: time.Now}
+	store := &detectorStore{db: cfg.DB, targets: cfg.Alerts.Targets, now: time.Now, onNew: cfg.OnAnomaly}
 	if m.sender != nil {
 		store.wake = m.sender.Wake
 	}
