@@ -462,3 +462,17 @@ func sortedApps[V any](m map[egressd.App]V) []egressd.App {
 	})
 	return out
 }
+
+// Unbounded reports whether an app raises no novelty: listed in
+// Options.Unbounded, or marked "unbounded" in its baseline file.
+func (d *Detector) Unbounded(a egressd.App) bool {
+	for _, u := range d.opts.Unbounded {
+		if u.Namespace == a.Namespace && u.Name == a.Name {
+			return true
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, ok := d.files[egressd.App{Namespace: a.Namespace, Name: a.Name}]
+	return ok && b.Unbounded
+}

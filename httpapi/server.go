@@ -2,57 +2,318 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/postgres"
 )
 
 // ReadyFunc reports whether egressd can do its job; a non-nil error makes
 // /readyz answer 503 with the error's message.
 type ReadyFunc func(ctx context.Context) error
 
-// Options configure the router.
-type Options struct {
-	Gatherer prometheus.Gatherer
-	Ready    ReadyFunc
-	// ReadyTimeout bounds one readiness check.
-	ReadyTimeout time.Duration
+// AppReader lists apps (*postgres.DB).
+type AppReader interface {
+	AppSummaries(ctx context.Context, since time.Time) ([]postgres.AppSummary, error)
+	AppClusters(ctx context.Context, namespace, name string) ([]string, error)
 }
 
-// NewRouter returns the HTTP handler.
-func NewRouter(opts Options) http.Handler {
-	if opts.ReadyTimeout <= 0 {
-		opts.ReadyTimeout = 2 * time.Second
+// DestinationReader reads what an app reached (*postgres.DB). Both methods
+// return an error matching egressd.ErrNotFound for an unknown app.
+type DestinationReader interface {
+	AppDestinations(ctx context.Context, app egressd.App, since time.Time) ([]egressd.DestinationRollup, error)
+	AppWindowEntries(ctx context.Context, app egressd.App, from, to time.Time) ([]egressd.WindowEntry, error)
+}
+
+// AnomalyReader reads anomalies (*postgres.DB).
+type AnomalyReader interface {
+	Anomalies(ctx context.Context, f postgres.AnomalyFilter) ([]egressd.Anomaly, error)
+	Anomaly(ctx context.Context, fingerprint string) (egressd.Anomaly, error)
+}
+
+// AcceptStore keeps the destinations operators accepted (*postgres.DB).
+// Accept also resolves the firing novel-destination anomalies it covers.
+type AcceptStore interface {
+	Accept(ctx context.Context, a egressd.Accepted) error
+	Unaccept(ctx context.Context, app egressd.App, dest egressd.Destination) (bool, error)
+	IsAccepted(ctx context.Context, app egressd.App, dest egressd.Destination) (bool, error)
+}
+
+// AppFlags says how the detector treats an app (the detector).
+type AppFlags interface {
+	// Unbounded reports whether the app raises no novelty, by
+	// configuration or by its baseline file.
+	Unbounded(app egressd.App) bool
+}
+
+// AppFlagsFunc adapts a function to AppFlags.
+type AppFlagsFunc func(app egressd.App) bool
+
+// Unbounded calls f.
+func (f AppFlagsFunc) Unbounded(app egressd.App) bool { return f(app) }
+
+// Backends are what the API reads and changes. cmd/egressd sets the
+// stores to its *postgres.DB.
+type Backends struct {
+	Apps         AppReader
+	Destinations DestinationReader
+	Anomalies    AnomalyReader
+	Accepted     AcceptStore
+	// Flags marks unbounded apps; nil reports none.
+	Flags AppFlags
+	// AcceptedChanged, when set, is called after an acceptance was stored
+	// or taken back: the place to wake the alert sender (its resolve is
+	// due) and refresh the detector's accepted set.
+	AcceptedChanged func()
+}
+
+func (b Backends) validate() error {
+	switch {
+	case b.Apps == nil:
+		return errors.New("httpapi: Backends.Apps is nil")
+	case b.Destinations == nil:
+		return errors.New("httpapi: Backends.Destinations is nil")
+	case b.Anomalies == nil:
+		return errors.New("httpapi: Backends.Anomalies is nil")
+	case b.Accepted == nil:
+		return errors.New("httpapi: Backends.Accepted is nil")
 	}
+	return nil
+}
+
+// Options configure the HTTP API. They print with the token redacted.
+type Options struct {
+	// Gatherer serves /metrics; nil leaves /metrics out.
+	Gatherer prometheus.Gatherer
+	// Ready answers /readyz; nil is always ready.
+	Ready ReadyFunc
+	// ReadyTimeout bounds one readiness check.
+	ReadyTimeout time.Duration
+	// Token authorizes mutations (Authorization: Bearer TOKEN). Empty
+	// disables them: they answer 503 while reads keep working.
+	Token Token
+	// LearningPeriod is the detector's: an app first seen less than this
+	// ago is listed as learning.
+	LearningPeriod time.Duration
+	// RequestTimeout bounds each /api request.
+	RequestTimeout time.Duration
+	// MaxBodyBytes bounds a request body; a larger one is answered 413.
+	MaxBodyBytes int64
+	// Now is the clock of learning states, default baseline times and
+	// acceptances; nil is time.Now.
+	Now func() time.Time
+}
+
+// DefaultOptions returns the options egressd serves with: no token
+// (mutations disabled), a 24 h learning period, 10 s per request, 64 KiB
+// bodies.
+func DefaultOptions() Options {
+	return Options{
+		ReadyTimeout:   2 * time.Second,
+		LearningPeriod: 24 * time.Hour,
+		RequestTimeout: 10 * time.Second,
+		MaxBodyBytes:   64 << 10,
+	}
+}
+
+// Validate reports the first invalid option, naming the field.
+func (o Options) Validate() error {
+	switch {
+	case o.ReadyTimeout <= 0:
+		return fmt.Errorf("httpapi: Options.ReadyTimeout must be > 0, got %s", o.ReadyTimeout)
+	case o.LearningPeriod < 0:
+		return fmt.Errorf("httpapi: Options.LearningPeriod must be >= 0, got %s", o.LearningPeriod)
+	case o.RequestTimeout <= 0:
+		return fmt.Errorf("httpapi: Options.RequestTimeout must be > 0, got %s", o.RequestTimeout)
+	case o.MaxBodyBytes <= 0:
+		return fmt.Errorf("httpapi: Options.MaxBodyBytes must be > 0, got %d", o.MaxBodyBytes)
+	}
+	return o.Token.validate()
+}
+
+// server holds what the handlers share.
+type server struct {
+	opts    Options
+	b       Backends
+	log     *slog.Logger
+	metrics *Metrics
+	token   *tokenHash // nil: mutations disabled
+}
+
+// New returns the HTTP handler of egressd serve: the operator API under
+// /api/v1 (see the package documentation), /healthz, /readyz and /metrics.
+// A nil logger discards; nil metrics are not registered anywhere.
+func New(opts Options, b Backends, logger *slog.Logger, m *Metrics) (http.Handler, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.validate(); err != nil {
+		return nil, err
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	s := &server{opts: opts, b: b, log: logger, metrics: m}
+	if opts.Token != "" {
+		h := hashToken(string(opts.Token))
+		s.token = &h
+	}
+
+	r := s.router()
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Use(s.limits)
+		r.Get("/apps", s.listApps)
+		r.Get("/apps/{namespace}/{app}/destinations", s.appDestinations)
+		r.Get("/apps/{namespace}/{app}/baseline", s.appBaseline)
+		r.Get("/anomalies", s.listAnomalies)
+		r.Get("/anomalies/{fingerprint}", s.getAnomaly)
+		r.Group(func(r chi.Router) {
+			r.Use(s.authorize)
+			r.Post("/apps/{namespace}/{app}/accepted", s.accept)
+			r.Delete("/apps/{namespace}/{app}/accepted", s.unaccept)
+		})
+	})
+	return r, nil
+}
+
+// router returns the root router with the middleware every route shares,
+// JSON answers for unknown routes and methods, and the probes.
+func (s *server) router() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
+	// instrument is outermost, so it counts what recoverer answers; both
+	// are set before any route, so subrouters inherit the handlers below.
+	r.Use(s.instrument, s.recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND, "no route %s %s: see /api/v1 routes in the egressd README", r.Method, echo(r.URL.Path)))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, egressd.Errorf(codeMethodNotAllowed, "method %s not allowed on %s", echo(r.Method), echo(r.URL.Path)))
+	})
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", func(w http.ResponseWriter, req *http.Request) {
-		ctx, cancel := context.WithTimeout(req.Context(), opts.ReadyTimeout)
+		ctx, cancel := context.WithTimeout(req.Context(), s.opts.ReadyTimeout)
 		defer cancel()
-		if opts.Ready != nil {
-			if err := opts.Ready(ctx); err != nil {
+		if s.opts.Ready != nil {
+			if err := s.opts.Ready(ctx); err != nil {
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 				return
 			}
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	if opts.Gatherer != nil {
-		r.Handle("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	if s.opts.Gatherer != nil {
+		r.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
 	}
 	return r
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+// routePattern returns the chi route pattern the request matched, or
+// unmatchedRoute; complete once routing is done.
+func routePattern(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		if p := rc.RoutePattern(); p != "" {
+			return p
+		}
+	}
+	return unmatchedRoute
+}
+
+// instrument counts and times every request by route pattern, and logs it
+// at debug level. It never logs headers: the Authorization header carries
+// the token.
+func (s *server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		code := ww.Status()
+		if code == 0 {
+			code = http.StatusOK
+		}
+		d := time.Since(start)
+		route := routePattern(r)
+		s.metrics.observe(r.Method, route, code, d)
+		s.log.Debug("http_request", "method", methodLabel(r.Method), "route", route, "path", echo(r.URL.Path),
+			"status", code, "bytes", ww.BytesWritten(), "duration", d)
+	})
+}
+
+// recoverer answers a panic with a JSON 500 instead of a dropped
+// connection, and logs it with its stack.
+func (s *server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler { //nolint:errorlint // the sentinel is re-panicked as is
+				panic(v)
+			}
+			s.log.Error("http_panic", "method", methodLabel(r.Method), "route", routePattern(r), "err", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
+				return // the answer has started; nothing sensible can follow
+			}
+			writeJSON(w, http.StatusInternalServerError, errorBody{Error: errorJSON{Code: egressd.EINTERNAL, Message: "internal error"}})
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limits bounds an API request: its time and its body. It also keeps
+// answers out of caches and content sniffing.
+func (s *server) limits(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+		defer cancel()
+		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// authorize lets a mutation through only with the configured bearer token.
+// Without a token, mutations are disabled (503). Neither the token nor the
+// header is ever logged.
+func (s *server) authorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.token == nil {
+			s.writeError(w, r, egressd.Errorf(codeDisabled, "mutations are disabled until EGRESSD_API_TOKEN is set"))
+			return
+		}
+		tok, ok := bearer(r.Header.Get("Authorization"))
+		if !ok {
+			s.log.Warn("http_unauthorized", "reason", "no bearer token", "method", methodLabel(r.Method), "route", routePattern(r), "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="egressd"`)
+			s.writeError(w, r, egressd.Errorf(egressd.EUNAUTHORIZED, "missing \"Authorization: Bearer TOKEN\" header: mutations need the token egressd was given in EGRESSD_API_TOKEN"))
+			return
+		}
+		if !s.token.equal(hashToken(tok)) {
+			s.log.Warn("http_unauthorized", "reason", "wrong token", "method", methodLabel(r.Method), "route", routePattern(r), "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="egressd", error="invalid_token"`)
+			s.writeError(w, r, egressd.Errorf(egressd.EUNAUTHORIZED, "wrong bearer token"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

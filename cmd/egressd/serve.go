@@ -51,28 +51,31 @@ type ServeConfig struct {
 	// OnAnomaly, when set, is told of every anomaly stored for the first
 	// time (the demo prints them).
 	OnAnomaly func(egressd.Anomaly)
+	// APIToken enables the API's mutations (accepting destinations).
+	APIToken httpapi.Token
 }
 
 // Main is the long-running egressd service: the Hubble client feeding the
 // pipeline, the aggregator writing to PostgreSQL and the HTTP endpoints. It
 // holds no signal handling, so tests run it in-process.
 type Main struct {
-	detector *detector.Detector
-	sender   *alerts.Sender
-	cfg      ServeConfig
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	metrics  *collector.Metrics
-	addr     chan string
-	client   *collector.Client
-	listener net.Listener
+	refreshNow chan struct{}
+	detector   *detector.Detector
+	sender     *alerts.Sender
+	cfg        ServeConfig
+	log        *slog.Logger
+	reg        *prometheus.Registry
+	metrics    *collector.Metrics
+	addr       chan string
+	client     *collector.Client
+	listener   net.Listener
 }
 
 // NewMain checks the configuration and registers the metrics.
 func NewMain(cfg ServeConfig, log *slog.Logger) (*Main, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := &Main{cfg: cfg, log: log, reg: reg, metrics: collector.NewMetrics(reg), addr: make(chan string, 1)}
+	m := &Main{cfg: cfg, log: log, reg: reg, metrics: collector.NewMetrics(reg), addr: make(chan string, 1), refreshNow: make(chan struct{}, 1)}
 	client, err := collector.NewClient(cfg.Client, log.With("component", "hubble"), m.metrics)
 	if err != nil {
 		return nil, err
@@ -160,9 +163,10 @@ func (m *Main) refreshLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := m.refresh(ctx); err != nil && ctx.Err() == nil {
-				m.log.Warn("refresh_failed", "err", err)
-			}
+		case <-m.refreshNow:
+		}
+		if err := m.refresh(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("refresh_failed", "err", err)
 		}
 	}
 }
@@ -225,21 +229,38 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on --listen %s: %w", m.cfg.Listen, err)
 	}
 	m.addr <- lis.Addr().String()
-	srv := &http.Server{
-		Handler: httpapi.NewRouter(httpapi.Options{
-			Gatherer: m.reg,
-			Ready: func(ctx context.Context) error {
-				if err := db.Ping(ctx); err != nil {
-					return errors.New("database unreachable")
-				}
-				if !m.client.Up() {
-					return errors.New("hubble stream not established")
-				}
-				return nil
-			},
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
+	apiOpts := httpapi.DefaultOptions()
+	apiOpts.Gatherer = m.reg
+	apiOpts.Token = m.cfg.APIToken
+	apiOpts.LearningPeriod = m.cfg.Detect.LearningPeriod
+	apiOpts.Ready = func(ctx context.Context) error {
+		if err := db.Ping(ctx); err != nil {
+			return errors.New("database unreachable")
+		}
+		if !m.client.Up() {
+			return errors.New("hubble stream not established")
+		}
+		return nil
 	}
+	handler, err := httpapi.New(apiOpts, httpapi.Backends{
+		Apps: db, Destinations: db, Anomalies: db, Accepted: db,
+		Flags: m.detector,
+		AcceptedChanged: func() {
+			// The resolve is due now, and the detector should know at once.
+			if m.sender != nil {
+				m.sender.Wake()
+			}
+			select {
+			case m.refreshNow <- struct{}{}:
+			default:
+			}
+		},
+	}, m.log.With("component", "httpapi"), httpapi.NewMetrics(m.reg))
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(ctx))
@@ -338,7 +359,7 @@ func (c *CLI) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&co.TLSKeyFile, "hubble-tls-key", "", "client key file for mTLS")
 	fs.StringVar(&co.TLSServerName, "hubble-tls-server-name", "", "name expected in Hubble's certificate (e.g. ui.hubble-relay.cilium.io)")
 	fs.DurationVar(&co.BackoffMax, "hubble-backoff-max", co.BackoffMax, "longest wait between reconnects")
-	listen := fs.String("listen", ":9090", "HTTP address for /metrics, /healthz and /readyz")
+	listen := fs.String("listen", ":9090", "HTTP address of the API (/api/v1), /metrics, /healthz and /readyz")
 	retention := fs.Duration("retention", 30*24*time.Hour, "how long hourly buckets are kept (at least the baseline window); 0 keeps everything")
 	df := addDetectFlags(fs)
 	ao := alerts.DefaultOptions()
@@ -391,8 +412,17 @@ func (c *CLI) serve(ctx context.Context, args []string) error {
 			return usageError("%v", err)
 		}
 	}
+	token := httpapi.Token(c.Getenv("EGRESSD_API_TOKEN"))
+	if token != "" {
+		o := httpapi.DefaultOptions()
+		o.Token = token
+		if err := o.Validate(); err != nil {
+			return usageError("EGRESSD_API_TOKEN: %v", err)
+		}
+	}
 	m, err := NewMain(ServeConfig{
-		DB: db, Client: co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention,
+		APIToken: token,
+		DB:       db, Client: co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention,
 		Detect: detOpts, Alerts: ao, BaselineDir: df.baselineDir, AlertTTL: *alertTTL, Prometheus: po,
 	}, log)
 	if err != nil {

@@ -1,0 +1,212 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/egressd/egressd"
+)
+
+// defaultBy is who an acceptance is recorded as when the body names nobody.
+const defaultBy = "api"
+
+// maxByLen bounds the "by" field.
+const maxByLen = 253
+
+// acceptBody is the body of POST .../accepted.
+type acceptBody struct {
+	Destination string `json:"destination"`
+	Port        int    `json:"port"`
+	Protocol    string `json:"protocol"`
+	// Cluster limits the acceptance to one cluster; empty accepts the
+	// destination in every cluster.
+	Cluster string `json:"cluster"`
+	By      string `json:"by"`
+}
+
+const acceptFields = `"destination" (required), "port", "protocol", "cluster" and "by"`
+
+// unacceptBody is the body of DELETE .../accepted: the key the acceptance
+// was stored under.
+type unacceptBody struct {
+	Destination string `json:"destination"`
+	Port        int    `json:"port"`
+	Protocol    string `json:"protocol"`
+	Cluster     string `json:"cluster"`
+}
+
+const unacceptFields = `"destination" (required), "port", "protocol" and "cluster"`
+
+// acceptedJSON is an acceptance as the API answers it.
+type acceptedJSON struct {
+	Cluster     string    `json:"cluster"`
+	Namespace   string    `json:"namespace"`
+	App         string    `json:"app"`
+	Destination string    `json:"destination"`
+	Port        uint16    `json:"port"`
+	Protocol    string    `json:"protocol"`
+	By          string    `json:"by"`
+	AcceptedAt  time.Time `json:"accepted_at"`
+}
+
+// acceptedKey validates what a body says was accepted: the app of the path
+// in the body's cluster, and the destination as egressd stores it.
+//
+// Without a port, every port (0) is meant; without a protocol, TCP when a
+// port is given (as `egressd accept NAME:443` reads it), else ANY.
+// Destinations are DNS names or IP addresses: patterns belong in baseline
+// files, since the detector matches acceptances exactly.
+func acceptedKey(app egressd.App, cluster, dest string, port int, proto string) (egressd.App, egressd.Destination, error) {
+	app.Cluster = cluster
+	if cluster != "" {
+		if err := app.Validate(); err != nil {
+			return app, egressd.Destination{}, egressd.Errorf(egressd.EINVALID, "cluster %q: want a cluster name (letters, digits, '-', '_' or '.', at most %d characters)", echo(cluster), egressd.MaxClusterLen)
+		}
+	}
+	var d egressd.Destination
+	switch ip, err := netip.ParseAddr(dest); {
+	case dest == "":
+		return app, d, egressd.Errorf(egressd.EINVALID, "destination is required: a DNS name such as api.github.com or an IP address")
+	case err == nil && ip.Zone() == "":
+		d.Name = ip.Unmap().String()
+	default:
+		name, ok := egressd.NormalizeName(dest)
+		if !ok {
+			return app, d, egressd.Errorf(egressd.EINVALID, "destination %q: want a DNS name such as api.github.com or an IP address (wildcard patterns belong in baseline files)", echo(dest))
+		}
+		d.Name = name
+	}
+	if port < 0 || port > 65535 {
+		return app, d, egressd.Errorf(egressd.EINVALID, "port %d: want 1 to 65535, or 0 for every port", port)
+	}
+	d.Port = uint16(port)
+	switch {
+	case proto != "":
+		p, ok := egressd.CanonicalProtocol(proto)
+		if !ok {
+			return app, d, egressd.Errorf(egressd.EINVALID, "protocol %q: want TCP, UDP, SCTP, ICMPv4, ICMPv6 or ANY", echo(proto))
+		}
+		d.Protocol = p
+	case port != 0:
+		d.Protocol = egressd.ProtoTCP
+	default:
+		d.Protocol = egressd.ProtoAny
+	}
+	return app, d, nil
+}
+
+// validBy reports whether by can be recorded: printable text of at most
+// maxByLen bytes.
+func validBy(by string) bool {
+	return len(by) <= maxByLen && utf8.ValidString(by) &&
+		strings.IndexFunc(by, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
+}
+
+// accept answers POST /api/v1/apps/{namespace}/{app}/accepted: 201 when the
+// destination is newly accepted, 200 when it was already (who and when are
+// updated). Accepting resolves the app's firing novel-destination alert for
+// it.
+func (s *server) accept(w http.ResponseWriter, r *http.Request) {
+	app, err := appParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if _, err := parseQuery(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var body acceptBody
+	if err := decodeBody(r.Body, s.opts.MaxBodyBytes, &body, acceptFields); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	app, dest, err := acceptedKey(app, body.Cluster, body.Destination, body.Port, body.Protocol)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	by := body.By
+	if by == "" {
+		by = defaultBy
+	}
+	if !validBy(by) {
+		s.writeError(w, r, egressd.Errorf(egressd.EINVALID, "by: want at most %d printable characters", maxByLen))
+		return
+	}
+	// Whether it existed only chooses between 201 and 200; a concurrent
+	// accept of the same key may make both callers see 201.
+	existed, err := s.b.Accepted.IsAccepted(r.Context(), app, dest)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// PostgreSQL keeps microseconds: answer the time as it is stored.
+	acc := egressd.Accepted{App: app, Destination: dest, By: by, At: s.opts.Now().UTC().Truncate(time.Microsecond)}
+	if err := s.b.Accepted.Accept(r.Context(), acc); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("destination_accepted", "app", app.String(), "cluster", app.Cluster, "destination", dest.String(), "by", by, "remote", r.RemoteAddr)
+	if s.b.AcceptedChanged != nil {
+		s.b.AcceptedChanged()
+	}
+	st := http.StatusCreated
+	if existed {
+		st = http.StatusOK
+	}
+	writeJSON(w, st, struct {
+		Accepted acceptedJSON `json:"accepted"`
+	}{acceptedJSON{
+		Cluster: app.Cluster, Namespace: app.Namespace, App: app.Name,
+		Destination: dest.Name, Port: dest.Port, Protocol: dest.Protocol,
+		By: by, AcceptedAt: acc.At,
+	}})
+}
+
+// unaccept answers DELETE /api/v1/apps/{namespace}/{app}/accepted: 204, or
+// 404 when that destination was not accepted. Alerts the acceptance
+// resolved stay resolved.
+func (s *server) unaccept(w http.ResponseWriter, r *http.Request) {
+	app, err := appParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if _, err := parseQuery(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var body unacceptBody
+	if err := decodeBody(r.Body, s.opts.MaxBodyBytes, &body, unacceptFields); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	app, dest, err := acceptedKey(app, body.Cluster, body.Destination, body.Port, body.Protocol)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	found, err := s.b.Accepted.Unaccept(r.Context(), app, dest)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !found {
+		where := "every cluster"
+		if app.Cluster != "" {
+			where = "cluster " + app.Cluster
+		}
+		s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND, "%s was not accepted for %s in %s", dest, app, where))
+		return
+	}
+	s.log.Info("destination_unaccepted", "app", app.String(), "cluster", app.Cluster, "destination", dest.String(), "remote", r.RemoteAddr)
+	if s.b.AcceptedChanged != nil {
+		s.b.AcceptedChanged()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,63 @@
+package httpapi_test
+
+import (
+	"context"
+	"time"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/httpapi"
+	"github.com/egressd/egressd/postgres"
+)
+
+// fakeStore implements every store interface with function fields; a nil
+// field answers empty.
+type fakeStore struct {
+	appSummaries func(ctx context.Context, since time.Time) ([]postgres.AppSummary, error)
+	accept       func(ctx context.Context, a egressd.Accepted) error
+}
+
+func (f *fakeStore) backends() *httpapi.Backends {
+	return &httpapi.Backends{Apps: f, Destinations: f, Anomalies: f, Accepted: f}
+}
+
+func (f *fakeStore) AppSummaries(ctx context.Context, since time.Time) ([]postgres.AppSummary, error) {
+	if f.appSummaries == nil {
+		return nil, nil
+	}
+	return f.appSummaries(ctx, since)
+}
+
+func (f *fakeStore) AppClusters(context.Context, string, string) ([]string, error) {
+	return nil, nil
+}
+
+func (f *fakeStore) AppDestinations(context.Context, egressd.App, time.Time) ([]egressd.DestinationRollup, error) {
+	return nil, nil
+}
+
+func (f *fakeStore) AppWindowEntries(context.Context, egressd.App, time.Time, time.Time) ([]egressd.WindowEntry, error) {
+	return nil, nil
+}
+
+func (f *fakeStore) Anomalies(context.Context, postgres.AnomalyFilter) ([]egressd.Anomaly, error) {
+	return nil, nil
+}
+
+func (f *fakeStore) Anomaly(context.Context, string) (egressd.Anomaly, error) {
+	return egressd.Anomaly{}, egressd.ErrNotFound
+}
+
+func (f *fakeStore) Accept(ctx context.Context, a egressd.Accepted) error {
+	if f.accept == nil {
+		return nil
+	}
+	return f.accept(ctx, a)
+}
+
+func (f *fakeStore) Unaccept(context.Context, egressd.App, egressd.Destination) (bool, error) {
+	return true, nil
+}
+
+func (f *fakeStore) IsAccepted(context.Context, egressd.App, egressd.Destination) (bool, error) {
+	return false, nil
+}
