@@ -31,6 +31,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./collector
 	$(GO) test -run '^$$' -fuzz '^FuzzReplayLine$$' -fuzztime $(FUZZTIME) ./collector
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./baseline
+	$(GO) test -run '^$$' -fuzz '^FuzzAcceptBody$$' -fuzztime $(FUZZTIME) ./httpapi
 
 clean:
 	rm -rf bin
