@@ -25,6 +25,9 @@ type Metrics struct {
 	Dropped      *prometheus.CounterVec
 	Retries      *prometheus.CounterVec
 	OutboxErrors *prometheus.CounterVec
+	// OutboxPending is set by whoever reads the outbox depth (serve's
+	// refresh loop), by state: firing, resolved.
+	OutboxPending *prometheus.GaugeVec
 }
 
 // NewMetrics registers the sender's metrics with reg; a nil reg leaves them
@@ -53,5 +56,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "egressd_alerts_outbox_errors_total",
 			Help: "Failed outbox operations (claim, sent, failed, dropped); a failed outcome write means the delivery is sent again after its lease.",
 		}, []string{"op"}),
+		OutboxPending: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "egressd_alerts_outbox_pending",
+			Help: "Alert deliveries waiting in the outbox, by state (firing: to post or post again; resolved: to post once).",
+		}, []string{"state"}),
 	}
 }

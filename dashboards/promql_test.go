@@ -38,6 +38,7 @@ func egressdMetrics() *prometheus.Registry {
 	a.Dropped.WithLabelValues(am, "rejected").Inc()
 	a.Retries.WithLabelValues(am).Inc()
 	a.OutboxErrors.WithLabelValues("claim").Inc()
+	a.OutboxPending.WithLabelValues("firing").Set(2)
 	return reg
 }
 

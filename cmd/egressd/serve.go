@@ -59,16 +59,17 @@ type ServeConfig struct {
 // pipeline, the aggregator writing to PostgreSQL and the HTTP endpoints. It
 // holds no signal handling, so tests run it in-process.
 type Main struct {
-	refreshNow chan struct{}
-	detector   *detector.Detector
-	sender     *alerts.Sender
-	cfg        ServeConfig
-	log        *slog.Logger
-	reg        *prometheus.Registry
-	metrics    *collector.Metrics
-	addr       chan string
-	client     *collector.Client
-	listener   net.Listener
+	alertMetrics *alerts.Metrics
+	refreshNow   chan struct{}
+	detector     *detector.Detector
+	sender       *alerts.Sender
+	cfg          ServeConfig
+	log          *slog.Logger
+	reg          *prometheus.Registry
+	metrics      *collector.Metrics
+	addr         chan string
+	client       *collector.Client
+	listener     net.Listener
 }
 
 // NewMain checks the configuration and registers the metrics.
@@ -81,8 +82,9 @@ func NewMain(cfg ServeConfig, log *slog.Logger) (*Main, error) {
 		return nil, err
 	}
 	m.client = client
+	m.alertMetrics = alerts.NewMetrics(reg)
 	if len(cfg.Alerts.Targets) > 0 {
-		m.sender, err = alerts.NewSender(cfg.DB, cfg.Alerts, log.With("component", "alerts"), alerts.NewMetrics(reg))
+		m.sender, err = alerts.NewSender(cfg.DB, cfg.Alerts, log.With("component", "alerts"), m.alertMetrics)
 		if err != nil {
 			return nil, err
 		}
@@ -138,6 +140,13 @@ func (m *Main) refresh(ctx context.Context) error {
 			m.log.Warn("baseline_dir_errors", "dir", m.cfg.BaselineDir, "err", err)
 		}
 		m.detector.SetBaselines(bs)
+	}
+	depth, err := m.cfg.DB.OutboxDepth(ctx)
+	if err != nil {
+		return err
+	}
+	for state, n := range depth {
+		m.alertMetrics.OutboxPending.WithLabelValues(state).Set(float64(n))
 	}
 	if m.cfg.AlertTTL > 0 {
 		now := time.Now()
