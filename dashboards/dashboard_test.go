@@ -369,7 +369,7 @@ func TestPanelsPerDashboard(t *testing.T) {
 			"Observations dropped", "Cursor lag", "Rows written and keys waiting", "Anomalies raised by kind",
 			"Novel destinations suppressed by reason", "Detector drops and errors", "Observations judged",
 			"Known keys and apps", "Alert deliveries by result", "Alert drops", "Retries and outbox errors",
-			"Alertmanager POST latency",
+			"Alertmanager POST latency", "Outbox depth",
 		},
 	}
 	readme, err := os.ReadFile("README.md")
