@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReplayLine$$' -fuzztime $(FUZZTIME) ./collector
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./baseline
 	$(GO) test -run '^$$' -fuzz '^FuzzAcceptBody$$' -fuzztime $(FUZZTIME) ./httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzPolicies$$' -fuzztime $(FUZZTIME) ./baseline
 
 clean:
 	rm -rf bin

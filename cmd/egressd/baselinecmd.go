@@ -15,6 +15,7 @@ import (
 const baselineUsage = `Usage:
   egressd baseline export --dir DIR [--window 168h] [--at RFC3339] [--prune]
   egressd baseline diff   --dir DIR [--window 168h] [--at RFC3339] [--prune]
+  egressd baseline policy --dir DIR [--out DIR]   (see egressd baseline policy -h)
 
 export writes DIR/<namespace>/<app>.json for every app with allowed egress in
 the window [at - window, at), merged with the files already there (unbounded,
@@ -31,9 +32,12 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 		return &exitError_{code: exitError}
 	}
 	sub, args := args[0], args[1:]
+	if sub == "policy" {
+		return c.baselinePolicy(ctx, args)
+	}
 	if sub != "export" && sub != "diff" {
 		fmt.Fprint(c.Stderr, baselineUsage)
-		return usageError("baseline: unknown subcommand %q: want export or diff", sub)
+		return usageError("baseline: unknown subcommand %q: want export, diff or policy", sub)
 	}
 	fs := flag.NewFlagSet("egressd baseline "+sub, flag.ContinueOnError)
 	cm := c.commonFlags(fs)

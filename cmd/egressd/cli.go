@@ -35,6 +35,8 @@ Usage:
   egressd baseline export --dir DIR [--window 168h] [--at RFC3339] [--prune]
   egressd baseline diff   --dir DIR [--window 168h] [--at RFC3339] [--prune]
                               exit 0: no drift, 1: drift, 2: error
+  egressd baseline policy --dir DIR [--out DIR]
+                              CiliumNetworkPolicies (toFQDNs) from the baseline files
   egressd accept NAMESPACE/APP DESTINATION[:PORT]
                               accept a destination (it joins the app's baseline; its alert resolves)
   egressd demo                replay a bundled week of home-lab traffic and print its baselines
