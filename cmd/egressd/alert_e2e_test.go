@@ -58,6 +58,9 @@ func alertingServe(t testing.TB, db *postgres.DB, hubbleAddr, amURL string) (sto
 	ao := alerts.DefaultOptions()
 	ao.Targets = []string{amURL}
 	ao.ExternalURL = "http://egressd.example:9090"
+	// Short leases and backoff: a delivery cut off by a stop is retried
+	// within seconds, not the production 30 s lease.
+	ao.Timeout, ao.Lease, ao.BackoffMax = time.Second, 2*time.Second, 2*time.Second
 	m, err := NewMain(ServeConfig{
 		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
 		Detect: det, Alerts: ao, AlertTTL: 24 * time.Hour, Refresh: 200 * time.Millisecond,
@@ -225,8 +228,16 @@ func TestAlertSurvivesAlertmanagerOutageAndRestart(t *testing.T) {
 		"alertname": "EgressNovelDestination", "app": "sonarr", "destination": "tunnel.example.org",
 	}))
 	require.NoError(t, err, "the alert was lost in the outage; Alertmanager log:\n%s", am.Logs())
-	ds, err := db.Deliveries(ctx, fp)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-	require.False(t, ds[0].LastSentAt.IsZero())
+	// The sender records the outcome after Alertmanager answered, which
+	// may be after the webhook fired.
+	for {
+		ds, err := db.Deliveries(ctx, fp)
+		require.NoError(t, err)
+		require.Len(t, ds, 1)
+		if !ds[0].LastSentAt.IsZero() {
+			break
+		}
+		require.NoError(t, ctx.Err(), "the delivery was never recorded as sent")
+		time.Sleep(20 * time.Millisecond)
+	}
 }
