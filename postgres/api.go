@@ -144,27 +144,8 @@ WHERE a.namespace = $1 AND a.name = $2 AND ($3 = '' OR a.cluster = $3)`,
 // error matching egressd.ErrNotFound when no such app was seen; a known app
 // without allowed traffic in the window has no entries.
 func (db *DB) AppWindowEntries(ctx context.Context, app egressd.App, from, to time.Time) ([]egressd.WindowEntry, error) {
-	// The statement is WindowEntries' with the app selected inside the
-	// aggregation, so only the app's buckets are read.
-	rows, err := db.pool.Query(ctx, `
-SELECT a.cluster, a.namespace, a.name, w.name, w.port, w.protocol,
-       CASE WHEN d.first_seen >= w.first_hour AND d.first_seen < w.first_hour + interval '1 hour'
-            THEN d.first_seen ELSE w.first_hour END,
-       CASE WHEN d.last_seen >= w.last_hour AND d.last_seen < w.last_hour + interval '1 hour'
-            THEN d.last_seen ELSE w.last_hour + interval '1 hour' END,
-       w.flows
-FROM (
-    SELECT app_id, name, port, protocol,
-           min(hour) AS first_hour, max(hour) AS last_hour,
-           sum(flows - dropped_flows) AS flows
-    FROM destination_hourly
-    WHERE hour >= $1 AND hour < $2 AND flows > dropped_flows
-      AND app_id IN (SELECT id FROM apps WHERE namespace = $3 AND name = $4 AND ($5 = '' OR cluster = $5))
-    GROUP BY app_id, name, port, protocol
-) w
-JOIN apps a ON a.id = w.app_id
-LEFT JOIN destinations d
-       ON d.app_id = w.app_id AND d.name = w.name AND d.port = w.port AND d.protocol = w.protocol`,
+	rows, err := db.pool.Query(ctx,
+		windowQuery(`app_id IN (SELECT id FROM apps WHERE namespace = $3 AND name = $4 AND ($5 = '' OR cluster = $5))`),
 		from.UTC().Truncate(time.Hour), to, app.Namespace, app.Name, app.Cluster)
 	if err != nil {
 		return nil, wrap(err, "read window of %s", appName(app))

@@ -35,7 +35,21 @@ func (db *DB) Cursor(ctx context.Context, source string) (time.Time, error) {
 // seen times when those fall inside these buckets. Entries are sorted by
 // cluster, namespace, app, name, port and protocol (bytewise).
 func (db *DB) WindowEntries(ctx context.Context, from, to time.Time) ([]egressd.WindowEntry, error) {
-	rows, err := db.pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, windowQuery(""), from.UTC().Truncate(time.Hour), to)
+	if err != nil {
+		return nil, wrap(err, "read window %s to %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	}
+	return scanWindowEntries(rows, "read window")
+}
+
+// windowQuery is the window statement, with appFilter (a fixed SQL
+// condition on app_id, never input) selecting apps inside the aggregation so
+// only their buckets are read. $1 and $2 are the window's bounds.
+func windowQuery(appFilter string) string {
+	if appFilter != "" {
+		appFilter = "\n      AND " + appFilter
+	}
+	return `
 SELECT a.cluster, a.namespace, a.name, w.name, w.port, w.protocol,
        CASE WHEN d.first_seen >= w.first_hour AND d.first_seen < w.first_hour + interval '1 hour'
             THEN d.first_seen ELSE w.first_hour END,
@@ -47,17 +61,12 @@ FROM (
            min(hour) AS first_hour, max(hour) AS last_hour,
            sum(flows - dropped_flows) AS flows
     FROM destination_hourly
-    WHERE hour >= $1 AND hour < $2 AND flows > dropped_flows
+    WHERE hour >= $1 AND hour < $2 AND flows > dropped_flows` + appFilter + `
     GROUP BY app_id, name, port, protocol
 ) w
 JOIN apps a ON a.id = w.app_id
 LEFT JOIN destinations d
-       ON d.app_id = w.app_id AND d.name = w.name AND d.port = w.port AND d.protocol = w.protocol`,
-		from.UTC().Truncate(time.Hour), to)
-	if err != nil {
-		return nil, wrap(err, "read window %s to %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
-	}
-	return scanWindowEntries(rows, "read window")
+       ON d.app_id = w.app_id AND d.name = w.name AND d.port = w.port AND d.protocol = w.protocol`
 }
 
 // scanWindowEntries reads rows of (cluster, namespace, app, name, port,
