@@ -12,9 +12,10 @@ build:
 test:
 	./scripts/test.sh
 
-# Replays a bundled week of home-lab traffic into a throwaway PostgreSQL
-# (or $$DATABASE_URL) and prints the baselines it learned.
+# Streams nine generated days of a home lab through the real service, with a
+# throwaway PostgreSQL (or $$DATABASE_URL): learning, alerts, baselines.
 demo: build
+	./scripts/ensure-deps.sh postgresql
 	./$(BIN) demo
 
 lint:
