@@ -24,10 +24,12 @@ const (
 )
 
 const usage = `egressd learns where each Kubernetes app connects outside the cluster, from
-Cilium Hubble flows, and exports per-app baselines for a GitOps repository.
+Cilium Hubble flows, alerts through Alertmanager when an app reaches somewhere
+new or sends far more than usual, and exports per-app baselines for GitOps.
 
 Usage:
-  egressd serve               read Hubble live (--hubble-address) into PostgreSQL, serve /metrics
+  egressd serve               read Hubble live (--hubble-address) into PostgreSQL, detect, alert
+                              (--alertmanager-url); serve /api/v1, /metrics, /healthz, /readyz
   egressd migrate             apply database migrations
   egressd replay FILE...      ingest Hubble JSON lines (events.log, hubble observe -o jsonpb,
                               bare flows; gzip ok; - is stdin) through the same pipeline;
@@ -39,10 +41,10 @@ Usage:
                               CiliumNetworkPolicies (toFQDNs) from the baseline files
   egressd accept NAMESPACE/APP DESTINATION[:PORT]
                               accept a destination (it joins the app's baseline; its alert resolves)
-  egressd demo                replay a bundled week of home-lab traffic and print its baselines
+  egressd demo                nine days of a home lab in seconds: learning, alerts, baselines
   egressd version
 
-Every command takes --database-url (default $DATABASE_URL).
+Every command but baseline policy takes --database-url (default $DATABASE_URL).
 Run 'egressd COMMAND -h' for a command's flags.
 `
 
