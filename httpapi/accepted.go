@@ -19,13 +19,8 @@ const maxByLen = 253
 
 // acceptBody is the body of POST .../accepted.
 type acceptBody struct {
-	Destination string `json:"destination"`
-	Port        int    `json:"port"`
-	Protocol    string `json:"protocol"`
-	// Cluster limits the acceptance to one cluster; empty accepts the
-	// destination in every cluster.
-	Cluster string `json:"cluster"`
-	By      string `json:"by"`
+	acceptKey
+	By string `json:"by"`
 }
 
 const acceptFields = `"destination" (required), "port", "protocol", "cluster" and "by"`
@@ -33,10 +28,17 @@ const acceptFields = `"destination" (required), "port", "protocol", "cluster" an
 // unacceptBody is the body of DELETE .../accepted: the key the acceptance
 // was stored under.
 type unacceptBody struct {
+	acceptKey
+}
+
+// acceptKey is what names an acceptance, in both bodies.
+type acceptKey struct {
 	Destination string `json:"destination"`
 	Port        int    `json:"port"`
 	Protocol    string `json:"protocol"`
-	Cluster     string `json:"cluster"`
+	// Cluster limits the acceptance to one cluster; empty accepts the
+	// destination in every cluster.
+	Cluster string `json:"cluster"`
 }
 
 const unacceptFields = `"destination" (required), "port", "protocol" and "cluster"`
@@ -106,26 +108,30 @@ func validBy(by string) bool {
 		strings.IndexFunc(by, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
 }
 
+// readAcceptKey reads what accept and unaccept share: the app from the
+// path, no query parameters, the strict body (into body, whose key is key),
+// and the acceptance key it names.
+func (s *server) readAcceptKey(r *http.Request, body any, key *acceptKey, fields string) (egressd.App, egressd.Destination, error) {
+	app, err := appParam(r)
+	if err != nil {
+		return egressd.App{}, egressd.Destination{}, err
+	}
+	if _, err := parseQuery(r); err != nil {
+		return egressd.App{}, egressd.Destination{}, err
+	}
+	if err := decodeBody(r.Body, s.opts.MaxBodyBytes, body, fields); err != nil {
+		return egressd.App{}, egressd.Destination{}, err
+	}
+	return acceptedKey(app, key.Cluster, key.Destination, key.Port, key.Protocol)
+}
+
 // accept answers POST /api/v1/apps/{namespace}/{app}/accepted: 201 when the
 // destination is newly accepted, 200 when it was already (who and when are
 // updated). Accepting resolves the app's firing novel-destination alert for
 // it.
 func (s *server) accept(w http.ResponseWriter, r *http.Request) {
-	app, err := appParam(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if _, err := parseQuery(r); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	var body acceptBody
-	if err := decodeBody(r.Body, s.opts.MaxBodyBytes, &body, acceptFields); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	app, dest, err := acceptedKey(app, body.Cluster, body.Destination, body.Port, body.Protocol)
+	app, dest, err := s.readAcceptKey(r, &body, &body.acceptKey, acceptFields)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -172,21 +178,8 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) {
 // 404 when that destination was not accepted. Alerts the acceptance
 // resolved stay resolved.
 func (s *server) unaccept(w http.ResponseWriter, r *http.Request) {
-	app, err := appParam(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if _, err := parseQuery(r); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	var body unacceptBody
-	if err := decodeBody(r.Body, s.opts.MaxBodyBytes, &body, unacceptFields); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	app, dest, err := acceptedKey(app, body.Cluster, body.Destination, body.Port, body.Protocol)
+	app, dest, err := s.readAcceptKey(r, &body, &body.acceptKey, unacceptFields)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -144,7 +144,10 @@ func bodyError(err error, limit int64, fields string) error {
 		if typeErr.Field == "" {
 			return egressd.Errorf(egressd.EINVALID, "request body: want a JSON object with %s, got %s", fields, typeErr.Value)
 		}
-		return egressd.Errorf(egressd.EINVALID, "request body: field %q: want %s, got %s", typeErr.Field, jsonType(typeErr.Type.Kind().String()), typeErr.Value)
+		// Bodies are flat objects: the last element is the JSON key, also
+		// for fields of an embedded struct ("acceptKey.port").
+		field := typeErr.Field[strings.LastIndexByte(typeErr.Field, '.')+1:]
+		return egressd.Errorf(egressd.EINVALID, "request body: field %q: want %s, got %s", field, jsonType(typeErr.Type.Kind().String()), typeErr.Value)
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		return egressd.Errorf(egressd.EINVALID, "request body: unknown field %s: the fields are %s", name, fields)

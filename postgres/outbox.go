@@ -97,25 +97,11 @@ ORDER BY c.next_attempt_at, c.id`, now, now.Add(lease), limit)
 // and resolved while it was sent stays resolved and due: its resolve has not
 // gone out yet. Deliveries already done or dropped are left alone.
 func (db *DB) DeliverySent(ctx context.Context, ids []int64, sentAt, nextResend time.Time) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	_, err := db.pool.Exec(ctx, `
-WITH locked AS (
-    SELECT id FROM alert_outbox
-    WHERE id = ANY($1) AND state IN ('firing', 'resolved')
-    ORDER BY id
-    FOR UPDATE
-)
-UPDATE alert_outbox o SET
+	return db.updatePending(ctx, "sent", ids, `
     state = CASE WHEN o.state = 'resolved' AND o.claimed_state = 'resolved' THEN 'done' ELSE o.state END,
     next_attempt_at = CASE WHEN o.state = 'firing' THEN $3 ELSE o.next_attempt_at END,
-    attempts = 0, last_error = '', last_sent_at = $2, leased_until = NULL, claimed_state = NULL
-FROM locked WHERE o.id = locked.id`, ids, sentAt, nextResend)
-	if err != nil {
-		return wrap(err, "record %d deliveries sent", len(ids))
-	}
-	return nil
+    attempts = 0, last_error = '', last_sent_at = $2, leased_until = NULL, claimed_state = NULL`,
+		sentAt, nextResend)
 }
 
 // DeliveryFailed records a failed attempt at the deliveries ids (the
@@ -123,31 +109,27 @@ FROM locked WHERE o.id = locked.id`, ids, sentAt, nextResend)
 // keeps errMsg (at most MaxErrorLen bytes), ends the leases and makes them
 // due again at next. Deliveries already done or dropped are left alone.
 func (db *DB) DeliveryFailed(ctx context.Context, ids []int64, next time.Time, errMsg string) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	_, err := db.pool.Exec(ctx, `
-WITH locked AS (
-    SELECT id FROM alert_outbox
-    WHERE id = ANY($1) AND state IN ('firing', 'resolved')
-    ORDER BY id
-    FOR UPDATE
-)
-UPDATE alert_outbox o SET
+	return db.updatePending(ctx, "failed", ids, `
     attempts = o.attempts + 1, next_attempt_at = $2, last_error = $3,
-    leased_until = NULL, claimed_state = NULL
-FROM locked WHERE o.id = locked.id`, ids, next, bound(errMsg, MaxErrorLen))
-	if err != nil {
-		return wrap(err, "record %d deliveries failed", len(ids))
-	}
-	return nil
+    leased_until = NULL, claimed_state = NULL`,
+		next, bound(errMsg, MaxErrorLen))
 }
 
 // DeliveryDropped gives up on the deliveries ids for good (the Alertmanager
-// rejected them with a 4xx status: sending them again would fail the same
-// way), keeping errMsg (at most MaxErrorLen bytes). Deliveries already done
+// refused the alerts themselves, with 400, 413 or 422: sending them again
+// would fail the same way), keeping errMsg (at most MaxErrorLen bytes). Deliveries already done
 // or dropped are left alone.
 func (db *DB) DeliveryDropped(ctx context.Context, ids []int64, errMsg string) error {
+	return db.updatePending(ctx, "dropped", ids, `
+    state = 'dropped', last_error = $2, leased_until = NULL, claimed_state = NULL`,
+		bound(errMsg, MaxErrorLen))
+}
+
+// updatePending applies set (a fixed SQL SET list, never input, whose
+// parameters start at $2) to the pending deliveries among ids, locking them
+// in id order so concurrent senders and resolvers never deadlock.
+// Deliveries already done or dropped are left alone.
+func (db *DB) updatePending(ctx context.Context, what string, ids []int64, set string, args ...any) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -158,11 +140,10 @@ WITH locked AS (
     ORDER BY id
     FOR UPDATE
 )
-UPDATE alert_outbox o SET
-    state = 'dropped', last_error = $2, leased_until = NULL, claimed_state = NULL
-FROM locked WHERE o.id = locked.id`, ids, bound(errMsg, MaxErrorLen))
+UPDATE alert_outbox o SET`+set+`
+FROM locked WHERE o.id = locked.id`, append([]any{ids}, args...)...)
 	if err != nil {
-		return wrap(err, "record %d deliveries dropped", len(ids))
+		return wrap(err, "record %d deliveries %s", len(ids), what)
 	}
 	return nil
 }
