@@ -39,6 +39,7 @@ type Pipeline struct {
 	last      map[string]int64
 	obs       egressd.Observation
 	keyBuf    []byte
+	delivered int64
 }
 
 type precedence struct {
@@ -83,6 +84,9 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 func (p *Pipeline) SkipUntil(source string, t time.Time) {
 	p.skipUntil[source] = t.UnixNano()
 }
+
+// Delivered returns how many observations the pipeline handed its sinks.
+func (p *Pipeline) Delivered() int64 { return p.delivered }
 
 // Resume returns where a new stream of source should start: the newest of
 // the stored cursor (SkipUntil) and the newest flow handled since. Zero means
@@ -289,6 +293,7 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 }
 
 func (p *Pipeline) deliver(o *egressd.Observation) {
+	p.delivered++
 	for _, s := range p.sinks {
 		s.Observe(o)
 	}

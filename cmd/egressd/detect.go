@@ -12,6 +12,7 @@ import (
 	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/baseline"
 	"github.com/egressd/egressd/detector"
+	"github.com/egressd/egressd/postgres"
 )
 
 // anomalyDB is what the detector's store needs of postgres.DB.
@@ -163,4 +164,42 @@ func (df *detectFlags) loadBaselines() ([]egressd.Baseline, error) {
 		return bs, fmt.Errorf("--baseline-dir: %w", err)
 	}
 	return bs, nil
+}
+
+// detectorDB is what priming the detector reads.
+type detectorDB interface {
+	Apps(ctx context.Context) ([]postgres.AppSeen, error)
+	SeenDestinations(ctx context.Context, since time.Time) ([]egressd.WindowEntry, error)
+}
+
+// primeDetector gives the detector what the database knows: when each app
+// was first seen (for its learning period) and the live window of the 7
+// days before end. A zero end is the newest flow stored, which is "now" in
+// replay, where time is the flows' time.
+func primeDetector(ctx context.Context, db detectorDB, det *detector.Detector, end time.Time) error {
+	apps, err := db.Apps(ctx)
+	if err != nil {
+		return err
+	}
+	first := make(map[egressd.App]time.Time, len(apps))
+	var newest time.Time
+	for _, a := range apps {
+		first[a.App] = a.FirstSeen
+		if a.LastSeen.After(newest) {
+			newest = a.LastSeen
+		}
+	}
+	det.LoadApps(first)
+	if end.IsZero() {
+		end = newest
+	}
+	if end.IsZero() {
+		return nil // nothing stored yet
+	}
+	entries, err := db.SeenDestinations(ctx, end.Add(-7*24*time.Hour))
+	if err != nil {
+		return err
+	}
+	det.LoadWindow(entries)
+	return nil
 }

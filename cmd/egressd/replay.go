@@ -103,8 +103,6 @@ type replayConfig struct {
 	agg   collector.AggregatorOptions
 	files []string
 	stdin io.Reader
-	sinks []collector.Sink
-	reg   prometheus.Registerer
 	// detect, when set, runs the detector; anomalies go to out.
 	detect    *detector.Options
 	baselines []egressd.Baseline
@@ -118,28 +116,18 @@ type replayResult struct {
 	firstErrors               []error
 }
 
-// countSink counts observations, for the summary.
-type countSink struct{ n int64 }
-
-func (s *countSink) Observe(*egressd.Observation) { s.n++ }
-func (s *countSink) Advance(string, time.Time)    {}
-
 // runReplay ingests files into the database: one pipeline for all inputs, so
 // DNS answers carry over from one rotated file to the next; each input is its
 // own cursor source so a second replay of it skips what is stored.
 func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 	var res replayResult
-	reg := rc.reg
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	reg := prometheus.NewRegistry()
 	m := collector.NewMetrics(reg)
 	agg, err := collector.NewAggregator(rc.agg, rc.db, rc.log.With("component", "aggregator"), m)
 	if err != nil {
 		return res, err
 	}
-	counter := &countSink{}
-	sinks := append([]collector.Sink{agg, counter}, rc.sinks...)
+	sinks := []collector.Sink{agg}
 	var det *detector.Detector
 	var printed *jsonLines
 	if rc.detect != nil {
@@ -203,7 +191,7 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 	if err := g.Wait(); err != nil {
 		return res, fmt.Errorf("store replayed observations: %w", err)
 	}
-	res.observations = counter.n
+	res.observations = pipe.Delivered()
 	if printed != nil {
 		res.anomalies = printed.n
 	}
@@ -219,35 +207,15 @@ func newReplayDetector(ctx context.Context, rc replayConfig, reg prometheus.Regi
 	if err != nil {
 		return nil, err
 	}
-	apps, err := rc.db.Apps(ctx)
-	if err != nil {
+	if err := primeDetector(ctx, rc.db, det, time.Time{}); err != nil {
 		return nil, err
 	}
-	first := make(map[egressd.App]time.Time, len(apps))
-	for _, a := range apps {
-		first[a.App] = a.FirstSeen
-	}
-	det.LoadApps(first)
 	acc, err := rc.db.AcceptedAll(ctx)
 	if err != nil {
 		return nil, err
 	}
 	det.SetAccepted(acc)
 	det.SetBaselines(rc.baselines)
-	// The window ends at the newest flow stored (replay time is flow time).
-	var newest time.Time
-	for _, a := range apps {
-		if a.LastSeen.After(newest) {
-			newest = a.LastSeen
-		}
-	}
-	if !newest.IsZero() {
-		entries, err := rc.db.SeenDestinations(ctx, newest.Add(-7*24*time.Hour))
-		if err != nil {
-			return nil, err
-		}
-		det.LoadWindow(entries)
-	}
 	return det, nil
 }
 

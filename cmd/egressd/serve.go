@@ -106,22 +106,9 @@ func NewMain(cfg ServeConfig, log *slog.Logger) (*Main, error) {
 // loadDetector gives the detector what the database and the baseline
 // directory know: apps' first sight, the live window, accepted destinations.
 func (m *Main) loadDetector(ctx context.Context) error {
-	db := m.cfg.DB
-	apps, err := db.Apps(ctx)
-	if err != nil {
+	if err := primeDetector(ctx, m.cfg.DB, m.detector, time.Now()); err != nil {
 		return err
 	}
-	first := make(map[egressd.App]time.Time, len(apps))
-	for _, a := range apps {
-		first[a.App] = a.FirstSeen
-	}
-	m.detector.LoadApps(first)
-	now := time.Now()
-	entries, err := db.SeenDestinations(ctx, now.Add(-7*24*time.Hour))
-	if err != nil {
-		return err
-	}
-	m.detector.LoadWindow(entries)
 	return m.refresh(ctx)
 }
 
