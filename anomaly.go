@@ -40,9 +40,9 @@ type Anomaly struct {
 	Fingerprint string
 	Kind        AnomalyKind
 	App         App
-	// Destination is set for novel destinations; for a flood it holds the
-	// common parent domain (or the first name) and Port/Protocol of the
-	// first; zero for volume anomalies.
+	// Destination is set for novel destinations; for a flood it is the
+	// first destination past the threshold (the parent domain is in
+	// Details["domain"]); zero for volume anomalies.
 	Destination Destination
 	// Time is when the anomaly started (flow time).
 	Time       time.Time
