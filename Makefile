@@ -23,8 +23,14 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# The Go benchmarks beside the code (hot paths, by cardinality), then the
+# end-to-end harness, which prints every DESIGN.md target with its figure and
+# ratio (BENCHMARKS.md). BENCHTIME=3s for steadier Go figures.
+BENCHTIME ?= 1s
+bench: build
+	./scripts/ensure-deps.sh postgresql alertmanager
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	./$(BIN) bench
 
 # Runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s

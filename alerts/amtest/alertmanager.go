@@ -96,12 +96,30 @@ func Binary() (string, error) {
 // the test (it never skips) when the binary is missing or does not start.
 func Start(t testing.TB, opts Options) *Alertmanager {
 	t.Helper()
+	am, err := Launch(opts, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	am.t = t
+	t.Cleanup(func() {
+		am.Stop()
+		if t.Failed() {
+			t.Logf("amtest: Alertmanager %s output (last %d bytes):\n%s", am.addr, am.logs.max, am.logs.String())
+		}
+	})
+	return am
+}
+
+// Launch is Start for programs that are not tests (egressd bench): it keeps
+// its configuration and storage in dir, and the caller stops it with Stop.
+// Restart is for Start's Alertmanagers only.
+func Launch(opts Options, dir string) (*Alertmanager, error) {
 	if opts.WebhookURL == "" {
-		t.Fatal("amtest: Options.WebhookURL is required (use NewReceiver(t).URL())")
+		return nil, errors.New("amtest: Options.WebhookURL is required (use NewReceiver(t).URL())")
 	}
 	bin, err := Binary()
 	if err != nil {
-		t.Fatalf("amtest: %v", err)
+		return nil, fmt.Errorf("amtest: %w", err)
 	}
 	if opts.GroupInterval == 0 {
 		opts.GroupInterval = 100 * time.Millisecond
@@ -112,9 +130,7 @@ func Start(t testing.TB, opts Options) *Alertmanager {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 20 * time.Second
 	}
-	dir := t.TempDir()
 	am := &Alertmanager{
-		t:       t,
 		bin:     bin,
 		config:  filepath.Join(dir, "alertmanager.yml"),
 		storage: filepath.Join(dir, "data"),
@@ -122,31 +138,25 @@ func Start(t testing.TB, opts Options) *Alertmanager {
 		logs:    &tailBuffer{max: 64 << 10},
 	}
 	if err := os.WriteFile(am.config, []byte(Config(opts)), 0o600); err != nil {
-		t.Fatalf("amtest: write config: %v", err)
+		return nil, fmt.Errorf("amtest: write config: %w", err)
 	}
-	t.Cleanup(func() {
-		am.Stop()
-		if t.Failed() {
-			t.Logf("amtest: Alertmanager %s output (last %d bytes):\n%s", am.addr, am.logs.max, am.logs.String())
-		}
-	})
 	// Another process may take the free port between our probe and
 	// Alertmanager's bind; try a few ports before failing.
 	for try := 0; ; try++ {
 		am.addr, err = freeAddr()
 		if err != nil {
-			t.Fatalf("amtest: find a free port: %v", err)
+			return nil, fmt.Errorf("amtest: find a free port: %w", err)
 		}
 		err = am.start()
 		if err == nil {
 			break
 		}
 		if try == 2 || !strings.Contains(am.logs.String(), "address already in use") {
-			t.Fatalf("amtest: start %s: %v\n%s", bin, err, am.logs.String())
+			return nil, fmt.Errorf("amtest: start %s: %w\n%s", bin, err, am.logs.String())
 		}
 	}
 	am.api = client.New(httptransport.New(am.addr, "/api/v2", []string{"http"}), strfmt.Default)
-	return am
+	return am, nil
 }
 
 // Config returns the Alertmanager configuration Start writes: one route,

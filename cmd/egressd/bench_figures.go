@@ -1,0 +1,404 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/cilium/api/v1/observer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/alerts"
+	"github.com/egressd/egressd/baseline"
+	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/collector/hubbletest"
+	"github.com/egressd/egressd/detector"
+	"github.com/egressd/egressd/postgres"
+)
+
+// benchIngest streams the same backlog of flows over loopback gRPC twice per
+// run: first to a client that only receives the bytes, then to egressd's
+// collector (client, pipeline, aggregator flushing to PostgreSQL every
+// second, detector), and reports both rates and their ratio. egressd's time
+// runs from opening the stream to the last message handled; the last flush,
+// which a running service overlaps with the next flows, is reported apart.
+// Every run checks that the flows counted in PostgreSQL are the flows the
+// pipeline observed: nothing lost.
+func benchIngest(ctx context.Context, cfg benchConfig, db *postgres.DB, out io.Writer) ([]*figure, error) {
+	start := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
+	resps, err := ingestFlows(cfg.flows, cfg.apps, cfg.dests, start)
+	if err != nil {
+		return nil, err
+	}
+	srv := hubbletest.NewServer(hubbletest.Options{})
+	addr, err := srv.Start()
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	srv.Add(resps...)
+	resps = nil
+	co := collector.DefaultClientOptions()
+	co.Address, co.Follow = addr, false
+	req := &observer.GetFlowsRequest{Whitelist: co.Whitelist}
+
+	raw := &figure{name: "ingest raw client", unit: "flows/s", target: "(yardstick)"}
+	egr := &figure{name: "ingest egressd", unit: "flows/s", target: ">= 300000", met: func(v float64) bool { return v >= 300_000 }}
+	ratio := &figure{name: "ingest egressd/raw", unit: "x", target: ">= 0.8x", met: func(v float64) bool { return v >= 0.8 }}
+	drain := &figure{name: "ingest last flush", unit: "ms", target: "(reported)"}
+	lost := &figure{name: "ingest lost flows", unit: "flows", target: "0", met: func(v float64) bool { return v == 0 }}
+	for run := 0; run < cfg.runs; run++ {
+		runtime.GC()
+		t0 := time.Now()
+		n, bytes, err := rawReceive(ctx, addr, req)
+		if err != nil {
+			return nil, fmt.Errorf("raw client: %w", err)
+		}
+		rawRate := float64(n) / time.Since(t0).Seconds()
+		raw.add(rawRate, fmt.Sprintf("run %d: %d messages, %.0f bytes each", run+1, n, float64(bytes)/float64(n)))
+		runtime.GC()
+		res, err := ingestOnce(ctx, db, co)
+		if err != nil {
+			return nil, err
+		}
+		if res.messages != n {
+			return nil, fmt.Errorf("egressd received %d messages, the raw client %d", res.messages, n)
+		}
+		egr.add(res.rate, "")
+		ratio.add(res.rate/rawRate, "")
+		drain.add(float64(res.drain.Milliseconds()), "")
+		lost.add(float64(res.observed-res.stored+res.dropped), fmt.Sprintf("run %d: observed %d, stored %d, dropped %d", run+1, res.observed, res.stored, res.dropped))
+	}
+	return []*figure{raw, egr, ratio, drain, lost}, nil
+}
+
+type ingestResult struct {
+	messages int
+	rate     float64
+	drain    time.Duration
+	observed int64 // connect observations the pipeline delivered
+	stored   int64 // flows the database counted for them
+	dropped  int64 // observations the aggregator dropped at its bound
+}
+
+// ingestOnce runs the collector as serve wires it over one whole stream.
+func ingestOnce(ctx context.Context, db *postgres.DB, co collector.ClientOptions) (ingestResult, error) {
+	var res ingestResult
+	reg := prometheus.NewRegistry()
+	m := collector.NewMetrics(reg)
+	client, err := collector.NewClient(co, quietLog(), m)
+	if err != nil {
+		return res, err
+	}
+	aggOpts := collector.DefaultAggregatorOptions()
+	aggOpts.FlushInterval = time.Second
+	agg, err := collector.NewAggregator(aggOpts, db, quietLog(), m)
+	if err != nil {
+		return res, err
+	}
+	det, err := detector.New(detector.DefaultOptions(), &detectorStore{db: db, now: time.Now}, quietLog(), detector.NewMetrics(reg))
+	if err != nil {
+		return res, err
+	}
+	pipe, err := collector.NewPipeline(collector.DefaultOptions(), m, agg, det)
+	if err != nil {
+		return res, err
+	}
+	before, err := db.FlowTotal(ctx)
+	if err != nil {
+		return res, err
+	}
+	aggCtx, stopAgg := context.WithCancel(ctx)
+	detCtx, stopDet := context.WithCancel(ctx)
+	defer stopAgg()
+	defer stopDet()
+	aggDone, detDone := make(chan error, 1), make(chan error, 1)
+	go func() { aggDone <- agg.Run(aggCtx) }()
+	go func() { detDone <- det.Run(detCtx) }()
+
+	source := "hubble:" + co.Address
+	t0 := time.Now()
+	err = client.Run(ctx, func() time.Time { return pipe.Resume(source) }, func(msg []byte) error {
+		return pipe.Handle(source, msg)
+	})
+	elapsed := time.Since(t0)
+	if err != nil {
+		return res, err
+	}
+	t1 := time.Now()
+	stopAgg()
+	if err := <-aggDone; err != nil {
+		return res, err
+	}
+	res.drain = time.Since(t1)
+	stopDet()
+	if err := <-detDone; err != nil {
+		return res, err
+	}
+	after, err := db.FlowTotal(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.messages = int(testutil.ToFloat64(m.Messages))
+	res.rate = float64(res.messages) / elapsed.Seconds()
+	res.observed = int64(testutil.ToFloat64(m.Observations.WithLabelValues("connect")))
+	res.stored = after - before
+	res.dropped = int64(testutil.ToFloat64(m.AggDropped))
+	return res, nil
+}
+
+// benchLatency runs serve with a real Alertmanager and, one novel flow at a
+// time, times the flow leaving the Hubble server until Alertmanager lists its
+// alert (polled every millisecond).
+func benchLatency(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*figure, error) {
+	hook, stopHook, err := webhookSink()
+	if err != nil {
+		return nil, err
+	}
+	defer stopHook()
+	am, stopAM, err := launchAlertmanager(hook)
+	if err != nil {
+		return nil, err
+	}
+	defer stopAM()
+	srv := hubbletest.NewServer(hubbletest.Options{})
+	addr, err := srv.Start()
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+
+	co := collector.DefaultClientOptions()
+	co.Address = addr
+	agg := collector.DefaultAggregatorOptions()
+	det := detector.DefaultOptions()
+	det.LearningPeriod = 0
+	det.FloodThreshold = 1 << 30
+	ao := alerts.DefaultOptions()
+	ao.Targets = []string{am.URL()}
+	m, err := NewMain(ServeConfig{
+		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
+		Detect: det, Alerts: ao, AlertTTL: 24 * time.Hour,
+	}, quietLog())
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	if err := srv.WaitStreams(ctx, 1); err != nil {
+		return nil, err
+	}
+
+	p50 := &figure{name: "flow->alert p50", unit: "ms", target: "(reported)"}
+	p99 := &figure{name: "flow->alert p99", unit: "ms", target: "< 1000", met: func(v float64) bool { return v < 1000 }}
+	worst := &figure{name: "flow->alert max", unit: "ms", target: "(reported)"}
+	for run := 0; run < cfg.runs; run++ {
+		var lat []time.Duration
+		for i := 0; i < cfg.alerts; i++ {
+			name := fmt.Sprintf("n%d-%d.latency.example", run, i)
+			start := time.Now()
+			srv.Add(hubbletest.Response(hubbletest.NewFlow(hubbletest.FlowSpec{
+				Time: start, Node: "bench/node-1", UUID: fmt.Sprintf("latency-%d-%d", run, i),
+				Src: hubbletest.Endpoint{IP: "10.42.1.17", Namespace: "media", Pod: "recyclarr-7d9f8b6c5d-x2k9p",
+					Identity: 51234, Workload: "recyclarr", Labels: []string{"k8s:io.kubernetes.pod.namespace=media"}},
+				Dst: hubbletest.WorldEndpoint("198.51.100.7", 443, name),
+			})))
+			for {
+				as, err := am.Alerts(ctx, fmt.Sprintf("destination=%q", name))
+				if err != nil {
+					return nil, err
+				}
+				if len(as) > 0 {
+					break
+				}
+				if time.Since(start) > 30*time.Second {
+					return nil, fmt.Errorf("the alert for %s was never listed by Alertmanager", name)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		slices.Sort(lat)
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		p50.add(ms(lat[len(lat)/2]), "")
+		p99.add(ms(lat[len(lat)*99/100]), "")
+		worst.add(ms(lat[len(lat)-1]), "")
+	}
+	return []*figure{p50, p99, worst}, nil
+}
+
+// benchMemory feeds cfg.keys distinct (app, destination, port) keys, in one
+// flush interval, to the two stages that hold state per key, the aggregator
+// and the detector (apps in their learning period, so every key joins the
+// live window), and reports the heap they hold per key, destination name
+// strings included, and the growth of the resident set.
+func benchMemory(cfg benchConfig) ([]*figure, error) {
+	heap := &figure{name: "memory heap/key", unit: "B", target: "<= 300", met: func(v float64) bool { return v <= 300 }}
+	rss := &figure{name: "memory RSS growth/key", unit: "B", target: "(reported)"}
+	for run := 0; run < cfg.runs; run++ {
+		h, r, err := memoryOnce(cfg.keys)
+		if err != nil {
+			return nil, err
+		}
+		heap.add(h, "")
+		rss.add(r, "")
+	}
+	return []*figure{heap, rss}, nil
+}
+
+func memoryOnce(keys int) (heapPerKey, rssPerKey float64, err error) {
+	const appsN = 10_000
+	apps := make([]egressd.App, appsN)
+	pods := make([]string, appsN)
+	for i := range apps {
+		apps[i] = egressd.App{Cluster: "bench", Namespace: fmt.Sprintf("team-%03d", i%100), Name: fmt.Sprintf("svc-%05d", i)}
+		pods[i] = apps[i].Name + "-7d9f8b6c4-x2k9q"
+	}
+	reg := prometheus.NewRegistry()
+	aggOpts := collector.DefaultAggregatorOptions()
+	aggOpts.MaxKeys = 4 * keys // the measurement must not hit the bound
+	agg, err := collector.NewAggregator(aggOpts, nil, quietLog(), collector.NewMetrics(reg))
+	if err != nil {
+		return 0, 0, err
+	}
+	det, err := detector.New(detector.DefaultOptions(), &detectorStore{now: time.Now}, quietLog(), detector.NewMetrics(reg))
+	if err != nil {
+		return 0, 0, err
+	}
+	ports := []uint16{443, 443, 443, 80, 8443, 5432}
+	t := time.Now().UTC().Truncate(time.Hour)
+	runtime.GC()
+	debug.FreeOSMemory()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rssBefore := residentBytes()
+	o := egressd.Observation{Kind: egressd.KindConnect, Source: "bench", Verdict: egressd.VerdictForwarded, NameSource: egressd.NameFromFlow}
+	for i := range keys {
+		a := i % appsN
+		o.Time = t.Add(time.Duration(i) * time.Microsecond)
+		o.App, o.Pod = apps[a], pods[a]
+		o.Destination = egressd.Destination{
+			Name:     "api-" + strconv.Itoa(i/appsN) + ".vendor-" + strconv.Itoa(a%97) + ".example.com",
+			Port:     ports[i%len(ports)],
+			Protocol: egressd.ProtoTCP,
+		}
+		agg.Observe(&o)
+		det.Observe(&o)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	rssAfter := residentBytes()
+	heapPerKey = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(keys)
+	rssPerKey = float64(rssAfter-rssBefore) / float64(keys)
+	runtime.KeepAlive(agg)
+	runtime.KeepAlive(det)
+	return heapPerKey, rssPerKey, nil
+}
+
+// residentBytes reads the process's resident set from /proc (0 elsewhere).
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// benchFlush writes 10k distinct keys (destinations, their hourly buckets
+// and the cursor) in one WriteRollup: first keys the database has never
+// seen, then the same keys again (the steady state: rows updated).
+func benchFlush(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*figure, error) {
+	fresh := &figure{name: "flush 10k new keys", unit: "ms", target: "<= 250", met: func(v float64) bool { return v <= 250 }}
+	again := &figure{name: "flush 10k known keys", unit: "ms", target: "<= 250", met: func(v float64) bool { return v <= 250 }}
+	hour := time.Now().UTC().Truncate(time.Hour)
+	for run := 0; run < cfg.runs; run++ {
+		r := benchRollup(fmt.Sprintf("flush%d", run), 500, 20, hour)
+		for _, f := range []*figure{fresh, again} {
+			t0 := time.Now()
+			if err := db.WriteRollup(ctx, r); err != nil {
+				return nil, err
+			}
+			f.add(float64(time.Since(t0).Microseconds())/1000, "")
+		}
+	}
+	return []*figure{fresh, again}, nil
+}
+
+// benchRollup returns apps x dests distinct keys, seen in hour.
+func benchRollup(prefix string, apps, dests int, hour time.Time) *egressd.Rollup {
+	r := &egressd.Rollup{Cursors: []egressd.Cursor{{Source: "bench:" + prefix, Time: hour.Add(time.Minute)}}}
+	for a := range apps {
+		app := egressd.App{Cluster: "bench", Namespace: fmt.Sprintf("%s-team-%02d", prefix, a%50), Name: fmt.Sprintf("svc-%05d", a)}
+		for d := range dests {
+			dest := egressd.Destination{Name: fmt.Sprintf("api-%d.vendor-%d.example.com", d, a%97), Port: 443, Protocol: egressd.ProtoTCP}
+			r.Destinations = append(r.Destinations, egressd.DestinationRollup{
+				App: app, Destination: dest, FirstSeen: hour.Add(time.Second), LastSeen: hour.Add(time.Minute),
+				Flows: 7, Verdicts: egressd.VerdictSet(0).Add(egressd.VerdictForwarded),
+				ExamplePod: app.Name + "-7d9f8b6c4-x2k9q", NameSource: egressd.NameFromFlow,
+			})
+			r.Hourly = append(r.Hourly, egressd.HourlyRollup{App: app, Destination: dest, Hour: hour, Flows: 7})
+		}
+	}
+	return r
+}
+
+// benchExport stores 10k apps x 20 destinations and times what `egressd
+// baseline export` does with them: read the 7-day window, build the
+// baselines, write every file into an empty directory.
+func benchExport(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*figure, error) {
+	apps, dests := cfg.exportN, 20
+	hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	all := benchRollup("export", apps, dests, hour)
+	// Stored in flush-sized pieces, as serve would have.
+	for i := 0; i < len(all.Destinations); i += 20_000 {
+		j := min(i+20_000, len(all.Destinations))
+		part := &egressd.Rollup{Destinations: all.Destinations[i:j], Hourly: all.Hourly[i:j]}
+		if err := db.WriteRollup(ctx, part); err != nil {
+			return nil, err
+		}
+	}
+	total := &figure{name: fmt.Sprintf("export %dk apps x 20", apps/1000), unit: "s", target: "<= 2", met: func(v float64) bool { return v <= 2 }}
+	if apps < 1000 {
+		total.name = fmt.Sprintf("export %d apps x 20", apps)
+	}
+	end := time.Now().UTC()
+	for run := 0; run < cfg.runs; run++ {
+		dir, err := os.MkdirTemp("", "egressd-bench-export-")
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		live, err := liveBaselines(ctx, db, end.Add(-168*time.Hour), end)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		read := time.Since(t0)
+		res, err := baseline.Export(dir, live, baseline.ExportOptions{})
+		elapsed := time.Since(t0)
+		os.RemoveAll(dir)
+		if err != nil {
+			return nil, err
+		}
+		total.add(elapsed.Seconds(), fmt.Sprintf("run %d: %d apps (%d files written): window read and build %.2f s, files %.2f s",
+			run+1, len(live), len(res.Written), read.Seconds(), (elapsed-read).Seconds()))
+	}
+	return []*figure{total}, nil
+}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestBenchPrintsEveryFigure runs `egressd bench` small: every figure of
+// DESIGN.md's table is measured and printed with its target, the ingest run
+// through loopback gRPC and PostgreSQL loses no flow, and the decoder
+// allocates nothing. Times are printed, never asserted.
+func TestBenchPrintsEveryFigure(t *testing.T) {
+	t.Parallel()
+	r := run(t, dbEnv(t), "bench", "--runs", "1", "--flows", "5000", "--apps", "20", "--keys", "5000",
+		"--alerts", "10", "--export-apps", "50", "--decode-time", "100ms")
+	require.Equal(t, 0, r.code, r.stderr)
+	for _, name := range []string{
+		"decode selective/full", "decode allocs/flow",
+		"ingest raw client", "ingest egressd", "ingest egressd/raw", "ingest last flush", "ingest lost flows",
+		"flow->alert p99", "memory heap/key", "flush 10k new keys", "flush 10k known keys", "export 50 apps x 20",
+	} {
+		require.Regexp(t, `(?m)^`+regexp.QuoteMeta(name)+` +median +[0-9.]+ `, r.stdout, "figure %q", name)
+	}
+	require.Regexp(t, `(?m)^ingest lost flows +median +0\.000 +min +0\.000 +max +0\.000 +flows +target 0 +MET$`, r.stdout)
+	require.Regexp(t, `(?m)^decode allocs/flow +median +0\.000 +min +0\.000 +max +0\.000 +allocs +target 0 +MET$`, r.stdout)
+	require.Regexp(t, `observed [1-9][0-9]*, stored [1-9][0-9]*, dropped 0`, r.stdout)
+}
