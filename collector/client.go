@@ -172,26 +172,46 @@ func (c *Client) stream(ctx context.Context, conn *grpc.ClientConn, since time.T
 	if err := st.CloseSend(); err != nil {
 		return 0, fmt.Errorf("send GetFlows request: %w", err)
 	}
-	var frame rawFrame
-	got := 0
-	for {
-		if err := st.RecvMsg(&frame); err != nil {
-			if errors.Is(err, io.EOF) {
-				return got, nil
+	// A goroutine of its own receives, so that decoding and attribution
+	// of one message overlap with gRPC reading the next. The queue between
+	// them is bounded: when the pipeline is slower than the stream, the
+	// receiver waits and HTTP/2 flow control slows Hubble down, which
+	// reports what its ring buffer then drops as lost events.
+	frames := make(chan rawFrame, frameQueue)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(frames)
+		for {
+			var f rawFrame
+			if err := st.RecvMsg(&f); err != nil {
+				recvErr <- err
+				return
 			}
-			return got, err
+			frames <- f
 		}
+	}()
+	got := 0
+	for f := range frames {
 		if got == 0 {
 			c.up.Store(true)
 			c.metrics.StreamUp.Set(1)
 			c.log.Info("hubble_stream_up", "address", c.opts.Address, "since", since)
 		}
 		got++
-		if err := handle(frame.b); err != nil {
+		if err := handle(f.b); err != nil {
 			c.log.Debug("hubble_message_rejected", "err", err)
 		}
+		f.release()
 	}
+	if err := <-recvErr; !errors.Is(err, io.EOF) {
+		return got, err
+	}
+	return got, nil
 }
+
+// frameQueue is how many received messages may wait for the pipeline: about
+// a quarter of a megabyte of typical flows.
+const frameQueue = 256
 
 func (c *Client) credentials() (credentials.TransportCredentials, error) {
 	if !c.opts.tlsEnabled() {
@@ -219,13 +239,23 @@ func (c *Client) credentials() (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(cfg), nil
 }
 
-// rawFrame receives one message's bytes, reusing its buffer.
-type rawFrame struct{ b []byte }
+// rawFrame is one received message. Its bytes are gRPC's own receive
+// buffer, kept (not copied) until release.
+type rawFrame struct {
+	b   []byte
+	buf mem.Buffer // nil when b is a copy
+}
 
-// rawCodec is gRPC's proto codec on the sending side and a plain copy on the
-// receiving side, so GetFlows responses reach the selective decoder without a
-// full proto.Unmarshal. It is named "proto" so the wire content type stays
-// application/grpc+proto, which every Hubble server speaks.
+func (f *rawFrame) release() {
+	if f.buf != nil {
+		f.buf.Free()
+	}
+}
+
+// rawCodec is gRPC's proto codec on the sending side and a pass-through on
+// the receiving side, so GetFlows responses reach the selective decoder
+// without a full proto.Unmarshal. It is named "proto" so the wire content
+// type stays application/grpc+proto, which every Hubble server speaks.
 type rawCodec struct{}
 
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
@@ -245,12 +275,14 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return fmt.Errorf("rawCodec: cannot unmarshal into %T", v)
 	}
-	n := data.Len()
-	if cap(f.b) < n {
-		f.b = make([]byte, n)
+	if len(data) == 1 {
+		// The usual case: the message is one buffer. gRPC frees data
+		// when this returns; the reference keeps it for the pipeline.
+		data[0].Ref()
+		f.buf, f.b = data[0], data[0].ReadOnlyData()
+		return nil
 	}
-	f.b = f.b[:n]
-	data.CopyTo(f.b)
+	f.buf, f.b = nil, data.Materialize()
 	return nil
 }
 

@@ -58,6 +58,9 @@ type benchConfig struct {
 	exportN  int
 	decodeIn time.Duration
 	only     map[string]bool
+	// profile, when set, receives a CPU profile of the first egressd
+	// ingest run (the test Hubble server, in this process, included).
+	profile string
 }
 
 // figure is one measured quantity over the runs.
@@ -126,6 +129,7 @@ func (c *CLI) bench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.alerts, "alerts", 200, "novel flows timed per latency run")
 	fs.IntVar(&cfg.exportN, "export-apps", 10_000, "apps (20 destinations each) for the export figure")
 	fs.DurationVar(&cfg.decodeIn, "decode-time", 2*time.Second, "time spent per decode run")
+	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the first egressd ingest run to this file")
 	only := fs.String("only", "", "comma-separated figures to measure (decode,ingest,latency,memory,flush,export); default all")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage+"Flags:\n"); fs.PrintDefaults() }
 	rest, err := parseArgs(fs, args)

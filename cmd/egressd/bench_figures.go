@@ -7,9 +7,11 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cilium/cilium/api/v1/observer"
@@ -58,22 +60,29 @@ func benchIngest(ctx context.Context, cfg benchConfig, db *postgres.DB, out io.W
 	lost := &figure{name: "ingest lost flows", unit: "flows", target: "0", met: func(v float64) bool { return v == 0 }}
 	for run := 0; run < cfg.runs; run++ {
 		runtime.GC()
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		n, bytes, err := rawReceive(ctx, addr, req)
 		if err != nil {
 			return nil, fmt.Errorf("raw client: %w", err)
 		}
-		rawRate := float64(n) / time.Since(t0).Seconds()
-		raw.add(rawRate, fmt.Sprintf("run %d: %d messages, %.0f bytes each", run+1, n, float64(bytes)/float64(n)))
+		rawWall, rawCPU := time.Since(t0), cpuTime()-c0
+		rawRate := float64(n) / rawWall.Seconds()
+		raw.add(rawRate, fmt.Sprintf("run %d: %d messages, %.0f bytes each; %.2f CPUs busy (server and client), %.2f µs CPU/flow",
+			run+1, n, float64(bytes)/float64(n), rawCPU.Seconds()/rawWall.Seconds(), float64(rawCPU.Microseconds())/float64(n)))
 		runtime.GC()
-		res, err := ingestOnce(ctx, db, co)
+		profile := ""
+		if run == 0 {
+			profile = cfg.profile
+		}
+		res, err := ingestOnce(ctx, db, co, profile)
 		if err != nil {
 			return nil, err
 		}
 		if res.messages != n {
 			return nil, fmt.Errorf("egressd received %d messages, the raw client %d", res.messages, n)
 		}
-		egr.add(res.rate, "")
+		egr.add(res.rate, fmt.Sprintf("run %d: %.2f CPUs busy (server, egressd, PostgreSQL client side), %.2f µs CPU/flow",
+			run+1, res.cpu.Seconds()/res.wall.Seconds(), float64(res.cpu.Microseconds())/float64(n)))
 		ratio.add(res.rate/rawRate, "")
 		drain.add(float64(res.drain.Milliseconds()), "")
 		lost.add(float64(res.observed-res.stored+res.dropped), fmt.Sprintf("run %d: observed %d, stored %d, dropped %d", run+1, res.observed, res.stored, res.dropped))
@@ -84,6 +93,8 @@ func benchIngest(ctx context.Context, cfg benchConfig, db *postgres.DB, out io.W
 type ingestResult struct {
 	messages int
 	rate     float64
+	wall     time.Duration
+	cpu      time.Duration // of the whole process, the test server included
 	drain    time.Duration
 	observed int64 // connect observations the pipeline delivered
 	stored   int64 // flows the database counted for them
@@ -91,7 +102,7 @@ type ingestResult struct {
 }
 
 // ingestOnce runs the collector as serve wires it over one whole stream.
-func ingestOnce(ctx context.Context, db *postgres.DB, co collector.ClientOptions) (ingestResult, error) {
+func ingestOnce(ctx context.Context, db *postgres.DB, co collector.ClientOptions, profile string) (ingestResult, error) {
 	var res ingestResult
 	reg := prometheus.NewRegistry()
 	m := collector.NewMetrics(reg)
@@ -126,11 +137,23 @@ func ingestOnce(ctx context.Context, db *postgres.DB, co collector.ClientOptions
 	go func() { detDone <- det.Run(detCtx) }()
 
 	source := "hubble:" + co.Address
-	t0 := time.Now()
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return res, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	t0, c0 := time.Now(), cpuTime()
 	err = client.Run(ctx, func() time.Time { return pipe.Resume(source) }, func(msg []byte) error {
 		return pipe.Handle(source, msg)
 	})
 	elapsed := time.Since(t0)
+	res.wall, res.cpu = elapsed, cpuTime()-c0
 	if err != nil {
 		return res, err
 	}
@@ -304,6 +327,15 @@ func memoryOnce(keys int) (heapPerKey, rssPerKey float64, err error) {
 	runtime.KeepAlive(agg)
 	runtime.KeepAlive(det)
 	return heapPerKey, rssPerKey, nil
+}
+
+// cpuTime returns the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // residentBytes reads the process's resident set from /proc (0 elsewhere).
