@@ -58,30 +58,55 @@ func (o AggregatorOptions) Validate() error {
 	return nil
 }
 
-type destKey struct {
-	app  egressd.App
-	dest egressd.Destination
+// The state between two flushes holds up to MaxKeys keys (1M by default),
+// so it is laid out for size (DESIGN.md: <= 300 bytes per active key,
+// detector included). Strings that many keys share (app, protocol, pod)
+// are numbered once per state; values sit in the maps, with no pointer of
+// their own; and a destination's hour buckets are folded into it: a flush
+// interval of seconds nearly always falls within one hour, so the bucket
+// of the hour of its first flow is implicit, and only other hours (an
+// interval across the hour, a replay, flushes merged after a failure) are
+// kept apart, in rollupState.spill. Denied flows, which most destinations
+// never have, are counted apart too.
+
+// class is what many keys share: an app and a protocol (empty for DNS
+// questions).
+type class struct {
+	app   egressd.App
+	proto string
 }
 
-type hourKey struct {
-	destKey
-	hour int64 // Unix seconds, truncated to the hour
+type destKey struct {
+	name  string
+	class uint32 // index in rollupState.classes
+	port  uint16
 }
 
 type dnsQueryKey struct {
-	app  egressd.App
-	name string
+	name  string
+	class uint32
 }
 
 type destAgg struct {
-	first, last   int64
-	flows, denied int64
-	verdicts      egressd.VerdictSet
-	pod           string
-	nameSource    egressd.NameSource
+	first, last int64 // Unix ns
+	flows       int64
+	pod         uint32 // index in rollupState.pods; 0 is none
+	verdicts    uint8  // an egressd.VerdictSet, whose verdicts fit a byte
+	nameSource  egressd.NameSource
+	flags       destFlags
 }
 
+type destFlags uint8
+
+const (
+	spilled   destFlags = 1 << iota // it has buckets in rollupState.spill
+	hasDenied                       // it has denied flows, in rollupState.denied
+)
+
+// hourAgg counts a destination's flows in one hour other than that of its
+// first flow.
 type hourAgg struct {
+	hour          int64 // hours since the Unix epoch
 	flows, denied int64
 }
 
@@ -92,22 +117,155 @@ type dnsAgg struct {
 
 // rollupState is what accumulates between two flushes.
 type rollupState struct {
-	dests   map[destKey]*destAgg
-	hours   map[hourKey]*hourAgg
-	dns     map[dnsQueryKey]*dnsAgg
+	classes []class
+	classOf map[class]uint32
+	pods    []string
+	podOf   map[string]uint32
+	dests   map[destKey]destAgg
+	// spill holds the hour buckets of destinations other than the hour of
+	// their first flow. The implicit bucket of that hour counts the
+	// destination's totals minus these.
+	spill   map[destKey][]hourAgg
+	spilled int // buckets in spill
+	// denied counts the denied flows of destinations that had any.
+	denied  map[destKey]int64
+	dns     map[dnsQueryKey]dnsAgg
 	cursors map[string]int64
 }
 
 func newRollupState() *rollupState {
 	return &rollupState{
-		dests:   make(map[destKey]*destAgg),
-		hours:   make(map[hourKey]*hourAgg),
-		dns:     make(map[dnsQueryKey]*dnsAgg),
+		classOf: make(map[class]uint32),
+		pods:    []string{""},
+		podOf:   make(map[string]uint32),
+		dests:   make(map[destKey]destAgg),
+		spill:   make(map[destKey][]hourAgg),
+		denied:  make(map[destKey]int64),
+		dns:     make(map[dnsQueryKey]dnsAgg),
 		cursors: make(map[string]int64),
 	}
 }
 
-func (s *rollupState) keys() int { return len(s.dests) + len(s.hours) + len(s.dns) }
+// keys counts what MaxKeys bounds: destinations, their hour buckets (one
+// each, plus those spilled) and DNS names.
+func (s *rollupState) keys() int { return 2*len(s.dests) + s.spilled + len(s.dns) }
+
+// classIndex returns the number of c, adding it when add is set. Classes
+// and pods are added only with a destination or DNS name that uses them,
+// so MaxKeys bounds them too.
+func (s *rollupState) classIndex(c class, add bool) (uint32, bool) {
+	i, ok := s.classOf[c]
+	if !ok && add {
+		i, ok = uint32(len(s.classes)), true
+		s.classes = append(s.classes, c)
+		s.classOf[c] = i
+	}
+	return i, ok
+}
+
+func (s *rollupState) podIndex(pod string) uint32 {
+	if pod == "" {
+		return 0
+	}
+	i, ok := s.podOf[pod]
+	if !ok {
+		i = uint32(len(s.pods))
+		s.pods = append(s.pods, pod)
+		s.podOf[pod] = i
+	}
+	return i
+}
+
+// unixHour returns the hour of a time in Unix ns, in hours since the
+// epoch: t.Unix()/3600 for every time that UnixNano represents (1678 to
+// 2262). Hours follow the first flow's time, so they are computed from ns
+// like first and last seen, and wrap with them beyond those years.
+func unixHour(ns int64) int64 {
+	sec := ns / 1e9
+	if ns%1e9 < 0 {
+		sec--
+	}
+	return sec / 3600
+}
+
+// deniedOf returns the denied flows of d, the aggregate of k.
+func (s *rollupState) deniedOf(k destKey, d *destAgg) int64 {
+	if d.flags&hasDenied == 0 {
+		return 0
+	}
+	return s.denied[k]
+}
+
+// addDenied adds n denied flows to d, the aggregate of k.
+func (s *rollupState) addDenied(k destKey, d *destAgg, n int64) {
+	if n != 0 {
+		s.denied[k] += n
+		d.flags |= hasDenied
+	}
+}
+
+// implicit returns the counts of the bucket of the hour of d.first.
+func (s *rollupState) implicit(k destKey, d *destAgg) (flows, denied int64) {
+	flows, denied = d.flows, s.deniedOf(k, d)
+	if d.flags&spilled != 0 {
+		for _, b := range s.spill[k] {
+			flows -= b.flows
+			denied -= b.denied
+		}
+	}
+	return flows, denied
+}
+
+// hasHour reports whether d, the aggregate of k, has a bucket for hour.
+func (s *rollupState) hasHour(k destKey, d *destAgg, hour int64) bool {
+	if hour == unixHour(d.first) {
+		return true
+	}
+	if d.flags&spilled != 0 {
+		for _, b := range s.spill[k] {
+			if b.hour == hour {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// addHour adds counts to the bucket of hour of d, the aggregate of k, and
+// creates that bucket if needed; d's totals are the caller's to add.
+func (s *rollupState) addHour(k destKey, d *destAgg, hour, flows, denied int64) {
+	if hour == unixHour(d.first) {
+		return // the implicit bucket follows the totals
+	}
+	var bs []hourAgg
+	if d.flags&spilled != 0 {
+		bs = s.spill[k]
+	}
+	for i := range bs {
+		if bs[i].hour == hour {
+			bs[i].flows += flows
+			bs[i].denied += denied
+			return
+		}
+	}
+	s.spill[k] = append(bs, hourAgg{hour: hour, flows: flows, denied: denied})
+	s.spilled++
+	d.flags |= spilled
+}
+
+// setFirst moves d.first back to ts before d's totals grow. When the hour
+// changes, the bucket of the old first hour becomes explicit, and that of
+// the new one, implicit, starts empty: no bucket is spilled for it, since
+// every spilled hour is after the hour of the first flow.
+func (s *rollupState) setFirst(k destKey, d *destAgg, ts int64) {
+	if old := unixHour(d.first); unixHour(ts) != old {
+		flows, denied := s.implicit(k, d)
+		s.spill[k] = append(s.spill[k], hourAgg{hour: old, flows: flows, denied: denied})
+		s.spilled++
+		d.flags |= spilled
+	}
+	d.first = ts
+}
 
 // Aggregator rolls observations up per (app, destination), per hour and per
 // DNS name, and writes them in one batch per flush interval. It is a Sink;
@@ -150,44 +308,51 @@ func (a *Aggregator) Observe(o *egressd.Observation) {
 		denied = 1
 	}
 	if o.Kind == egressd.KindDNSQuery {
-		k := dnsQueryKey{app: o.App, name: o.Destination.Name}
-		d := s.dns[k]
-		if d == nil {
+		c, ok := s.classIndex(class{app: o.App}, !full)
+		if !ok {
+			a.metrics.AggDropped.Inc()
+			return
+		}
+		k := dnsQueryKey{name: o.Destination.Name, class: c}
+		d, found := s.dns[k]
+		if !found {
 			if full {
 				a.metrics.AggDropped.Inc()
 				return
 			}
-			d = &dnsAgg{first: ts, last: ts}
-			s.dns[k] = d
+			d = dnsAgg{first: ts, last: ts}
 		}
 		d.first, d.last = min(d.first, ts), max(d.last, ts)
 		d.queries++
+		s.dns[k] = d
 		return
 	}
-	dk := destKey{app: o.App, dest: o.Destination}
-	hk := hourKey{destKey: dk, hour: o.Time.Unix() / 3600 * 3600}
-	d, h := s.dests[dk], s.hours[hk]
-	if full && (d == nil || h == nil) {
+	c, ok := s.classIndex(class{app: o.App, proto: o.Destination.Protocol}, !full)
+	if !ok {
 		a.metrics.AggDropped.Inc()
 		return
 	}
-	if d == nil {
-		d = &destAgg{first: ts, last: ts, pod: o.Pod, nameSource: o.NameSource}
-		s.dests[dk] = d
+	k := destKey{name: o.Destination.Name, class: c, port: o.Destination.Port}
+	hour := unixHour(ts)
+	d, found := s.dests[k]
+	switch {
+	case full && (!found || !s.hasHour(k, &d, hour)):
+		a.metrics.AggDropped.Inc()
+		return
+	case !found:
+		d = destAgg{first: ts, last: ts, nameSource: o.NameSource}
+	case ts < d.first:
+		s.setFirst(k, &d, ts)
 	}
-	if h == nil {
-		h = &hourAgg{}
-		s.hours[hk] = h
-	}
-	d.first, d.last = min(d.first, ts), max(d.last, ts)
+	d.last = max(d.last, ts)
 	d.flows++
-	d.denied += denied
-	d.verdicts = d.verdicts.Add(o.Verdict)
-	if d.pod == "" {
-		d.pod = o.Pod
+	s.addDenied(k, &d, denied)
+	d.verdicts = uint8(egressd.VerdictSet(d.verdicts).Add(o.Verdict))
+	if d.pod == 0 {
+		d.pod = s.podIndex(o.Pod)
 	}
-	h.flows++
-	h.denied += denied
+	s.addHour(k, &d, hour, 1, denied)
+	s.dests[k] = d
 }
 
 // Advance records that source has been handled up to t.
@@ -268,37 +433,41 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 
 // merge adds o into s (commutative, like the database upsert).
 func (s *rollupState) merge(o *rollupState) {
-	for k, v := range o.dests {
-		d := s.dests[k]
-		if d == nil {
-			s.dests[k] = v
-			continue
+	for ko, v := range o.dests {
+		k := ko
+		k.class, _ = s.classIndex(o.classes[ko.class], true)
+		d, found := s.dests[k]
+		switch {
+		case !found:
+			d = destAgg{first: v.first, last: v.last, nameSource: v.nameSource}
+		case v.first < d.first:
+			s.setFirst(k, &d, v.first)
 		}
-		d.first, d.last = min(d.first, v.first), max(d.last, v.last)
+		flows, denied := o.implicit(ko, &v)
+		s.addHour(k, &d, unixHour(v.first), flows, denied)
+		if v.flags&spilled != 0 {
+			for _, b := range o.spill[ko] {
+				s.addHour(k, &d, b.hour, b.flows, b.denied)
+			}
+		}
+		d.last = max(d.last, v.last)
 		d.flows += v.flows
-		d.denied += v.denied
+		s.addDenied(k, &d, o.deniedOf(ko, &v))
 		d.verdicts |= v.verdicts
-		if d.pod == "" {
-			d.pod = v.pod
+		if d.pod == 0 {
+			d.pod = s.podIndex(o.pods[v.pod])
 		}
-	}
-	for k, v := range o.hours {
-		h := s.hours[k]
-		if h == nil {
-			s.hours[k] = v
-			continue
-		}
-		h.flows += v.flows
-		h.denied += v.denied
+		s.dests[k] = d
 	}
 	for k, v := range o.dns {
-		d := s.dns[k]
-		if d == nil {
-			s.dns[k] = v
-			continue
+		k.class, _ = s.classIndex(o.classes[k.class], true)
+		d, found := s.dns[k]
+		if found {
+			d.first, d.last = min(d.first, v.first), max(d.last, v.last)
+			d.queries += v.queries
+			v = d
 		}
-		d.first, d.last = min(d.first, v.first), max(d.last, v.last)
-		d.queries += v.queries
+		s.dns[k] = v
 	}
 	for k, v := range o.cursors {
 		s.cursors[k] = max(s.cursors[k], v)
@@ -309,23 +478,36 @@ func (s *rollupState) merge(o *rollupState) {
 // row locks in one order (no deadlocks between concurrent collectors).
 func (s *rollupState) rollup() *egressd.Rollup {
 	r := &egressd.Rollup{}
+	if len(s.dests) > 0 {
+		r.Destinations = make([]egressd.DestinationRollup, 0, len(s.dests))
+		r.Hourly = make([]egressd.HourlyRollup, 0, len(s.dests)+s.spilled)
+	}
 	for k, v := range s.dests {
+		c := s.classes[k.class]
+		dst := egressd.Destination{Name: k.name, Port: k.port, Protocol: c.proto}
 		r.Destinations = append(r.Destinations, egressd.DestinationRollup{
-			App: k.app, Destination: k.dest,
+			App: c.app, Destination: dst,
 			FirstSeen: time.Unix(0, v.first).UTC(), LastSeen: time.Unix(0, v.last).UTC(),
-			Flows: v.flows, DroppedFlows: v.denied, Verdicts: v.verdicts,
-			ExamplePod: v.pod, NameSource: v.nameSource,
+			Flows: v.flows, DroppedFlows: s.deniedOf(k, &v), Verdicts: egressd.VerdictSet(v.verdicts),
+			ExamplePod: s.pods[v.pod], NameSource: v.nameSource,
 		})
+		flows, denied := s.implicit(k, &v)
+		r.Hourly = append(r.Hourly, egressd.HourlyRollup{
+			App: c.app, Destination: dst, Hour: time.Unix(unixHour(v.first)*3600, 0).UTC(),
+			Flows: flows, DroppedFlows: denied,
+		})
+		if v.flags&spilled != 0 {
+			for _, b := range s.spill[k] {
+				r.Hourly = append(r.Hourly, egressd.HourlyRollup{
+					App: c.app, Destination: dst, Hour: time.Unix(b.hour*3600, 0).UTC(),
+					Flows: b.flows, DroppedFlows: b.denied,
+				})
+			}
+		}
 	}
 	sort.Slice(r.Destinations, func(i, j int) bool {
 		return lessDest(r.Destinations[i].App, r.Destinations[i].Destination, r.Destinations[j].App, r.Destinations[j].Destination)
 	})
-	for k, v := range s.hours {
-		r.Hourly = append(r.Hourly, egressd.HourlyRollup{
-			App: k.app, Destination: k.dest, Hour: time.Unix(k.hour, 0).UTC(),
-			Flows: v.flows, DroppedFlows: v.denied,
-		})
-	}
 	sort.Slice(r.Hourly, func(i, j int) bool {
 		a, b := r.Hourly[i], r.Hourly[j]
 		if a.App != b.App || a.Destination != b.Destination {
@@ -335,7 +517,7 @@ func (s *rollupState) rollup() *egressd.Rollup {
 	})
 	for k, v := range s.dns {
 		r.DNSQueries = append(r.DNSQueries, egressd.DNSQueryRollup{
-			App: k.app, Name: k.name,
+			App: s.classes[k.class].app, Name: k.name,
 			FirstSeen: time.Unix(0, v.first).UTC(), LastSeen: time.Unix(0, v.last).UTC(),
 			Queries: v.queries,
 		})

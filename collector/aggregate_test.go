@@ -3,8 +3,11 @@ package collector_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -176,4 +179,176 @@ func TestAggregatorFlushesEarlyWhenFilling(t *testing.T) {
 	}
 	cancel()
 	require.NoError(t, <-done)
+}
+
+func TestAggregatorBoundsHourBuckets(t *testing.T) {
+	t.Parallel()
+	w := &fakeWriter{}
+	a, m := newAggregator(t, w, 3) // 1 destination with 2 hours = 3 keys
+	a.Observe(obs(appA, ghub, t0, egressd.VerdictForwarded, ""))
+	a.Observe(obs(appA, ghub, t0.Add(time.Hour), egressd.VerdictForwarded, ""))
+	a.Observe(obs(appA, ghub, t0.Add(2*time.Hour), egressd.VerdictForwarded, "")) // a new hour when full: dropped
+	a.Observe(obs(appA, ghub, t0.Add(-time.Hour), egressd.VerdictForwarded, ""))  // an earlier one too
+	a.Observe(obs(appA, ghub, t0.Add(time.Minute), egressd.VerdictDropped, ""))   // an existing hour still counts
+	require.Equal(t, 2.0, testutil.ToFloat64(m.AggDropped))
+	require.NoError(t, a.Flush(context.Background()))
+	want := []egressd.HourlyRollup{
+		{App: appA, Destination: ghub, Hour: t0, Flows: 2, DroppedFlows: 1},
+		{App: appA, Destination: ghub, Hour: t0.Add(time.Hour), Flows: 1},
+	}
+	if diff := cmp.Diff(want, w.rollups[0].Hourly); diff != "" {
+		t.Fatalf("hourly (-want +got):\n%s", diff)
+	}
+}
+
+// TestAggregatorMergesLikeOneInterval feeds the same observations, in an
+// order where first-seen times move back across hours, through flushes
+// that fail (with observations arriving during the failed writes) and
+// checks that the one successful flush equals a plain per-key, per-hour
+// count of everything.
+func TestAggregatorMergesLikeOneInterval(t *testing.T) {
+	t.Parallel()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	apps := []egressd.App{appA, appB, {Cluster: "d", Namespace: "media", Name: "recyclarr"}}
+	verdicts := []egressd.Verdict{egressd.VerdictForwarded, egressd.VerdictDropped, egressd.VerdictError, egressd.VerdictAudit}
+	var all []*egressd.Observation
+	next := func() *egressd.Observation {
+		app := apps[rnd.IntN(len(apps))]
+		d := egressd.Destination{Name: []string{"a.example", "b.example", "203.0.113.9"}[rnd.IntN(3)], Port: []uint16{443, 80}[rnd.IntN(2)], Protocol: "TCP"}
+		if rnd.IntN(5) == 0 {
+			d.Protocol = "UDP"
+		}
+		o := obs(app, d, t0.Add(time.Duration(rnd.IntN(6*3600))*time.Second-3*time.Hour), verdicts[rnd.IntN(len(verdicts))], "")
+		// The example pod and name source depend on which observation
+		// came first, which merging reorders: keep them per key here.
+		o.Pod = app.Cluster + "-" + app.Name + "-" + d.Name
+		if rnd.IntN(10) == 0 {
+			o.Kind = egressd.KindDNSQuery
+			o.Pod = "dns-" + o.Pod
+		}
+		all = append(all, o)
+		return o
+	}
+	failures := 3
+	w := &fakeWriter{}
+	a, m := newAggregator(t, w, 1_000_000)
+	w.WriteFn = func(*egressd.Rollup) error {
+		if failures == 0 {
+			return nil
+		}
+		failures--
+		for range 50 {
+			a.Observe(next()) // arrives while the failed write runs
+		}
+		return errors.New("connection refused")
+	}
+	for range 4 {
+		for range 200 {
+			a.Observe(next())
+		}
+		err := a.Flush(context.Background())
+		if failures > 0 || err != nil {
+			require.Error(t, err)
+			want := referenceRollup(all)
+			require.Equal(t, float64(len(want.Destinations)+len(want.Hourly)+len(want.DNSQueries)), testutil.ToFloat64(m.AggKeys), "keys held after a failed flush")
+		}
+	}
+	require.NoError(t, a.Flush(context.Background()))
+	require.Len(t, w.rollups, 1)
+	if diff := cmp.Diff(referenceRollup(all), w.rollups[0]); diff != "" {
+		t.Fatalf("rollup (-want +got):\n%s", diff)
+	}
+}
+
+// referenceRollup counts observations the plain way: one map entry per
+// destination, per hour and per DNS name.
+func referenceRollup(all []*egressd.Observation) *egressd.Rollup {
+	type dk struct {
+		app egressd.App
+		dst egressd.Destination
+	}
+	type hk struct {
+		dk
+		hour time.Time
+	}
+	dests := map[dk]*egressd.DestinationRollup{}
+	hours := map[hk]*egressd.HourlyRollup{}
+	dns := map[dk]*egressd.DNSQueryRollup{}
+	for _, o := range all {
+		denied := int64(0)
+		if o.Verdict.Denied() {
+			denied = 1
+		}
+		if o.Kind == egressd.KindDNSQuery {
+			k := dk{app: o.App, dst: egressd.Destination{Name: o.Destination.Name}}
+			q := dns[k]
+			if q == nil {
+				q = &egressd.DNSQueryRollup{App: o.App, Name: o.Destination.Name, FirstSeen: o.Time, LastSeen: o.Time}
+				dns[k] = q
+			}
+			q.FirstSeen, q.LastSeen = minTime(q.FirstSeen, o.Time), maxTime(q.LastSeen, o.Time)
+			q.Queries++
+			continue
+		}
+		k := dk{app: o.App, dst: o.Destination}
+		d := dests[k]
+		if d == nil {
+			d = &egressd.DestinationRollup{App: o.App, Destination: o.Destination, FirstSeen: o.Time, LastSeen: o.Time, ExamplePod: o.Pod, NameSource: o.NameSource}
+			dests[k] = d
+		}
+		d.FirstSeen, d.LastSeen = minTime(d.FirstSeen, o.Time), maxTime(d.LastSeen, o.Time)
+		d.Flows++
+		d.DroppedFlows += denied
+		d.Verdicts = d.Verdicts.Add(o.Verdict)
+		h := hk{dk: k, hour: o.Time.Truncate(time.Hour)}
+		b := hours[h]
+		if b == nil {
+			b = &egressd.HourlyRollup{App: o.App, Destination: o.Destination, Hour: h.hour}
+			hours[h] = b
+		}
+		b.Flows++
+		b.DroppedFlows += denied
+	}
+	r := &egressd.Rollup{}
+	for _, d := range dests {
+		r.Destinations = append(r.Destinations, *d)
+	}
+	for _, h := range hours {
+		r.Hourly = append(r.Hourly, *h)
+	}
+	for _, q := range dns {
+		r.DNSQueries = append(r.DNSQueries, *q)
+	}
+	destKey := func(a egressd.App, d egressd.Destination) string {
+		return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%05d\x00%s", a.Cluster, a.Namespace, a.Name, d.Name, d.Port, d.Protocol)
+	}
+	sort.Slice(r.Destinations, func(i, j int) bool {
+		return destKey(r.Destinations[i].App, r.Destinations[i].Destination) < destKey(r.Destinations[j].App, r.Destinations[j].Destination)
+	})
+	sort.Slice(r.Hourly, func(i, j int) bool {
+		a, b := r.Hourly[i], r.Hourly[j]
+		if ka, kb := destKey(a.App, a.Destination), destKey(b.App, b.Destination); ka != kb {
+			return ka < kb
+		}
+		return a.Hour.Before(b.Hour)
+	})
+	sort.Slice(r.DNSQueries, func(i, j int) bool {
+		a, b := r.DNSQueries[i], r.DNSQueries[j]
+		return destKey(a.App, egressd.Destination{Name: a.Name}) < destKey(b.App, egressd.Destination{Name: b.Name})
+	})
+	return r
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

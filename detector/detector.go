@@ -2,8 +2,10 @@ package detector
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -66,12 +68,35 @@ func (o Options) Validate() error {
 	return o.Volume.Validate()
 }
 
+// key is an (app, destination, port, protocol) with its strings, as the
+// few accepted destinations are kept.
 type key struct {
 	app   egressd.App
 	name  string
 	port  uint16
 	proto string
 }
+
+// keyHash identifies a key in the index of judged keys: a 128-bit keyed
+// hash instead of the key's strings, so that the index costs about 20
+// bytes per key and holds no destination name alive (DESIGN.md: <= 300
+// bytes per active key at 1M keys, with the aggregator). Two keys share a
+// hash with probability about n^2/2^129 (1.5e-27 at 1M keys); the seeds
+// are random per process, so flow content cannot aim at a collision, and
+// a collision could only make a novel destination pass as known. Nothing
+// enumerates the index, so it needs no key back.
+type keyHash [16]byte
+
+// keyState is what the index knows of a key: whether it is in the live
+// rolling window, and the generation of the "judged normal" cache in which
+// it was last judged normal (0: never), so that SetAccepted and
+// SetBaselines drop every decision at once by moving to a new generation.
+type keyState uint8
+
+const (
+	inWindow keyState = 0x80
+	genMask  keyState = 0x7f
+)
 
 type appState struct {
 	firstSeen time.Time
@@ -96,13 +121,19 @@ type Detector struct {
 	metrics *Metrics
 	queue   chan job
 
-	mu       sync.Mutex
-	ok       map[key]struct{} // keys known to be normal: the one-lookup fast path
-	window   map[key]struct{} // the live rolling window
-	accepted map[key]struct{}
-	apps     map[egressd.App]*appState
-	files    map[egressd.App]egressd.Baseline
-	volume   *volumeRule
+	seeds [2]maphash.Seed // of keyHash; fixed for the detector's life
+
+	mu sync.Mutex
+	// keys indexes the live rolling window and the keys judged normal in
+	// generation gen: the one-lookup fast path. windowKeys counts the
+	// first.
+	keys       map[keyHash]keyState
+	gen        keyState
+	windowKeys int
+	accepted   map[key]struct{}
+	apps       map[egressd.App]*appState
+	files      map[egressd.App]egressd.Baseline
+	volume     *volumeRule
 }
 
 type job struct {
@@ -118,8 +149,9 @@ func New(opts Options, store Store, log *slog.Logger, m *Metrics) (*Detector, er
 	d := &Detector{
 		opts: opts, store: store, log: log, metrics: m,
 		queue:    make(chan job, opts.QueueSize),
-		ok:       make(map[key]struct{}),
-		window:   make(map[key]struct{}),
+		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		keys:     make(map[keyHash]keyState),
+		gen:      1,
 		accepted: make(map[key]struct{}),
 		apps:     make(map[egressd.App]*appState),
 		files:    make(map[egressd.App]egressd.Baseline),
@@ -132,15 +164,66 @@ func keyOf(a egressd.App, dst egressd.Destination) key {
 	return key{app: a, name: dst.Name, port: dst.Port, proto: dst.Protocol}
 }
 
+// hash returns the index key of (a, dst): two 64-bit maphash sums with
+// independent seeds of the same bytes, in which each string is preceded by
+// its length, so that no two different keys write the same bytes.
+func (d *Detector) hash(a egressd.App, dst egressd.Destination) keyHash {
+	var buf [512]byte // enough for validated names; longer ones spill to the heap
+	b := buf[:0]
+	for _, s := range [...]string{a.Cluster, a.Namespace, a.Name, dst.Name, dst.Protocol} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.LittleEndian.AppendUint16(b, dst.Port)
+	var k keyHash
+	binary.LittleEndian.PutUint64(k[:8], maphash.Bytes(d.seeds[0], b))
+	binary.LittleEndian.PutUint64(k[8:], maphash.Bytes(d.seeds[1], b))
+	return k
+}
+
+// addWindow puts a key in the live window, under d.mu.
+func (d *Detector) addWindow(st keyState) keyState {
+	if st&inWindow == 0 {
+		st |= inWindow
+		d.windowKeys++
+		d.metrics.KnownKeys.Set(float64(d.windowKeys))
+	}
+	return st
+}
+
+// forgetJudgments drops every "judged normal" decision, under d.mu, when
+// what keys were judged against changed, by starting a new generation:
+// O(1), since serve refreshes every 30 s and a pass over a million keys
+// would stall Observe for tens of milliseconds each time. Entries of keys
+// outside the window (judged normal by an acceptance or a file) stay until
+// they are judged again, or until the generation wraps around (every 127
+// refreshes), when one pass deletes them and resets the rest, so that an
+// old generation never passes for the current one.
+func (d *Detector) forgetJudgments() {
+	d.gen++
+	if d.gen <= genMask {
+		return
+	}
+	d.gen = 1
+	for h, st := range d.keys {
+		if st&inWindow == 0 {
+			delete(d.keys, h)
+		} else {
+			d.keys[h] = inWindow
+		}
+	}
+}
+
 // LoadWindow adds (app, destination) pairs to the live window: what the
 // store saw in the last window before a restart.
 func (d *Detector) LoadWindow(entries []egressd.WindowEntry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, e := range entries {
-		d.window[keyOf(e.App, e.Destination)] = struct{}{}
+		h := d.hash(e.App, e.Destination)
+		d.keys[h] = d.addWindow(d.keys[h])
 	}
-	d.metrics.KnownKeys.Set(float64(len(d.window)))
+	d.metrics.KnownKeys.Set(float64(d.windowKeys))
 }
 
 // LoadApps records when apps were first seen, for their learning period.
@@ -166,7 +249,7 @@ func (d *Detector) SetAccepted(acc []egressd.Accepted) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.accepted = m
-	d.ok = make(map[key]struct{}) // decisions may have changed
+	d.forgetJudgments() // decisions may have changed
 }
 
 // SetBaselines replaces the committed baseline files. An app with a file is
@@ -183,7 +266,7 @@ func (d *Detector) SetBaselines(bs []egressd.Baseline) {
 	for a, st := range d.apps {
 		d.attachFile(a, st)
 	}
-	d.ok = make(map[key]struct{})
+	d.forgetJudgments()
 }
 
 // app returns the state of an app, creating it first seen at t.
@@ -218,15 +301,16 @@ func (d *Detector) Observe(o *egressd.Observation) {
 		return
 	}
 	d.metrics.Observed.Inc()
-	k := keyOf(o.App, o.Destination)
+	h := d.hash(o.App, o.Destination)
 	d.mu.Lock()
 	d.volume.observe(o)
-	if _, ok := d.ok[k]; ok {
+	// A missing key reads as generation 0, never the current one.
+	if d.keys[h]&genMask == d.gen {
 		d.mu.Unlock()
 		return
 	}
 	d.metrics.SlowPath.Inc()
-	a, raise := d.judge(k, o)
+	a, raise := d.judge(h, o)
 	d.mu.Unlock()
 	if raise {
 		d.enqueue(job{anomaly: a})
@@ -234,21 +318,20 @@ func (d *Detector) Observe(o *egressd.Observation) {
 }
 
 // judge is the slow path, under d.mu.
-func (d *Detector) judge(k key, o *egressd.Observation) (egressd.Anomaly, bool) {
+func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bool) {
 	st := d.app(o.App, o.Time)
 	if o.Time.Before(st.firstSeen) {
 		st.firstSeen = o.Time
 	}
 	learning := o.Time.Before(st.firstSeen.Add(d.opts.LearningPeriod))
-	if known, _ := d.known(k, st); known {
-		d.ok[k] = struct{}{}
+	ks := d.keys[h]
+	if known, _ := d.known(keyOf(o.App, o.Destination), ks, st); known {
+		d.keys[h] = ks&inWindow | d.gen
 		return egressd.Anomaly{}, false
 	}
 	// From here on the key is new for this app: it joins the live window
 	// whatever happens, so it is judged once.
-	d.window[k] = struct{}{}
-	d.metrics.KnownKeys.Set(float64(len(d.window)))
-	d.ok[k] = struct{}{}
+	d.keys[h] = d.addWindow(ks)&inWindow | d.gen
 	switch {
 	case learning:
 		d.metrics.Suppressed.WithLabelValues("learning").Inc()
@@ -281,8 +364,9 @@ func (d *Detector) judge(k key, o *egressd.Observation) (egressd.Anomaly, bool) 
 	return d.flood(st, a)
 }
 
-// known reports whether k is normal for the app, and by which source.
-func (d *Detector) known(k key, st *appState) (bool, string) {
+// known reports whether k, whose index entry is ks, is normal for the app,
+// and by which source.
+func (d *Detector) known(k key, ks keyState, st *appState) (bool, string) {
 	// An acceptance names the exact port or every port (0/ANY), and one
 	// cluster or every cluster (an empty one).
 	anyCluster := egressd.App{Namespace: k.app.Namespace, Name: k.app.Name}
@@ -297,8 +381,7 @@ func (d *Detector) known(k key, st *appState) (bool, string) {
 	if st.file != nil {
 		return st.file.Match(k.name, k.port, k.proto), "files"
 	}
-	_, ok := d.window[k]
-	return ok, "window"
+	return ks&inWindow != 0, "window"
 }
 
 // flood lets the first FloodThreshold novel destinations of a window through

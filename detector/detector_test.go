@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/egressd/egressd"
@@ -250,6 +251,74 @@ func TestNoveltyRules(t *testing.T) {
 				t.Fatalf("anomalies (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestRefreshesForgetJudgments: keys judged normal by an acceptance or a
+// baseline file are judged again after every refresh, however many there
+// were, while keys in the live window stay known.
+func TestRefreshesForgetJudgments(t *testing.T) {
+	t.Parallel()
+	day := 24 * time.Hour
+	store := &fakeStore{}
+	opts := detector.DefaultOptions()
+	opts.Volume.Factor = 0
+	m := detector.NewMetrics(prometheus.NewRegistry())
+	d, err := detector.New(opts, store, slog.New(slog.DiscardHandler), m)
+	require.NoError(t, err)
+	d.LoadApps(map[egressd.App]time.Time{recyclarr: t0, sonarr: t0})
+	accepted := []egressd.Accepted{{App: recyclarr, Destination: dst("ok.example", 443)}}
+	files := []egressd.Baseline{{Namespace: "media", App: "sonarr", Destinations: []egressd.BaselineDestination{
+		{Name: "file.example", Ports: []egressd.Port{{Number: 443, Protocol: "TCP"}}},
+	}}}
+	d.SetAccepted(accepted)
+	d.SetBaselines(files)
+	at := t0.Add(2 * day)
+	observe := func(app egressd.App, name string) {
+		d.Observe(conn(app, dst(name, 443), at))
+		at = at.Add(time.Hour) // past the flood window
+	}
+	observe(recyclarr, "ok.example")
+	observe(sonarr, "file.example")
+	observe(recyclarr, "new.example") // raised, then in the window
+	for range 300 {
+		d.SetAccepted(accepted)
+		d.SetBaselines(files)
+		observe(recyclarr, "ok.example")
+		observe(sonarr, "file.example")
+		observe(recyclarr, "new.example")
+	}
+	d.SetAccepted(nil)
+	observe(recyclarr, "ok.example") // no longer accepted, never in the window
+	observe(recyclarr, "new.example")
+	d.SetBaselines(nil)
+	observe(sonarr, "file.example") // no file: judged by the window, which never had it
+	drain(t, d)
+	want := []raised{
+		{egressd.AnomalyNovelDestination, "media/recyclarr", "new.example:443/TCP", 2*day + 2*time.Hour},
+		{egressd.AnomalyNovelDestination, "media/recyclarr", "ok.example:443/TCP", 2*day + 903*time.Hour},
+		{egressd.AnomalyNovelDestination, "media/sonarr", "file.example:443/TCP", 2*day + 905*time.Hour},
+	}
+	if diff := cmp.Diff(want, summarize(store.raised)); diff != "" {
+		t.Fatalf("anomalies (-want +got):\n%s", diff)
+	}
+	require.Equal(t, 3.0, testutil.ToFloat64(m.KnownKeys), "keys in the live window")
+
+	// A window key judged normal before many refreshes is judged again
+	// once a baseline file, which lacks it, arrives with the last one.
+	for n := 1; n <= 300; n++ {
+		store := &fakeStore{}
+		d := newDetector(t, opts, store)
+		d.LoadApps(map[egressd.App]time.Time{sonarr: t0})
+		d.Observe(conn(sonarr, dst("window.example", 443), t0.Add(time.Hour))) // learning: joins the window
+		for range n - 1 {
+			d.SetAccepted(nil)
+		}
+		d.SetBaselines(files)
+		d.Observe(conn(sonarr, dst("window.example", 443), t0.Add(2*day)))
+		drain(t, d)
+		require.Len(t, store.raised, 1, "after %d refreshes", n)
+		require.Equal(t, "files", store.raised[0].BaselineSource)
 	}
 }
 
