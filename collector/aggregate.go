@@ -276,9 +276,14 @@ type Aggregator struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	mu    sync.Mutex
-	cur   *rollupState
-	early chan struct{}
+	mu  sync.Mutex
+	cur *rollupState
+	// inFlight counts the keys of the flush being written. They count
+	// against MaxKeys until the write succeeds, because a failed write
+	// merges them back: without this, every failed flush of an outage
+	// would let MaxKeys more keys in.
+	inFlight int
+	early    chan struct{}
 }
 
 // NewAggregator returns an aggregator writing to w.
@@ -295,7 +300,7 @@ func (a *Aggregator) Observe(o *egressd.Observation) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.cur
-	n := s.keys()
+	n := s.keys() + a.inFlight
 	if n >= a.opts.MaxKeys/2 {
 		select {
 		case a.early <- struct{}{}:
@@ -400,6 +405,7 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 	a.mu.Lock()
 	s := a.cur
 	a.cur = newRollupState()
+	a.inFlight = s.keys()
 	a.mu.Unlock()
 	if s.keys() == 0 && len(s.cursors) == 0 {
 		return nil
@@ -412,6 +418,7 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 		a.metrics.flushFailed.Inc()
 		a.mu.Lock()
 		a.cur.merge(s)
+		a.inFlight = 0
 		a.metrics.AggKeys.Set(float64(a.cur.keys()))
 		a.mu.Unlock()
 		return fmt.Errorf("flush %d aggregates: %w", s.keys(), err)
@@ -426,6 +433,7 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 		a.metrics.CursorLagSecs.Set(a.opts.Now().Sub(time.Unix(0, newest)).Seconds())
 	}
 	a.mu.Lock()
+	a.inFlight = 0
 	a.metrics.AggKeys.Set(float64(a.cur.keys()))
 	a.mu.Unlock()
 	return nil

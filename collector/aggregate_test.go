@@ -147,6 +147,44 @@ func TestAggregatorBoundsKeys(t *testing.T) {
 	require.Equal(t, int64(2), w.rollups[0].Destinations[0].Flows)
 }
 
+// TestAggregatorStaysBoundedThroughAnOutage: while PostgreSQL refuses every
+// flush and new keys keep arriving, also during the writes, the aggregator
+// never holds more than MaxKeys keys, and every observation it could not
+// keep is counted; once PostgreSQL is back, what it kept is written.
+func TestAggregatorStaysBoundedThroughAnOutage(t *testing.T) {
+	t.Parallel()
+	const maxKeys = 100 // 50 destinations with their hour bucket
+	w := &fakeWriter{}
+	a, m := newAggregator(t, w, maxKeys)
+	sent := 0
+	observeNew := func(n int) {
+		for range n {
+			d := egressd.Destination{Name: fmt.Sprintf("n%d.example", sent), Port: 443, Protocol: "TCP"}
+			a.Observe(obs(appA, d, t0, egressd.VerdictForwarded, ""))
+			sent++
+		}
+	}
+	down := true
+	w.WriteFn = func(*egressd.Rollup) error {
+		if !down {
+			return nil
+		}
+		observeNew(30) // the stream goes on while the write hangs
+		return errors.New("connection refused")
+	}
+	for range 10 {
+		observeNew(40)
+		require.Error(t, a.Flush(context.Background()))
+		require.LessOrEqual(t, testutil.ToFloat64(m.AggKeys), float64(maxKeys))
+	}
+	down = false
+	require.NoError(t, a.Flush(context.Background()))
+	require.Len(t, w.rollups, 1)
+	kept := len(w.rollups[0].Destinations)
+	require.LessOrEqual(t, 2*kept, maxKeys)
+	require.Equal(t, float64(sent-kept), testutil.ToFloat64(m.AggDropped), "every observation not kept is counted")
+}
+
 func TestAggregatorRunFlushesOnStop(t *testing.T) {
 	t.Parallel()
 	w := &fakeWriter{}
