@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strings"
 	"time"
@@ -35,12 +36,26 @@ type Pipeline struct {
 	dedup     *dedup
 	domains   []string
 	intern    interner
-	skipUntil map[string]int64
-	last      map[string]int64
+	sources   map[string]*sourceState
+	cur       *sourceState // the state of curName, the source of the last message
+	curName   string
+	internal4 []v4Net        // the IPv4 InternalCIDRs
+	internal6 []netip.Prefix // the others
 	obs       egressd.Observation
 	keyBuf    []byte
 	delivered int64
 }
+
+// sourceState is what the pipeline keeps per flow source.
+type sourceState struct {
+	skipUntil int64 // with hasSkip: flows at or before it are dropped
+	hasSkip   bool
+	last      int64 // the newest flow handled
+}
+
+// v4Net is an IPv4 network as integers: checking an address against the
+// InternalCIDRs is then an AND and a compare per network.
+type v4Net struct{ addr, mask uint32 }
 
 type precedence struct {
 	kind     byte // 'w' workload, 'l' label, 'p' pod
@@ -53,7 +68,21 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 		return nil, err
 	}
 	var keys []string
-	p := &Pipeline{opts: opts, metrics: m, sinks: sinks, skipUntil: map[string]int64{}, last: map[string]int64{}}
+	p := &Pipeline{opts: opts, metrics: m, sinks: sinks, sources: map[string]*sourceState{}}
+	for _, c := range opts.InternalCIDRs {
+		c = c.Masked()
+		switch {
+		case c.Addr().Is4():
+			a := c.Addr().As4()
+			mask := uint32(0)
+			if c.Bits() > 0 {
+				mask = ^uint32(0) << (32 - c.Bits())
+			}
+			p.internal4 = append(p.internal4, v4Net{addr: binary.BigEndian.Uint32(a[:]), mask: mask})
+		case c.IsValid():
+			p.internal6 = append(p.internal6, c)
+		}
+	}
 	for _, s := range opts.AppPrecedence {
 		switch {
 		case s == "workload":
@@ -82,7 +111,25 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 // were stored before a restart (the resume cursor), and Hubble's `since` is
 // inclusive.
 func (p *Pipeline) SkipUntil(source string, t time.Time) {
-	p.skipUntil[source] = t.UnixNano()
+	st := p.source(source)
+	st.skipUntil, st.hasSkip = t.UnixNano(), true
+}
+
+// source returns the state of a flow source, created when first needed.
+// Messages come in runs from one source, so the last one is kept at hand:
+// the string comparison is one of pointers when the caller passes the same
+// string each time, as a stream's handler does.
+func (p *Pipeline) source(name string) *sourceState {
+	if p.cur != nil && name == p.curName {
+		return p.cur
+	}
+	st := p.sources[name]
+	if st == nil {
+		st = &sourceState{}
+		p.sources[name] = st
+	}
+	p.cur, p.curName = st, name
+	return st
 }
 
 // Delivered returns how many observations the pipeline handed its sinks.
@@ -92,7 +139,10 @@ func (p *Pipeline) Delivered() int64 { return p.delivered }
 // the stored cursor (SkipUntil) and the newest flow handled since. Zero means
 // nothing is known: start from now.
 func (p *Pipeline) Resume(source string) time.Time {
-	t := max(p.skipUntil[source], p.last[source])
+	var t int64
+	if st := p.sources[source]; st != nil {
+		t = max(st.skipUntil, st.last)
+	}
 	if t == 0 {
 		return time.Time{}
 	}
@@ -131,12 +181,13 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 		return nil
 	}
 	ts := sec*1e9 + nanos
-	if until, ok := p.skipUntil[source]; ok && ts <= until {
+	st := p.source(source)
+	if st.hasSkip && ts <= st.skipUntil {
 		p.metrics.skip(skipAlreadyStored)
 		return nil
 	}
-	if ts > p.last[source] {
-		p.last[source] = ts
+	if ts > st.last {
+		st.last = ts
 	}
 	t := time.Unix(sec, nanos).UTC()
 	if len(f.nodeName) == 0 {
@@ -179,11 +230,9 @@ func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time)
 		p.metrics.unattr(unattrBadIP)
 		return nil
 	}
-	for _, c := range p.opts.InternalCIDRs {
-		if c.Contains(ip) {
-			p.metrics.skip(skipInternalCIDR)
-			return nil
-		}
+	if p.internal(ip) {
+		p.metrics.skip(skipInternalCIDR)
+		return nil
 	}
 	o := &p.obs
 	*o = egressd.Observation{Time: t, Kind: egressd.KindConnect, Source: source, Verdict: egressd.Verdict(f.verdict)}
@@ -290,6 +339,26 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 	default:
 		p.metrics.skip(skipDNSOther)
 	}
+}
+
+// internal reports whether ip is in one of the InternalCIDRs.
+func (p *Pipeline) internal(ip netip.Addr) bool {
+	if ip.Is4() {
+		a := ip.As4()
+		u := binary.BigEndian.Uint32(a[:])
+		for _, n := range p.internal4 {
+			if u&n.mask == n.addr {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range p.internal6 {
+		if c.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Pipeline) deliver(o *egressd.Observation) {

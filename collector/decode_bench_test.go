@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/cilium/cilium/api/v1/observer"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -18,12 +19,32 @@ import (
 // home lab (Cilium 1.19 shaped flows with workloads, names and DNS).
 func benchMessages(b *testing.B) [][]byte {
 	b.Helper()
+	return marshalHomeLab(b, false)
+}
+
+// benchMessagesDistinct returns benchMessages with every endpoint made
+// unique (its ID field set from the message's index): the decoder's endpoint
+// cache never hits, as in a stream of endpoints never seen twice.
+func benchMessagesDistinct(b *testing.B) [][]byte {
+	b.Helper()
+	return marshalHomeLab(b, true)
+}
+
+func marshalHomeLab(b *testing.B, distinct bool) [][]byte {
+	b.Helper()
 	resps, err := flowgen.HomeLab(t0, 24*time.Hour).Generate()
 	if err != nil {
 		b.Fatal(err)
 	}
 	var msgs [][]byte
-	for _, r := range resps {
+	for i, r := range resps {
+		if f := r.GetFlow(); distinct && f != nil {
+			for _, e := range []*flowpb.Endpoint{f.Source, f.Destination} {
+				if e != nil {
+					e.ID = uint32(i + 1)
+				}
+			}
+		}
 		m, _ := proto.Marshal(r)
 		msgs = append(msgs, m)
 	}
@@ -58,6 +79,16 @@ func BenchmarkDecode(b *testing.B) {
 		d := collector.NewTestDecoder(testLabelKeys)
 		var r observer.GetFlowsResponse
 		reportRatio(b, msgs, "selective/full",
+			func(m []byte) { _ = d.DecodeRaw(m) },
+			func(m []byte) { r.Reset(); _ = proto.Unmarshal(m, &r) })
+	})
+	// The same with no endpoint ever repeated: what the decoder costs when
+	// its endpoint cache cannot help.
+	distinct := benchMessagesDistinct(b)
+	b.Run("ratio-uncached", func(b *testing.B) {
+		d := collector.NewTestDecoder(testLabelKeys)
+		var r observer.GetFlowsResponse
+		reportRatio(b, distinct, "selective/full",
 			func(m []byte) { _ = d.DecodeRaw(m) },
 			func(m []byte) { r.Reset(); _ = proto.Unmarshal(m, &r) })
 	})

@@ -2,19 +2,26 @@ package collector_test
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/cilium/cilium/api/v1/observer"
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/collector/flowgen"
 )
 
 // samplesDir holds real recorded Hubble flows (see its SOURCES.md). CI has
@@ -195,4 +202,166 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoder disagrees with proto.Unmarshal (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// TestDecodeAgreesWithProtoOnGeneratedFlows runs a day of flowgen's home lab
+// through one decoder twice: the second pass finds every endpoint in the
+// decoder's cache, at other offsets in other messages than where it was
+// first decoded.
+func TestDecodeAgreesWithProtoOnGeneratedFlows(t *testing.T) {
+	t.Parallel()
+	resps, err := flowgen.HomeLab(t0, 24*time.Hour).Generate()
+	require.NoError(t, err)
+	d := collector.NewTestDecoder(testLabelKeys)
+	for pass := range 2 {
+		for i, r := range resps {
+			b, err := proto.Marshal(r)
+			require.NoError(t, err)
+			got, err := d.Decode(b)
+			require.NoError(t, err, "pass %d, message %d", pass, i)
+			if diff := cmp.Diff(expectFields(r, testLabelKeys), got); diff != "" {
+				t.Fatalf("pass %d, message %d: decoder disagrees with proto.Unmarshal (-want +got):\n%s", pass, i, diff)
+			}
+		}
+	}
+}
+
+// Encoding helpers for messages proto.Marshal never writes: fields that
+// occur twice, oneof members that replace each other, unusual encodings.
+func field(num protowire.Number, msg proto.Message) []byte {
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		panic(err)
+	}
+	return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), b)
+}
+
+func flowResp(parts ...[]byte) []byte {
+	var f []byte
+	for _, p := range parts {
+		f = append(f, p...)
+	}
+	return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), f)
+}
+
+func marshal(m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestDecodeAgreesWithProtoOnEdgeCases(t *testing.T) {
+	t.Parallel()
+	base := podFlow(t0, "140.82.112.6", 443)
+	world := &flowpb.Endpoint{Identity: 2, Labels: []string{"reserved:world"}}
+	pod := base.Source
+	var bigLabels []string
+	for i := range 40 {
+		bigLabels = append(bigLabels, fmt.Sprintf("k8s:io.cilium.k8s.namespace.labels.team-%02d=platform-egress", i))
+	}
+	big := &flowpb.Endpoint{Identity: 70000, Namespace: "big", PodName: "big-0", Labels: append(bigLabels, "k8s:app=big")}
+	tcp := func(port uint32) *flowpb.Layer4 {
+		return &flowpb.Layer4{Protocol: &flowpb.Layer4_TCP{TCP: &flowpb.TCP{DestinationPort: port}}}
+	}
+	dns := func(q string, ips ...string) *flowpb.Layer7 {
+		return &flowpb.Layer7{Type: flowpb.L7FlowType_RESPONSE, Record: &flowpb.Layer7_Dns{Dns: &flowpb.DNS{Query: q, Ips: ips, Ttl: 30}}}
+	}
+	unknowns := protowire.AppendTag(nil, 90, protowire.Fixed32Type)
+	unknowns = protowire.AppendFixed32(unknowns, 7)
+	unknowns = protowire.AppendTag(unknowns, 91, protowire.Fixed64Type)
+	unknowns = protowire.AppendFixed64(unknowns, 7)
+	unknowns = protowire.AppendTag(unknowns, 92, protowire.StartGroupType)
+	unknowns = protowire.AppendTag(unknowns, 1, protowire.VarintType)
+	unknowns = protowire.AppendVarint(unknowns, 300)
+	unknowns = protowire.AppendTag(unknowns, 92, protowire.EndGroupType)
+	unknowns = protowire.AppendTag(unknowns, 150001, protowire.BytesType)
+	unknowns = protowire.AppendBytes(unknowns, make([]byte, 200))
+	// Field 8 (source) with its tag, its length and the endpoint's identity
+	// in more bytes than they need.
+	short := marshal(&flowpb.Endpoint{Namespace: "media", PodName: "p"})
+	overlong := append([]byte{0xc2, 0x00, byte(len(short)+5) | 0x80, 0x00, 0x90, 0x00, 0x82, 0x80, 0x00}, short...)
+
+	tests := []struct {
+		name string
+		msg  []byte
+	}{
+		{"endpoint twice merges", flowResp(marshal(base), field(8, &flowpb.Endpoint{PodName: "other", Labels: []string{"k8s:app=second", "reserved:host"}}))},
+		{"endpoint three times", flowResp(field(8, pod), field(8, world), field(8, &flowpb.Endpoint{Identity: 9, Workloads: []*flowpb.Workload{{Name: "late"}}}))},
+		{"same endpoint as source and destination", flowResp(field(8, pod), field(9, pod))},
+		{"empty endpoints", flowResp(field(8, &flowpb.Endpoint{}), field(9, &flowpb.Endpoint{}))},
+		{"endpoint too long to cache", flowResp(field(8, big), field(9, world))},
+		{"endpoint too long to cache, twice", flowResp(field(8, big), field(8, big))},
+		{"workload without a name stays first", flowResp(field(8, &flowpb.Endpoint{Workloads: []*flowpb.Workload{{Kind: "Job"}, {Name: "second"}}}))},
+		{"labels that almost match", flowResp(field(8, &flowpb.Endpoint{Labels: []string{
+			"k8s:apps=x", "k8s:app", "k8s:app=", "k8s:app=first", "k8s:app=second", "k8s:k8s-app=dns", "k8s:k8s-appx=no",
+			"reserved:", "reserved:world-ipv4", "reserved:worldly", "reserve", "cidr:", "cidr", "fqdn:", "fqdnx",
+			"k8s:io.cilium.k8s.policy.cluster=", "k8s:io.cilium.k8s.policy.clusterx=no", "k8s:", "k8s:=",
+		}}))},
+		{"l4 oneof replaced", flowResp(field(6, tcp(443)), field(6, &flowpb.Layer4{Protocol: &flowpb.Layer4_ICMPv4{ICMPv4: &flowpb.ICMPv4{Type: 8}}}))},
+		{"l4 same member merges", flowResp(field(6, tcp(443)), field(6, &flowpb.Layer4{Protocol: &flowpb.Layer4_TCP{TCP: &flowpb.TCP{SourcePort: 5}}}))},
+		{"l4 udp then tcp", flowResp(field(6, &flowpb.Layer4{Protocol: &flowpb.Layer4_UDP{UDP: &flowpb.UDP{DestinationPort: 53}}}), field(6, tcp(80)))},
+		{"l7 dns merges", flowResp(field(15, dns("a.example.", "192.0.2.1")), field(15, dns("", "192.0.2.2")))},
+		{"l7 dns replaced by http", flowResp(field(15, dns("a.example.", "192.0.2.1")), field(15, &flowpb.Layer7{Record: &flowpb.Layer7_Http{Http: &flowpb.HTTP{Code: 200}}}))},
+		{"l7 http replaced by dns", flowResp(field(15, &flowpb.Layer7{Record: &flowpb.Layer7_Http{Http: &flowpb.HTTP{Code: 200}}}), field(15, dns("b.example.")))},
+		{"timestamps merge", flowResp(field(1, timestamppb.New(t0)), field(1, &timestamppb.Timestamp{Nanos: 5}))},
+		{"is_reply merges", flowResp(field(26, wrapperspb.Bool(true)), field(26, &wrapperspb.BoolValue{}))},
+		{"unknown fields of every wire type", flowResp(unknowns, marshal(base), unknowns)},
+		{"overlong tag and length", flowResp(overlong)},
+		{"response fields around the flow", append(marshal(&observer.GetFlowsResponse{NodeName: "n1", Time: timestamppb.New(t0)}), flowResp(marshal(base))...)},
+		{"flow, lost events, flow", append(append(flowResp(marshal(base)), marshal(&observer.GetFlowsResponse{ResponseTypes: &observer.GetFlowsResponse_LostEvents{LostEvents: &flowpb.LostEvent{NumEventsLost: 3}}})...), flowResp(field(9, pod))...)},
+		{"lost events, flow, lost events", append(append(marshal(&observer.GetFlowsResponse{ResponseTypes: &observer.GetFlowsResponse_LostEvents{LostEvents: &flowpb.LostEvent{Source: 2, NumEventsLost: 3}}}), flowResp(marshal(base))...), marshal(&observer.GetFlowsResponse{ResponseTypes: &observer.GetFlowsResponse_LostEvents{LostEvents: &flowpb.LostEvent{NumEventsLost: 4}}})...)},
+		{"lost events twice merge", append(marshal(&observer.GetFlowsResponse{ResponseTypes: &observer.GetFlowsResponse_LostEvents{LostEvents: &flowpb.LostEvent{Source: 2, NumEventsLost: 3}}}), marshal(&observer.GetFlowsResponse{ResponseTypes: &observer.GetFlowsResponse_LostEvents{LostEvents: &flowpb.LostEvent{NumEventsLost: 4}}})...)},
+		{"flow twice merges", append(flowResp(marshal(base)), flowResp(field(9, pod), field(8, world))...)},
+		{"lost events then flow", append(marshal(&observer.GetFlowsResponse{ResponseTypes: &observer.GetFlowsResponse_LostEvents{LostEvents: &flowpb.LostEvent{NumEventsLost: 3}}}), flowResp(marshal(base))...)},
+	}
+	d := collector.NewTestDecoder(testLabelKeys)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r observer.GetFlowsResponse
+			require.NoError(t, proto.Unmarshal(tt.msg, &r), "the test's message must be valid")
+			want := expectFields(&r, testLabelKeys)
+			// Twice: the second time the endpoints come from the cache.
+			for range 2 {
+				got, err := d.Decode(tt.msg)
+				require.NoError(t, err)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("decoder disagrees with proto.Unmarshal (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// TestDecodeDamagedMessages cuts and corrupts a recorded-shape message at
+// every byte: the decoder must never panic, and must agree with
+// proto.Unmarshal whenever that accepts the result. It is the fuzz target's
+// property, checked on every run.
+func TestDecodeDamagedMessages(t *testing.T) {
+	t.Parallel()
+	f := podFlow(t0, "140.82.112.6", 443)
+	f.DestinationNames = []string{"api.github.com"}
+	f.L7 = &flowpb.Layer7{Type: flowpb.L7FlowType_REQUEST, Record: &flowpb.Layer7_Dns{Dns: &flowpb.DNS{Query: "api.github.com.", Ips: []string{"140.82.112.6"}}}}
+	msg := marshal(resp(f))
+	d := collector.NewTestDecoder(testLabelKeys)
+	check := func(what string, b []byte) {
+		got, err := d.Decode(b)
+		var r observer.GetFlowsResponse
+		if proto.Unmarshal(b, &r) != nil {
+			return
+		}
+		require.NoError(t, err, "%s: proto.Unmarshal accepted what the decoder rejected", what)
+		if diff := cmp.Diff(expectFields(&r, testLabelKeys), got); diff != "" {
+			t.Fatalf("%s: decoder disagrees with proto.Unmarshal (-want +got):\n%s", what, diff)
+		}
+	}
+	for i := range msg {
+		check(fmt.Sprintf("cut at %d", i), msg[:i])
+		for _, x := range []byte{0x00, 0x7f, 0x80, 0xff} {
+			b := bytes.Clone(msg)
+			b[i] = x
+			check(fmt.Sprintf("byte %d set to %#x", i, x), b)
+		}
+	}
 }

@@ -12,6 +12,10 @@ type dnsCache struct {
 }
 
 type dnsEntry struct {
+	// key is the entry's own map key: an update stores under it, where
+	// storing under string(key) would allocate a copy of the key for every
+	// answer repeated while the entry lives.
+	key     string
 	name    string
 	expires int64
 }
@@ -27,13 +31,14 @@ func (c *dnsCache) add(key []byte, name string, expires int64, now int64) {
 		if e.name == name {
 			expires = max(expires, e.expires)
 		}
-		c.entries[string(key)] = dnsEntry{name: name, expires: expires}
+		c.entries[e.key] = dnsEntry{key: e.key, name: name, expires: expires}
 		return
 	}
 	if len(c.entries) >= c.max {
 		c.evict(now)
 	}
-	c.entries[string(key)] = dnsEntry{name: name, expires: expires}
+	k := string(key)
+	c.entries[k] = dnsEntry{key: k, name: name, expires: expires}
 	c.metrics.DNSCache.Set(float64(len(c.entries)))
 }
 
