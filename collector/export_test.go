@@ -56,33 +56,28 @@ type DecodedFields struct {
 	LostNum       uint64
 }
 
-// Decoder exposes the selective decoder to tests.
+// Decoder exposes the selective decoder to tests with the label keys they
+// choose (FlowDecoder takes them from Options).
 type Decoder struct {
-	d    *decoder
-	r    decodedResponse
+	fd   FlowDecoder
 	keys int
 }
 
 // NewTestDecoder returns a decoder keeping the values of labelKeys.
 func NewTestDecoder(labelKeys []string) *Decoder {
-	return &Decoder{d: newDecoder(labelKeys), keys: len(labelKeys)}
+	return &Decoder{fd: FlowDecoder{d: newDecoder(labelKeys)}, keys: len(labelKeys)}
 }
 
 // DecodeRaw decodes every field attribution may read, endpoints included,
 // without converting them: for benchmarks.
-func (d *Decoder) DecodeRaw(b []byte) error {
-	if err := d.d.decode(b, &d.r); err != nil {
-		return err
-	}
-	return d.d.endpoints(&d.r.flow)
-}
+func (d *Decoder) DecodeRaw(b []byte) error { return d.fd.Decode(b) }
 
 // Decode decodes b and returns the fields as plain values.
 func (d *Decoder) Decode(b []byte) (DecodedFields, error) {
 	if err := d.DecodeRaw(b); err != nil {
 		return DecodedFields{}, err
 	}
-	r := &d.r
+	r := &d.fd.r
 	f := &r.flow
 	out := DecodedFields{
 		Kind: [...]string{"none", "flow", "lost_events", "node_status"}[r.kind], NodeName: string(r.nodeName),

@@ -12,67 +12,13 @@ import (
 
 	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/collector/flowgen"
 	"github.com/egressd/egressd/detector"
 )
 
 // benchCardinalities are the numbers of distinct (app, destination, port)
 // keys the memory benchmarks hold; DESIGN.md's target is stated at 1M.
 var benchCardinalities = []int{10_000, 100_000, 1_000_000}
-
-// keySpace is n distinct (app, destination, port) keys shaped like a large
-// cluster: 100 destinations per app and 100 apps per namespace (10k apps
-// in 100 namespaces at 1M keys), ports 443 (70%), 80 (20%) and others.
-// App, namespace and pod names exist before a benchmark measures, as the
-// pipeline interns them; each key's destination name is allocated while it
-// is measured, since it is unique per key and production allocates it.
-// collector/aggregate_bench_test.go holds the same generator.
-type keySpace struct {
-	apps []egressd.App
-	pods []string
-	buf  []byte
-}
-
-func newKeySpace(n int) *keySpace {
-	ks := &keySpace{}
-	nApps := max(1, n/100)
-	for i := range nApps {
-		name := "app-" + strconv.Itoa(i)
-		ks.apps = append(ks.apps, egressd.App{Cluster: "prod", Namespace: "ns-" + strconv.Itoa(i/100), Name: name})
-		ks.pods = append(ks.pods, name+"-7d9f8b6c5-x2k4p")
-	}
-	return ks
-}
-
-// observe fills o with key i (a fresh destination name) at t0.
-func (ks *keySpace) observe(i int, o *egressd.Observation) {
-	a := i % len(ks.apps) // apps interleave, as in real traffic
-	b := append(ks.buf[:0], "api-"...)
-	b = appendPadded(b, i, 6)
-	b = append(b, ".vendor-"...)
-	b = strconv.AppendInt(b, int64(i%50), 10)
-	b = append(b, ".example.com"...)
-	ks.buf = b
-	port := uint16(443)
-	switch i % 10 {
-	case 7, 8:
-		port = 80
-	case 9:
-		port = uint16(8000 + i%1000)
-	}
-	*o = egressd.Observation{
-		Time: t0, Kind: egressd.KindConnect, App: ks.apps[a], Pod: ks.pods[a], Node: "node-1",
-		Destination: egressd.Destination{Name: string(b), Port: port, Protocol: egressd.ProtoTCP},
-		NameSource:  egressd.NameFromFlow, Verdict: egressd.VerdictForwarded, Source: "hubble",
-	}
-}
-
-func appendPadded(b []byte, v, width int) []byte {
-	s := strconv.Itoa(v)
-	for range width - len(s) {
-		b = append(b, '0')
-	}
-	return append(b, s...)
-}
 
 // liveHeap returns the bytes reachable after a full collection.
 func liveHeap() int64 {
@@ -101,9 +47,9 @@ func benchDetector(b *testing.B) *detector.Detector {
 // primeApps ends every app's learning period, so that its new keys join
 // the live window and raise (each app floods after five), and runs the
 // store loop until stop is called, so the queue holds nothing when measured.
-func primeApps(d *detector.Detector, ks *keySpace) (stop func()) {
-	first := make(map[egressd.App]time.Time, len(ks.apps))
-	for _, a := range ks.apps {
+func primeApps(d *detector.Detector, ks *flowgen.KeySpace) (stop func()) {
+	first := make(map[egressd.App]time.Time, len(ks.Apps()))
+	for _, a := range ks.Apps() {
 		first[a] = t0.Add(-48 * time.Hour)
 	}
 	d.LoadApps(first)
@@ -147,11 +93,11 @@ func measure(b *testing.B, n int, setup func() (run func() (stop func()))) {
 // Per-app state counts (10k apps at 1M keys); the empty sinks do not.
 func BenchmarkMemory(b *testing.B) {
 	for _, n := range benchCardinalities {
-		ks := newKeySpace(n)
+		ks := flowgen.NewKeySpace(n)
 		feed := func(sinks ...func(*egressd.Observation)) {
 			var o egressd.Observation
 			for i := range n {
-				ks.observe(i, &o)
+				ks.Observe(i, t0, &o)
 				for _, s := range sinks {
 					s(&o)
 				}
@@ -213,11 +159,8 @@ func benchAggregator(b *testing.B, maxKeys int) *collector.Aggregator {
 func BenchmarkObserve(b *testing.B) {
 	for _, n := range []int{1_000, 100_000} {
 		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
-			ks := newKeySpace(n)
-			obs := make([]egressd.Observation, n)
-			for i := range obs {
-				ks.observe(i, &obs[i])
-			}
+			ks := flowgen.NewKeySpace(n)
+			obs := ks.Observations(n, t0)
 			d := benchDetector(b)
 			stop := primeApps(d, ks)
 			defer stop()
@@ -239,9 +182,9 @@ func BenchmarkObserve(b *testing.B) {
 func BenchmarkRefresh(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
 		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
-			ks := newKeySpace(n)
+			ks := flowgen.NewKeySpace(n)
 			var files []egressd.Baseline
-			for i, a := range ks.apps {
+			for i, a := range ks.Apps() {
 				if i%2 == 0 {
 					files = append(files, egressd.Baseline{Namespace: a.Namespace, App: a.Name, Destinations: []egressd.BaselineDestination{
 						{Name: "**.example.com", Ports: []egressd.Port{{Number: 443, Protocol: "TCP"}, {Number: 80, Protocol: "TCP"}}},
@@ -252,10 +195,7 @@ func BenchmarkRefresh(b *testing.B) {
 			stop := primeApps(d, ks)
 			defer stop()
 			d.SetBaselines(files)
-			obs := make([]egressd.Observation, n)
-			for i := range obs {
-				ks.observe(i, &obs[i])
-			}
+			obs := ks.Observations(n, t0)
 			b.ReportAllocs()
 			for b.Loop() {
 				b.StopTimer()

@@ -22,6 +22,7 @@ import (
 	"github.com/egressd/egressd/alerts"
 	"github.com/egressd/egressd/baseline"
 	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/collector/flowgen"
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
@@ -261,8 +262,9 @@ func benchLatency(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*fig
 	return []*figure{p50, p99, worst}, nil
 }
 
-// benchMemory feeds cfg.keys distinct (app, destination, port) keys, in one
-// flush interval, to the two stages that hold state per key, the aggregator
+// benchMemory feeds cfg.keys distinct (app, destination, port) keys of
+// flowgen's KeySpace (the keys detector.BenchmarkMemory uses), in one flush
+// interval, to the two stages that hold state per key, the aggregator
 // and the detector (apps in their learning period, so every key joins the
 // live window), and reports the heap they hold per key, destination name
 // strings included, and the growth of the resident set.
@@ -281,13 +283,7 @@ func benchMemory(cfg benchConfig) ([]*figure, error) {
 }
 
 func memoryOnce(keys int) (heapPerKey, rssPerKey float64, err error) {
-	const appsN = 10_000
-	apps := make([]egressd.App, appsN)
-	pods := make([]string, appsN)
-	for i := range apps {
-		apps[i] = egressd.App{Cluster: "bench", Namespace: fmt.Sprintf("team-%03d", i%100), Name: fmt.Sprintf("svc-%05d", i)}
-		pods[i] = apps[i].Name + "-7d9f8b6c4-x2k9q"
-	}
+	ks := flowgen.NewKeySpace(keys)
 	reg := prometheus.NewRegistry()
 	aggOpts := collector.DefaultAggregatorOptions()
 	aggOpts.MaxKeys = 4 * keys // the measurement must not hit the bound
@@ -299,23 +295,15 @@ func memoryOnce(keys int) (heapPerKey, rssPerKey float64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	ports := []uint16{443, 443, 443, 80, 8443, 5432}
 	t := time.Now().UTC().Truncate(time.Hour)
 	runtime.GC()
 	debug.FreeOSMemory()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	rssBefore := residentBytes()
-	o := egressd.Observation{Kind: egressd.KindConnect, Source: "bench", Verdict: egressd.VerdictForwarded, NameSource: egressd.NameFromFlow}
+	var o egressd.Observation
 	for i := range keys {
-		a := i % appsN
-		o.Time = t.Add(time.Duration(i) * time.Microsecond)
-		o.App, o.Pod = apps[a], pods[a]
-		o.Destination = egressd.Destination{
-			Name:     "api-" + strconv.Itoa(i/appsN) + ".vendor-" + strconv.Itoa(a%97) + ".example.com",
-			Port:     ports[i%len(ports)],
-			Protocol: egressd.ProtoTCP,
-		}
+		ks.Observe(i, t, &o)
 		agg.Observe(&o)
 		det.Observe(&o)
 	}
