@@ -66,7 +66,9 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 			return usageError("demo: %v", err)
 		}
 	}
-	out := c.Stdout
+	// The detector prints alerts from its own goroutine while the demo
+	// prints its progress: one lock for both.
+	out := &lockedWriter{w: c.Stdout}
 
 	if cm.databaseURL == "" {
 		fmt.Fprintln(out, "==> starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")
@@ -114,8 +116,13 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- m.Run(runCtx) }()
+	// Whichever way the demo ends, the service has stopped before the
+	// database and the Hubble server it uses are closed.
+	done := make(chan struct{})
+	var runErr error
+	go func() { runErr = m.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	stopped := func() error { return fmt.Errorf("demo: egressd stopped: %v", runErr) }
 	httpAddr := m.Addr(runCtx)
 	ao.ExternalURL = "http://" + httpAddr
 	fmt.Fprintf(out, "==> egressd is serving http://%s/metrics and http://%s/api/v1/apps (Hubble: %s)\n", httpAddr, httpAddr, hubbleAddr)
@@ -131,7 +138,7 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 		end := start.Add(time.Duration(day+1) * 24 * time.Hour)
 		batch := takeUntil(&resps, end)
 		hubble.Add(batch...)
-		if err := waitStored(ctx, db, source, batch, done); err != nil {
+		if err := waitStored(ctx, db, source, batch, done, stopped); err != nil {
 			return err
 		}
 		phase := "learning"
@@ -184,7 +191,8 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 		<-ctx.Done()
 	}
 	stop()
-	return <-done
+	<-done
+	return runErr
 }
 
 // demoScenario is nine days of the home lab with incidents planted in the
@@ -221,7 +229,7 @@ func takeUntil(resps *[]*observer.GetFlowsResponse, end time.Time) []*observer.G
 
 // waitStored waits until the cursor of source covers the batch's last
 // streamed flow (egress or DNS: what the server-side filter passes).
-func waitStored(ctx context.Context, db *postgres.DB, source string, batch []*observer.GetFlowsResponse, done <-chan error) error {
+func waitStored(ctx context.Context, db *postgres.DB, source string, batch []*observer.GetFlowsResponse, done <-chan struct{}, stopped func() error) error {
 	var want time.Time
 	for i := len(batch) - 1; i >= 0; i-- {
 		f := batch[i].GetFlow()
@@ -243,13 +251,25 @@ func waitStored(ctx context.Context, db *postgres.DB, source string, batch []*ob
 			return errors.New("demo: the pipeline did not store the streamed flows within 2 minutes")
 		}
 		select {
-		case err := <-done:
-			return fmt.Errorf("demo: egressd stopped: %w", err)
+		case <-done:
+			return stopped()
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // alertPrinter prints anomalies readably as they are stored.
@@ -265,10 +285,12 @@ func (p *alertPrinter) print(a egressd.Anomaly) {
 	defer p.mu.Unlock()
 	p.n++
 	day := int(a.Time.Sub(p.start)/(24*time.Hour)) + 1
-	fmt.Fprintf(p.w, "    ALERT %s  day %d %s  %s\n", a.Kind.AlertName(), day, a.Time.Format("15:04"), a.Summary)
+	// One write per alert, so its lines stay together.
+	line := fmt.Sprintf("    ALERT %s  day %d %s  %s\n", a.Kind.AlertName(), day, a.Time.Format("15:04"), a.Summary)
 	if a.Pod != "" {
-		fmt.Fprintf(p.w, "          pod %s, compared with the %s baseline\n", a.Pod, a.BaselineSource)
+		line += fmt.Sprintf("          pod %s, compared with the %s baseline\n", a.Pod, a.BaselineSource)
 	}
+	io.WriteString(p.w, line)
 }
 
 func (p *alertPrinter) count() int {
