@@ -8,10 +8,38 @@
 # VULNCHECK_REQUIRED=1, which makes that a failure too.
 # v1.1.4: later releases need golang.org/x/telemetry versions that the
 # module proxy does not serve.
+#
+# First it proves itself: against a database holding one made-up advisory for
+# pgxpool.NewWithConfig, which egressd calls, govulncheck must fail.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+govulncheck() { go run golang.org/x/vuln/cmd/govulncheck@v1.1.4 "$@"; }
+
+fake=$(mktemp -d)
+trap 'rm -rf "$fake"' EXIT
+mkdir -p "$fake/index" "$fake/ID"
+now=2026-01-01T00:00:00Z
+echo "{\"modified\":\"$now\"}" >"$fake/index/db.json"
+echo "[{\"path\":\"github.com/jackc/pgx/v5\",\"vulns\":[{\"id\":\"GO-0000-0001\",\"modified\":\"$now\"}]}]" >"$fake/index/modules.json"
+echo "[{\"id\":\"GO-0000-0001\",\"modified\":\"$now\",\"aliases\":[]}]" >"$fake/index/vulns.json"
+cat >"$fake/ID/GO-0000-0001.json" <<JSON
+{"schema_version":"1.3.1","id":"GO-0000-0001","modified":"$now","published":"$now",
+ "details":"A made-up advisory: scripts/vulncheck.sh checks that govulncheck fails on it.",
+ "affected":[{"package":{"name":"github.com/jackc/pgx/v5","ecosystem":"Go"},
+   "ranges":[{"type":"SEMVER","events":[{"introduced":"0"}]}],
+   "ecosystem_specific":{"imports":[{"path":"github.com/jackc/pgx/v5/pgxpool","symbols":["NewWithConfig"]}]}}]}
+JSON
+selftest=$(govulncheck -db "file://$fake" ./... 2>&1)
+if [ $? -eq 0 ] || ! grep -q "GO-0000-0001" <<<"$selftest"; then
+	echo "$selftest"
+	echo "vulncheck: govulncheck did not report the made-up advisory: the check is broken" >&2
+	exit 1
+fi
+grep -m1 "Vulnerability #1" <<<"$selftest"
+echo "vulncheck: self-test ok (a made-up advisory for a function egressd calls fails the check)"
+
 db=${GOVULNDB:-https://vuln.go.dev}
-out=$(go run golang.org/x/vuln/cmd/govulncheck@v1.1.4 -db "$db" ./... 2>&1)
+out=$(govulncheck -db "$db" ./... 2>&1)
 rc=$?
 echo "$out"
 if [ $rc -ne 0 ] && grep -q "fetching vulnerabilities" <<<"$out"; then
