@@ -52,13 +52,26 @@ type EphemeralOptions struct {
 
 // Ephemeral is a throwaway PostgreSQL server: a fresh cluster in a temporary
 // directory, listening on 127.0.0.1 and tuned for speed over durability
-// (fsync off). Close stops it and deletes every byte it stored.
+// (fsync off). Stop and Restart take it away and bring it back with its
+// data, for fault tests; Close stops it and deletes every byte it stored.
 type Ephemeral struct {
-	dir  string
-	url  DSN
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the server process has exited
-	log  *tailWriter
+	dir string
+	url DSN
+	log *tailWriter
+	// What start needs again to restart the server on the same port.
+	binDir   string
+	owner    *osUser
+	logTo    io.Writer
+	port     int
+	password string
+
+	// mu guards cmd and done against Stop, Restart and Close called from
+	// different goroutines.
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the server process has exited
+	closed  bool
+	created bool // the database exists: a restart must not create it again
 
 	closeOnce sync.Once
 	closeErr  error
@@ -91,11 +104,12 @@ func StartEphemeral(ctx context.Context, opts EphemeralOptions) (*Ephemeral, err
 	if parent == "" {
 		parent = defaultEphemeralDir()
 	}
+	password := randomHex(16)
 	dir, err := os.MkdirTemp(parent, "egressd-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("postgres: start ephemeral server: %w", err)
 	}
-	e := &Ephemeral{dir: dir, log: &tailWriter{max: 16 << 10}}
+	e := &Ephemeral{dir: dir, log: &tailWriter{max: 16 << 10}, binDir: binDir, owner: owner, logTo: opts.Log, password: password}
 	ok := false
 	defer func() {
 		if !ok {
@@ -106,7 +120,6 @@ func StartEphemeral(ctx context.Context, opts EphemeralOptions) (*Ephemeral, err
 		return nil, fmt.Errorf("postgres: start ephemeral server: %w", err)
 	}
 
-	password := randomHex(16)
 	if err := e.initdb(ctx, binDir, owner, password); err != nil {
 		return nil, err
 	}
@@ -118,7 +131,9 @@ func StartEphemeral(ctx context.Context, opts EphemeralOptions) (*Ephemeral, err
 		if err != nil {
 			return nil, fmt.Errorf("postgres: start ephemeral server: find a free port: %w", err)
 		}
-		err = e.start(ctx, binDir, owner, opts.Log, port, password)
+		e.mu.Lock()
+		err = e.start(ctx, port)
+		e.mu.Unlock()
 		if err == nil {
 			break
 		}
@@ -135,20 +150,63 @@ func (e *Ephemeral) URL() DSN {
 	return e.url
 }
 
+// Stop shuts the server down with a fast shutdown (sessions rolled back, no
+// waiting for clients) and keeps its data, so that Restart brings it back
+// with everything committed. Tests use it to take the database away from a
+// running egressd. Stopping a stopped server does nothing.
+func (e *Ephemeral) Stop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.shutdown()
+}
+
+// Restart starts the server again on the same port, with the same data and
+// URL, and returns once it accepts connections; a running server is stopped
+// first. ctx bounds the start-up, and so does a 60 s timeout. It fails when
+// another process took the port meanwhile, or after Close.
+func (e *Ephemeral) Restart(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return errors.New("postgres: restart ephemeral server: it was closed")
+	}
+	e.shutdown()
+	if err := e.start(ctx, e.port); err != nil {
+		if errors.Is(err, errPortInUse) {
+			return fmt.Errorf("postgres: restart ephemeral server: port %d was taken meanwhile: %w", e.port, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// shutdown stops a running server with a fast shutdown (SIGINT), killing it
+// if it has not exited after 30 s. e.mu must be held.
+func (e *Ephemeral) shutdown() {
+	if e.cmd == nil {
+		return
+	}
+	_ = e.cmd.Process.Signal(os.Interrupt) // SIGINT: fast shutdown
+	select {
+	case <-e.done:
+	case <-time.After(30 * time.Second):
+		_ = e.cmd.Process.Kill()
+		<-e.done
+	}
+	e.cmd = nil
+}
+
 // Close stops the server with a fast shutdown (sessions rolled back, no
 // waiting for clients) and removes its directory. It is safe to call more
 // than once.
 func (e *Ephemeral) Close() error {
 	e.closeOnce.Do(func() {
-		if e.cmd != nil {
-			_ = e.cmd.Process.Signal(os.Interrupt) // SIGINT: fast shutdown
-			select {
-			case <-e.done:
-			case <-time.After(30 * time.Second):
-				_ = e.cmd.Process.Kill()
-				<-e.done
-			}
-		}
+		e.mu.Lock()
+		e.closed = true
+		e.shutdown()
+		e.mu.Unlock()
 		if err := os.RemoveAll(e.dir); err != nil {
 			e.closeErr = fmt.Errorf("postgres: remove ephemeral server directory: %w", err)
 		}
@@ -195,9 +253,11 @@ func (e *Ephemeral) initdb(ctx context.Context, binDir string, owner *osUser, pa
 
 var errPortInUse = errors.New("port in use")
 
-func (e *Ephemeral) start(ctx context.Context, binDir string, owner *osUser, logTo io.Writer, port int, password string) error {
+// start starts the server on port and waits until it accepts connections;
+// the first successful start creates the database. e.mu must be held.
+func (e *Ephemeral) start(ctx context.Context, port int) error {
 	e.log.reset() // judge this attempt by its own output
-	cmd := exec.Command(filepath.Join(binDir, "postgres"),
+	cmd := exec.Command(filepath.Join(e.binDir, "postgres"),
 		"-D", e.dataDir(),
 		"-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1",
@@ -212,10 +272,10 @@ func (e *Ephemeral) start(ctx context.Context, binDir string, owner *osUser, log
 	)
 	cmd.Dir = e.dir
 	cmd.Env = serverEnv()
-	cmd.SysProcAttr = owner.procAttr()
+	cmd.SysProcAttr = e.owner.procAttr()
 	var w io.Writer = e.log
-	if logTo != nil {
-		w = io.MultiWriter(e.log, logTo)
+	if e.logTo != nil {
+		w = io.MultiWriter(e.log, e.logTo)
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
@@ -230,7 +290,7 @@ func (e *Ephemeral) start(ctx context.Context, binDir string, owner *osUser, log
 
 	u := url.URL{
 		Scheme:   "postgres",
-		User:     url.UserPassword(ephemeralUser, password),
+		User:     url.UserPassword(ephemeralUser, e.password),
 		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		Path:     "/" + ephemeralDatabase,
 		RawQuery: "sslmode=disable",
@@ -244,12 +304,15 @@ func (e *Ephemeral) start(ctx context.Context, binDir string, owner *osUser, log
 	for {
 		conn, err := pgconn.Connect(ctx, admin.String())
 		if err == nil {
-			_, err = conn.Exec(ctx, "CREATE DATABASE "+ephemeralDatabase).ReadAll()
+			if !e.created {
+				_, err = conn.Exec(ctx, "CREATE DATABASE "+ephemeralDatabase).ReadAll()
+			}
 			conn.Close(context.WithoutCancel(ctx))
 			if err != nil {
 				e.stop()
 				return fmt.Errorf("postgres: start ephemeral server: create database: %v", err)
 			}
+			e.created, e.port = true, port
 			e.url = DSN(u.String())
 			return nil
 		}
