@@ -28,6 +28,13 @@ import (
 // DNS questions and cursors, each table's rows sorted by key. Rows that
 // repeat a key within the rollup are merged first.
 func (db *DB) WriteRollup(ctx context.Context, r *egressd.Rollup) error {
+	return db.writeRollup(ctx, r, nil)
+}
+
+// writeRollup is WriteRollup; fence, when set, runs first in the
+// transaction, and its error rolls the whole rollup back
+// (WriteRollupFenced).
+func (db *DB) writeRollup(ctx context.Context, r *egressd.Rollup, fence func(context.Context, pgx.Tx) error) error {
 	if r == nil || r.Empty() {
 		return nil
 	}
@@ -38,6 +45,12 @@ func (db *DB) WriteRollup(ctx context.Context, r *egressd.Rollup) error {
 		return wrap(err, "write rollup: begin")
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+
+	if fence != nil {
+		if err := fence(ctx, tx); err != nil {
+			return err
+		}
+	}
 
 	// Partitions first: creating one takes an ACCESS EXCLUSIVE lock on
 	// destination_hourly, which must not be requested while this
