@@ -223,3 +223,46 @@ func utcOrZero(t *time.Time) time.Time {
 	}
 	return t.UTC()
 }
+
+// TrimDeliveries bounds the pending deliveries (firing or resolved) to keep:
+// past it, it drops the oldest resolved deliveries first (Alertmanager ends
+// an alert it has by itself at its endsAt, and one it never had needs no
+// resolve), then the oldest firing ones, with the error "outbox full", and
+// returns how many it dropped per target URL. Rows locked by a concurrent
+// update are skipped, and so kept, this time; a delivery a sender has
+// claimed may be dropped, and its outcome is then ignored. The bound holds
+// the table, and the senders' memory, while an Alertmanager is unreachable
+// for days.
+func (db *DB) TrimDeliveries(ctx context.Context, keep int) (map[string]int, error) {
+	if keep < 0 {
+		return nil, egressd.Errorf(egressd.EINVALID, "trim deliveries: keep must be >= 0, got %d", keep)
+	}
+	rows, err := db.pool.Query(ctx, `
+WITH excess AS (
+    SELECT id FROM alert_outbox
+    WHERE state IN ('firing', 'resolved')
+    ORDER BY state = 'resolved', id DESC
+    OFFSET $1
+), locked AS (
+    SELECT o.id FROM alert_outbox o JOIN excess USING (id)
+    WHERE o.state IN ('firing', 'resolved')
+    ORDER BY o.id
+    FOR UPDATE OF o SKIP LOCKED
+)
+UPDATE alert_outbox o SET state = 'dropped', last_error = 'outbox full', leased_until = NULL, claimed_state = NULL
+FROM locked WHERE o.id = locked.id
+RETURNING o.target`, keep)
+	if err != nil {
+		return nil, wrap(err, "trim deliveries to %d", keep)
+	}
+	dropped := map[string]int{}
+	var target string
+	_, err = pgx.ForEachRow(rows, []any{&target}, func() error {
+		dropped[target]++
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "trim deliveries to %d", keep)
+	}
+	return dropped, nil
+}
