@@ -13,6 +13,12 @@ const (
 	resultDeferred = "deferred" // its Alertmanager is not configured here
 )
 
+// Values of the reason label of egressd_alerts_dropped_total.
+const (
+	reasonRejected   = "rejected"    // Alertmanager refused the alert
+	reasonOutboxFull = "outbox_full" // past Options.MaxPending, the oldest pending went
+)
+
 // unknownTarget is the target label of deliveries for an Alertmanager this
 // Sender is not configured with.
 const unknownTarget = "unknown"
@@ -46,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"target"}),
 		Dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "egressd_alerts_dropped_total",
-			Help: "Alert deliveries given up for good, by target (host:port) and reason (rejected: Alertmanager refused the alert).",
+			Help: "Alert deliveries given up for good, by target (host:port) and reason (rejected: Alertmanager refused the alert; outbox_full: the outbox had more than its bound of pending deliveries, the oldest went).",
 		}, []string{"target", "reason"}),
 		Retries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "egressd_alerts_retries_total",
@@ -54,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"target"}),
 		OutboxErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "egressd_alerts_outbox_errors_total",
-			Help: "Failed outbox operations (claim, sent, failed, dropped); a failed outcome write means the delivery is sent again after its lease.",
+			Help: "Failed outbox operations (claim, sent, failed, dropped, trim); a failed outcome write means the delivery is sent again after its lease.",
 		}, []string{"op"}),
 		OutboxPending: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "egressd_alerts_outbox_pending",

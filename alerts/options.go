@@ -44,6 +44,12 @@ type Options struct {
 	// safety net for resends, retries and deliveries queued by another
 	// replica.
 	PollInterval time.Duration
+	// MaxPending bounds the pending deliveries of the outbox, all targets
+	// together, when the outbox is a Trimmer: while an Alertmanager is
+	// unreachable for days, the oldest resolved deliveries, then the oldest
+	// firing ones, are dropped past it and counted in
+	// egressd_alerts_dropped_total{reason="outbox_full"}. 0 means no bound.
+	MaxPending int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -59,6 +65,7 @@ func DefaultOptions() Options {
 		BackoffMax:     time.Minute,
 		Severity:       "warning",
 		PollInterval:   time.Second,
+		MaxPending:     100_000,
 		Now:            time.Now,
 	}
 }
@@ -99,6 +106,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("alerts: Options.BackoffMax (%s) must be >= Options.BackoffMin (%s)", o.BackoffMax, o.BackoffMin)
 	case o.PollInterval <= 0:
 		return fmt.Errorf("alerts: Options.PollInterval must be > 0")
+	case o.MaxPending < 0:
+		return fmt.Errorf("alerts: Options.MaxPending must be >= 0 (0: no bound)")
 	}
 	if o.Severity == "" || len(o.Severity) > MaxLabelValueLen || !utf8.ValidString(o.Severity) {
 		return fmt.Errorf("alerts: Options.Severity %q: want a non-empty UTF-8 label value of at most %d bytes, such as warning", o.Severity, MaxLabelValueLen)

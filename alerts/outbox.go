@@ -26,3 +26,16 @@ type Outbox interface {
 	// for good: they are never sent again.
 	DeliveryDropped(ctx context.Context, ids []int64, errMsg string) error
 }
+
+// Trimmer is an Outbox that can bound its pending deliveries
+// (postgres.DB). A Sender whose outbox is one trims it to
+// Options.MaxPending every TrimInterval.
+type Trimmer interface {
+	// TrimDeliveries drops pending deliveries past the keep newest, the
+	// oldest resolved ones first, and returns how many it dropped per
+	// target URL.
+	TrimDeliveries(ctx context.Context, keep int) (map[string]int, error)
+}
+
+// TrimInterval is how often a Sender bounds its outbox.
+const TrimInterval = time.Minute

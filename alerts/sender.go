@@ -99,6 +99,9 @@ func (s *Sender) Run(ctx context.Context) error {
 	}
 	poll := time.NewTicker(s.opts.PollInterval)
 	defer poll.Stop()
+	trim := time.NewTicker(TrimInterval)
+	defer trim.Stop()
+	s.trim(ctx)
 	for {
 		full, err := s.claim(ctx)
 		if ctx.Err() != nil {
@@ -118,7 +121,39 @@ func (s *Sender) Run(ctx context.Context) error {
 			return nil
 		case <-wake:
 		case <-poll.C:
+		case <-trim.C:
+			s.trim(ctx)
 		}
+	}
+}
+
+// trim bounds the outbox to Options.MaxPending pending deliveries, when it
+// is a Trimmer, and counts what it dropped per target. A failure is logged
+// and counted, and tried again at the next TrimInterval.
+func (s *Sender) trim(ctx context.Context) {
+	tr, ok := s.outbox.(Trimmer)
+	if !ok || s.opts.MaxPending == 0 {
+		return
+	}
+	dropped, err := tr.TrimDeliveries(ctx, s.opts.MaxPending)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.m.OutboxErrors.WithLabelValues("trim").Inc()
+			s.log.Error("outbox_trim_failed", "err", err)
+		}
+		return
+	}
+	total := 0
+	for raw, n := range dropped {
+		if t := s.byKey[targetKey(raw)]; t != nil {
+			t.full.Add(float64(n))
+		} else {
+			s.m.Dropped.WithLabelValues(unknownTarget, reasonOutboxFull).Add(float64(n))
+		}
+		total += n
+	}
+	if total > 0 {
+		s.log.Warn("outbox_full_dropped", "deliveries", total, "max_pending", s.opts.MaxPending)
 	}
 }
 

@@ -30,7 +30,7 @@ type target struct {
 	api   alert.ClientService
 
 	sent, rejected, failed prometheus.Counter
-	dropped, retries       prometheus.Counter
+	dropped, retries, full prometheus.Counter
 	duration               prometheus.Observer
 
 	kick chan struct{} // capacity 1: work is pending
@@ -69,7 +69,8 @@ func newTarget(rawURL string, hc *http.Client, m *Metrics) *target {
 		sent:     m.Sent.WithLabelValues(label, resultSent),
 		rejected: m.Sent.WithLabelValues(label, resultRejected),
 		failed:   m.Sent.WithLabelValues(label, resultFailed),
-		dropped:  m.Dropped.WithLabelValues(label, "rejected"),
+		dropped:  m.Dropped.WithLabelValues(label, reasonRejected),
+		full:     m.Dropped.WithLabelValues(label, reasonOutboxFull),
 		retries:  m.Retries.WithLabelValues(label),
 		duration: m.PostDuration.WithLabelValues(label),
 		kick:     make(chan struct{}, 1),
