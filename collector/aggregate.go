@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sort"
 	"sync"
@@ -27,17 +28,34 @@ type AggregatorOptions struct {
 	// dropped and counted (egressd_collector_observations_dropped_total)
 	// rather than blocking the Hubble stream.
 	MaxKeys int
+	// MaxKeysPerApp bounds the distinct destinations and DNS names that
+	// one app gets in within an hour of flow time, so that an app reaching
+	// millions of names (a DNS tunnel, a scanner) neither takes the other
+	// apps' share of MaxKeys nor writes millions of rows. Past half of it,
+	// a new name of the app is kept only if a hash of it falls in one in
+	// SampleOneIn (so a name is always kept or always not, within the
+	// hour); at the bound, no new name is. Names already kept are counted
+	// in full. Every observation not kept is counted
+	// (egressd_collector_observations_sampled_total) and logged per app
+	// at the next flush. Names seen are remembered as 4-byte hashes, at
+	// most MaxKeysPerApp per app.
+	MaxKeysPerApp int
+	// SampleOneIn is the sampling rate past half of MaxKeysPerApp.
+	SampleOneIn int
 	// FlushTimeout bounds one write, including the last one at shutdown.
 	FlushTimeout time.Duration
 	// Now is the wall clock (for the cursor lag metric).
 	Now func() time.Time
 }
 
-// DefaultAggregatorOptions returns a 10 s flush interval and 1M keys.
+// DefaultAggregatorOptions returns a 10 s flush interval, 1M keys, and
+// 10k names per app and hour, sampled one in 100 past 5k.
 func DefaultAggregatorOptions() AggregatorOptions {
 	return AggregatorOptions{
 		FlushInterval: 10 * time.Second,
 		MaxKeys:       1_000_000,
+		MaxKeysPerApp: 10_000,
+		SampleOneIn:   100,
 		FlushTimeout:  30 * time.Second,
 		Now:           time.Now,
 	}
@@ -50,6 +68,10 @@ func (o AggregatorOptions) Validate() error {
 		return errors.New("collector: AggregatorOptions.FlushInterval must be > 0")
 	case o.MaxKeys <= 0:
 		return errors.New("collector: AggregatorOptions.MaxKeys must be > 0")
+	case o.MaxKeysPerApp <= 0:
+		return errors.New("collector: AggregatorOptions.MaxKeysPerApp must be > 0")
+	case o.SampleOneIn <= 0:
+		return errors.New("collector: AggregatorOptions.SampleOneIn must be > 0")
 	case o.FlushTimeout <= 0:
 		return errors.New("collector: AggregatorOptions.FlushTimeout must be > 0")
 	case o.Now == nil:
@@ -115,13 +137,28 @@ type dnsAgg struct {
 	queries     int64
 }
 
+// appBudget is what MaxKeysPerApp counts for one app: the names it got in
+// during the hour of flow time hour, as hashes, and the observations not
+// kept since the last flush. It outlives flushes: a flush interval is much
+// shorter than an hour.
+type appBudget struct {
+	hour    int64
+	names   map[uint32]struct{}
+	sampled int64
+}
+
 // rollupState is what accumulates between two flushes.
 type rollupState struct {
 	classes []class
 	classOf map[class]uint32
-	pods    []string
-	podOf   map[string]uint32
-	dests   map[destKey]destAgg
+	// budgets are those of the apps of classes, by class number; their
+	// owner is Aggregator.budgets, from which they are looked up once per
+	// class and state.
+	budgets    []*appBudget
+	allBudgets map[egressd.App]*appBudget
+	pods       []string
+	podOf      map[string]uint32
+	dests      map[destKey]destAgg
 	// spill holds the hour buckets of destinations other than the hour of
 	// their first flow. The implicit bucket of that hour counts the
 	// destination's totals minus these.
@@ -133,16 +170,17 @@ type rollupState struct {
 	cursors map[string]int64
 }
 
-func newRollupState() *rollupState {
+func newRollupState(budgets map[egressd.App]*appBudget) *rollupState {
 	return &rollupState{
-		classOf: make(map[class]uint32),
-		pods:    []string{""},
-		podOf:   make(map[string]uint32),
-		dests:   make(map[destKey]destAgg),
-		spill:   make(map[destKey][]hourAgg),
-		denied:  make(map[destKey]int64),
-		dns:     make(map[dnsQueryKey]dnsAgg),
-		cursors: make(map[string]int64),
+		allBudgets: budgets,
+		classOf:    make(map[class]uint32),
+		pods:       []string{""},
+		podOf:      make(map[string]uint32),
+		dests:      make(map[destKey]destAgg),
+		spill:      make(map[destKey][]hourAgg),
+		denied:     make(map[destKey]int64),
+		dns:        make(map[dnsQueryKey]dnsAgg),
+		cursors:    make(map[string]int64),
 	}
 }
 
@@ -159,6 +197,12 @@ func (s *rollupState) classIndex(c class, add bool) (uint32, bool) {
 		i, ok = uint32(len(s.classes)), true
 		s.classes = append(s.classes, c)
 		s.classOf[c] = i
+		b := s.allBudgets[c.app]
+		if b == nil {
+			b = &appBudget{names: make(map[uint32]struct{})}
+			s.allBudgets[c.app] = b
+		}
+		s.budgets = append(s.budgets, b)
 	}
 	return i, ok
 }
@@ -276,8 +320,14 @@ type Aggregator struct {
 	log     *slog.Logger
 	metrics *Metrics
 
+	seed maphash.Seed // of the names in appBudget; random per process
+
 	mu  sync.Mutex
 	cur *rollupState
+	// budgets are the apps' MaxKeysPerApp budgets, by app. Those of hours
+	// before the newest one seen are dropped at each flush.
+	budgets map[egressd.App]*appBudget
+	newest  int64 // the newest hour of flow time observed
 	// inFlight counts the keys of the flush being written. They count
 	// against MaxKeys until the write succeeds, because a failed write
 	// merges them back: without this, every failed flush of an outage
@@ -291,14 +341,57 @@ func NewAggregator(opts AggregatorOptions, w Writer, log *slog.Logger, m *Metric
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	return &Aggregator{opts: opts, w: w, log: log, metrics: m, cur: newRollupState(), early: make(chan struct{}, 1)}, nil
+	budgets := make(map[egressd.App]*appBudget)
+	return &Aggregator{
+		opts: opts, w: w, log: log, metrics: m, seed: maphash.MakeSeed(),
+		cur: newRollupState(budgets), budgets: budgets, early: make(chan struct{}, 1),
+	}, nil
+}
+
+// admit reports whether a name new to the state, of class c, is kept,
+// under a.mu: whether its app already got it in this hour, or has room for
+// it (see AggregatorOptions.MaxKeysPerApp). The hash covers what tells
+// keys apart (kind, name, port, protocol) but not the app: each app has
+// its own set. An observation not kept is counted.
+func (a *Aggregator) admit(s *rollupState, c uint32, kind egressd.ObservationKind, name string, port uint16, hour int64) bool {
+	b := s.budgets[c]
+	if hour > b.hour {
+		b.hour = hour
+		clear(b.names)
+	}
+	var h maphash.Hash
+	h.SetSeed(a.seed)
+	h.WriteByte(byte(kind))
+	h.WriteByte(byte(port))
+	h.WriteByte(byte(port >> 8))
+	h.WriteString(s.classes[c].proto)
+	h.WriteByte(0)
+	h.WriteString(name)
+	sum := h.Sum64()
+	// 32 bits are enough within one app's hour (two of 10k names share
+	// them with probability 1e-2, and then only count once), and halve
+	// the set: it holds about one entry per active key.
+	name32 := uint32(sum >> 32)
+	if _, ok := b.names[name32]; ok {
+		return true
+	}
+	n := len(b.names)
+	if n < a.opts.MaxKeysPerApp/2 || (n < a.opts.MaxKeysPerApp && sum%uint64(a.opts.SampleOneIn) == 0) {
+		b.names[name32] = struct{}{}
+		return true
+	}
+	b.sampled++
+	a.metrics.AggSampled.Inc()
+	return false
 }
 
 // Observe adds an observation. It never blocks on PostgreSQL.
 func (a *Aggregator) Observe(o *egressd.Observation) {
 	ts := o.Time.UnixNano()
+	hour := unixHour(ts)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.newest = max(a.newest, hour)
 	s := a.cur
 	n := s.keys() + a.inFlight
 	if n >= a.opts.MaxKeys/2 {
@@ -325,6 +418,9 @@ func (a *Aggregator) Observe(o *egressd.Observation) {
 				a.metrics.AggDropped.Inc()
 				return
 			}
+			if !a.admit(s, c, o.Kind, k.name, 0, hour) {
+				return
+			}
 			d = dnsAgg{first: ts, last: ts}
 		}
 		d.first, d.last = min(d.first, ts), max(d.last, ts)
@@ -338,11 +434,12 @@ func (a *Aggregator) Observe(o *egressd.Observation) {
 		return
 	}
 	k := destKey{name: o.Destination.Name, class: c, port: o.Destination.Port}
-	hour := unixHour(ts)
 	d, found := s.dests[k]
 	switch {
 	case full && (!found || !s.hasHour(k, &d, hour)):
 		a.metrics.AggDropped.Inc()
+		return
+	case !found && !a.admit(s, c, o.Kind, k.name, k.port, hour):
 		return
 	case !found:
 		d = destAgg{first: ts, last: ts, nameSource: o.NameSource}
@@ -404,8 +501,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 func (a *Aggregator) Flush(ctx context.Context) error {
 	a.mu.Lock()
 	s := a.cur
-	a.cur = newRollupState()
+	a.cur = newRollupState(a.budgets)
 	a.inFlight = s.keys()
+	a.sweepBudgets()
 	a.mu.Unlock()
 	if s.keys() == 0 && len(s.cursors) == 0 {
 		return nil
@@ -437,6 +535,22 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 	a.metrics.AggKeys.Set(float64(a.cur.keys()))
 	a.mu.Unlock()
 	return nil
+}
+
+// sweepBudgets logs the apps whose observations were sampled since the
+// last flush, and drops the budgets of past hours, under a.mu, between two
+// states: no class of the new one points to a budget yet.
+func (a *Aggregator) sweepBudgets() {
+	for app, b := range a.budgets {
+		if b.sampled > 0 {
+			a.log.Warn("app_names_sampled", "app", app.String(), "names_kept", len(b.names),
+				"observations_not_kept", b.sampled, "max_keys_per_app", a.opts.MaxKeysPerApp)
+			b.sampled = 0
+		}
+		if b.hour < a.newest {
+			delete(a.budgets, app)
+		}
+	}
 }
 
 // merge adds o into s (commutative, like the database upsert).

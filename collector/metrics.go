@@ -50,8 +50,16 @@ type Metrics struct {
 	StreamErrors   prometheus.Counter
 	ReplayBadLines prometheus.Counter
 
+	// LeaseHeld, FlushesFenced and LeaseLost are set by cmd/egressd, which
+	// lets one replica at a time collect a Hubble source (the source's
+	// lease in PostgreSQL).
+	LeaseHeld     prometheus.Gauge
+	FlushesFenced prometheus.Counter
+	LeaseLost     prometheus.Counter
+
 	AggKeys        prometheus.Gauge
 	AggDropped     prometheus.Counter
+	AggSampled     prometheus.Counter
 	Flushes        *prometheus.CounterVec
 	FlushDuration  prometheus.Histogram
 	FlushedRows    prometheus.Counter
@@ -110,6 +118,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "egressd_collector_hubble_stream_up",
 			Help: "1 while the GetFlows stream to Hubble is established.",
 		}),
+		LeaseHeld: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_collector_lease_held",
+			Help: "1 while this replica holds the lease of its Hubble source and collects it; 0 on a standby replica.",
+		}),
+		FlushesFenced: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_flushes_fenced_total",
+			Help: "Flushes discarded because another replica had taken the Hubble source over; it re-reads those flows from the stored cursor.",
+		}),
+		LeaseLost: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_lease_lost_total",
+			Help: "Times this replica found that another had taken its Hubble source over.",
+		}),
 		Reconnects: f.NewCounter(prometheus.CounterOpts{
 			Name: "egressd_collector_hubble_reconnects_total",
 			Help: "GetFlows streams opened after the first.",
@@ -129,6 +149,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		AggDropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "egressd_collector_observations_dropped_total",
 			Help: "Observations dropped because the aggregator was full while PostgreSQL was not keeping up.",
+		}),
+		AggSampled: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_observations_sampled_total",
+			Help: "Observations of new names not kept because their app was past --max-keys-per-app names in the hour (sampled; logged per app).",
 		}),
 		Flushes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "egressd_collector_flushes_total",

@@ -38,6 +38,13 @@ type Options struct {
 	Unbounded []egressd.App
 	// QueueSize bounds anomalies waiting for the store.
 	QueueSize int
+	// MaxKeysPerApp bounds the keys one app adds to the live window, so
+	// that an app reaching millions of names (a DNS tunnel, a scanner)
+	// costs a bounded memory. Past it, the app's novel destinations are
+	// still judged, raised and folded into floods, but not remembered
+	// (egressd_detector_keys_not_remembered_total): one seen again is
+	// novel again, which for such an app only keeps its flood going.
+	MaxKeysPerApp int
 	// Volume configures the volume rule; a zero Factor disables it.
 	Volume VolumeOptions
 }
@@ -49,6 +56,7 @@ func DefaultOptions() Options {
 		FloodThreshold: 5,
 		FloodWindow:    10 * time.Minute,
 		QueueSize:      10_000,
+		MaxKeysPerApp:  100_000,
 		Volume:         DefaultVolumeOptions(),
 	}
 }
@@ -64,6 +72,8 @@ func (o Options) Validate() error {
 		return errors.New("detector: Options.FloodWindow must be > 0")
 	case o.QueueSize <= 0:
 		return errors.New("detector: Options.QueueSize must be > 0")
+	case o.MaxKeysPerApp <= 0:
+		return errors.New("detector: Options.MaxKeysPerApp must be > 0")
 	}
 	return o.Volume.Validate()
 }
@@ -105,11 +115,13 @@ type appState struct {
 	flood     floodState
 }
 
+// floodState is a few counters whatever the size of the flood: its members
+// are not kept (the flood anomaly names the first one past the threshold,
+// the store has the first FloodThreshold ones).
 type floodState struct {
-	start   time.Time // start of the current window
-	count   int       // novel destinations in it
-	raised  bool      // the flood anomaly of this window was raised
-	members []string
+	start  time.Time // start of the current window
+	count  int       // novel destinations in it
+	raised bool      // the flood anomaly of this window was raised
 }
 
 // Detector judges observations. It is a collector Sink: Observe never
@@ -130,10 +142,13 @@ type Detector struct {
 	keys       map[keyHash]keyState
 	gen        keyState
 	windowKeys int
-	accepted   map[key]struct{}
-	apps       map[egressd.App]*appState
-	files      map[egressd.App]egressd.Baseline
-	volume     *volumeRule
+	// appKeys counts the keys each app put in the live window, for
+	// Options.MaxKeysPerApp.
+	appKeys  map[egressd.App]int
+	accepted map[key]struct{}
+	apps     map[egressd.App]*appState
+	files    map[egressd.App]egressd.Baseline
+	volume   *volumeRule
 }
 
 type job struct {
@@ -151,6 +166,7 @@ func New(opts Options, store Store, log *slog.Logger, m *Metrics) (*Detector, er
 		queue:    make(chan job, opts.QueueSize),
 		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		keys:     make(map[keyHash]keyState),
+		appKeys:  make(map[egressd.App]int),
 		gen:      1,
 		accepted: make(map[key]struct{}),
 		apps:     make(map[egressd.App]*appState),
@@ -181,14 +197,23 @@ func (d *Detector) hash(a egressd.App, dst egressd.Destination) keyHash {
 	return k
 }
 
-// addWindow puts a key in the live window, under d.mu.
-func (d *Detector) addWindow(st keyState) keyState {
-	if st&inWindow == 0 {
-		st |= inWindow
-		d.windowKeys++
-		d.metrics.KnownKeys.Set(float64(d.windowKeys))
+// addWindow puts the key of app a hashed to h, whose entry is st, in the
+// live window, under d.mu, and reports false when the app has no room
+// left (Options.MaxKeysPerApp).
+func (d *Detector) addWindow(a egressd.App, h keyHash, st keyState) bool {
+	if st&inWindow != 0 {
+		return true
 	}
-	return st
+	n := d.appKeys[a]
+	if n >= d.opts.MaxKeysPerApp {
+		d.metrics.NotRemembered.Inc()
+		return false
+	}
+	d.appKeys[a] = n + 1
+	d.keys[h] = st | inWindow
+	d.windowKeys++
+	d.metrics.KnownKeys.Set(float64(d.windowKeys))
+	return true
 }
 
 // forgetJudgments drops every "judged normal" decision, under d.mu, when
@@ -221,7 +246,7 @@ func (d *Detector) LoadWindow(entries []egressd.WindowEntry) {
 	defer d.mu.Unlock()
 	for _, e := range entries {
 		h := d.hash(e.App, e.Destination)
-		d.keys[h] = d.addWindow(d.keys[h])
+		d.addWindow(e.App, h, d.keys[h])
 	}
 	d.metrics.KnownKeys.Set(float64(d.windowKeys))
 }
@@ -330,8 +355,11 @@ func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bo
 		return egressd.Anomaly{}, false
 	}
 	// From here on the key is new for this app: it joins the live window
-	// whatever happens, so it is judged once.
-	d.keys[h] = d.addWindow(ks)&inWindow | d.gen
+	// whatever happens, so it is judged once, unless the app has no room
+	// left there.
+	if d.addWindow(o.App, h, ks) {
+		d.keys[h] = inWindow | d.gen
+	}
 	switch {
 	case learning:
 		d.metrics.Suppressed.WithLabelValues("learning").Inc()
@@ -396,9 +424,6 @@ func (d *Detector) flood(st *appState, a egressd.Anomaly) (egressd.Anomaly, bool
 		return a, true
 	}
 	d.metrics.Suppressed.WithLabelValues("flood").Inc()
-	if len(f.members) < 10 {
-		f.members = append(f.members, a.Destination.String())
-	}
 	if f.raised {
 		return egressd.Anomaly{}, false
 	}

@@ -7,15 +7,16 @@ import (
 
 // Metrics are the detector's Prometheus metrics.
 type Metrics struct {
-	Observed     prometheus.Counter
-	SlowPath     prometheus.Counter
-	Raised       *prometheus.CounterVec
-	Suppressed   *prometheus.CounterVec
-	QueueDropped prometheus.Counter
-	StoreErrors  prometheus.Counter
-	KnownKeys    prometheus.Gauge
-	Apps         prometheus.Gauge
-	VolumeErrors prometheus.Counter
+	Observed      prometheus.Counter
+	SlowPath      prometheus.Counter
+	Raised        *prometheus.CounterVec
+	Suppressed    *prometheus.CounterVec
+	QueueDropped  prometheus.Counter
+	StoreErrors   prometheus.Counter
+	KnownKeys     prometheus.Gauge
+	NotRemembered prometheus.Counter
+	Apps          prometheus.Gauge
+	VolumeErrors  prometheus.Counter
 }
 
 // NewMetrics registers the detector's metrics with reg.
@@ -49,6 +50,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		KnownKeys: f.NewGauge(prometheus.GaugeOpts{
 			Name: "egressd_detector_known_keys",
 			Help: "(app, destination, port) keys in the live window index.",
+		}),
+		NotRemembered: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_detector_keys_not_remembered_total",
+			Help: "Novel keys judged but not put in the live window because their app had MaxKeysPerApp keys there (a DNS tunnel or scanner).",
 		}),
 		Apps: f.NewGauge(prometheus.GaugeOpts{
 			Name: "egressd_detector_apps",
