@@ -525,6 +525,12 @@ func (p *Pipeline) dnsKey(ns, pod []byte, ip netip.Addr) []byte {
 }
 
 func l4Port(f *decodedFlow) (uint16, string) {
+	if f.dstPort > 0xffff {
+		// The proto field is a uint32: a port beyond 65535 is corrupt, and
+		// uint16() would turn it into another, real port (70000 into 4464).
+		// The destination is kept, as one whose port is unknown.
+		return 0, egressd.ProtoAny
+	}
 	switch f.l4 {
 	case l4TCP:
 		return uint16(f.dstPort), egressd.ProtoTCP
