@@ -132,6 +132,9 @@ func (c *CLI) commonFlags(fs *flag.FlagSet) *common {
 	fs.SetOutput(c.Stderr)
 	cm := &common{}
 	fs.StringVar(&cm.databaseURL, "database-url", c.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL)")
+	// The flag package prints defaults in its usage, on -h and on every
+	// mistake: $DATABASE_URL's password must not be in it.
+	fs.Lookup("database-url").DefValue = postgres.DSN(c.Getenv("DATABASE_URL")).String()
 	fs.StringVar(&cm.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cm.logFormat, "log-format", "text", "log format: text or json")
 	return cm
@@ -182,6 +185,7 @@ type pipelineFlags struct {
 	dnsMinTTL      time.Duration
 	flushInterval  time.Duration
 	maxKeys        int
+	maxKeysPerApp  int
 }
 
 func addPipelineFlags(fs *flag.FlagSet) *pipelineFlags {
@@ -197,6 +201,8 @@ func addPipelineFlags(fs *flag.FlagSet) *pipelineFlags {
 	fs.DurationVar(&pf.dnsMinTTL, "dns-min-ttl", d.DNSMinTTL, "shortest time a DNS answer names its addresses")
 	fs.DurationVar(&pf.flushInterval, "flush-interval", a.FlushInterval, "how often aggregates are written to PostgreSQL")
 	fs.IntVar(&pf.maxKeys, "max-keys", a.MaxKeys, "most distinct keys held between flushes; beyond, new keys are dropped and counted")
+	fs.IntVar(&pf.maxKeysPerApp, "max-keys-per-app", a.MaxKeysPerApp, fmt.Sprintf(
+		"most distinct destinations and DNS names one app gets in per hour (a DNS tunnel's names); past half of it, new names are sampled one in %d, and those not kept are counted", a.SampleOneIn))
 	return pf
 }
 
@@ -220,6 +226,11 @@ func (pf *pipelineFlags) options() (collector.Options, collector.AggregatorOptio
 	a := collector.DefaultAggregatorOptions()
 	a.FlushInterval = pf.flushInterval
 	a.MaxKeys = pf.maxKeys
+	a.MaxKeysPerApp = pf.maxKeysPerApp
+	if a.MaxKeysPerApp <= 0 {
+		// Named here: the field's name contains that of --max-keys.
+		return o, a, usageError("--max-keys-per-app: must be > 0, got %d", a.MaxKeysPerApp)
+	}
 	if err := a.Validate(); err != nil {
 		return o, a, usageError("%v", err)
 	}

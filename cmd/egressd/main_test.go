@@ -295,3 +295,20 @@ func destinationRows(t *testing.T, env map[string]string) []string {
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestUsageHidesTheDatabasePassword: every command prints its flags'
+// defaults on a mistake, and --database-url's comes from $DATABASE_URL.
+func TestUsageHidesTheDatabasePassword(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://egressd:s3cret-password@db.example:5432/egressd"}
+	for _, args := range [][]string{
+		{"serve", "--frob"}, {"migrate", "--frob"}, {"replay", "--frob"}, {"baseline", "export", "--frob"},
+		{"accept", "--frob"}, {"demo", "--frob"}, {"bench", "--frob"},
+	} {
+		r := run(t, env, args...)
+		require.Equal(t, 2, r.code, "%v", args)
+		require.Contains(t, r.stderr, "database-url", "%v prints its flags", args)
+		require.Contains(t, r.stderr, "db.example", "%v shows the default, redacted", args)
+		require.NotContains(t, r.stderr+r.stdout, "s3cret-password", "%v", args)
+	}
+}

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +53,23 @@ type ServeConfig struct {
 	OnAnomaly func(egressd.Anomaly)
 	// APIToken enables the API's mutations (accepting destinations).
 	APIToken httpapi.Token
+	// ReplicaID names this replica in the lease of its Hubble source
+	// (default: the host name and a random suffix).
+	ReplicaID string
+	// LeaseTTL is how long the source's lease lasts unless renewed: a
+	// standby replica takes over at most LeaseTTL + LeasePoll after the
+	// active one stopped renewing (default 15 s).
+	LeaseTTL time.Duration
+	// LeaseRenew is how often the active replica renews its lease; less
+	// than LeaseTTL (default LeaseTTL / 3).
+	LeaseRenew time.Duration
+	// LeasePoll is how often a standby tries to acquire the lease
+	// (default 1 s).
+	LeasePoll time.Duration
+	// KeepLeaseOnStop, for tests only, leaves the lease held when Run
+	// returns, as a crash would: a standby then takes over only once it
+	// expires.
+	KeepLeaseOnStop bool
 }
 
 // Main is the long-running egressd service: the Hubble client feeding the
@@ -70,6 +87,11 @@ type Main struct {
 	addr         chan string
 	client       *collector.Client
 	listener     net.Listener
+	// standbyOf is the holder of the source's lease while this replica
+	// waits for it, nil otherwise.
+	standbyOf atomic.Pointer[string]
+	// active is set while this replica holds the lease.
+	active atomic.Bool
 }
 
 // NewMain checks the configuration and registers the metrics.
@@ -99,6 +121,21 @@ func NewMain(cfg ServeConfig, log *slog.Logger) (*Main, error) {
 	}
 	if cfg.Refresh <= 0 {
 		m.cfg.Refresh = 30 * time.Second
+	}
+	if m.cfg.ReplicaID == "" {
+		m.cfg.ReplicaID = newReplicaID()
+	}
+	if m.cfg.LeaseTTL <= 0 {
+		m.cfg.LeaseTTL = 15 * time.Second
+	}
+	if m.cfg.LeaseRenew <= 0 {
+		m.cfg.LeaseRenew = m.cfg.LeaseTTL / 3
+	}
+	if m.cfg.LeasePoll <= 0 {
+		m.cfg.LeasePoll = time.Second
+	}
+	if m.cfg.LeaseRenew >= m.cfg.LeaseTTL {
+		return nil, fmt.Errorf("serve: ServeConfig.LeaseRenew (%s) must be shorter than LeaseTTL (%s)", m.cfg.LeaseRenew, m.cfg.LeaseTTL)
 	}
 	return m, nil
 }
@@ -178,23 +215,28 @@ func (m *Main) Addr(ctx context.Context) string {
 	}
 }
 
-// Run serves until ctx is cancelled. Shutdown order matters and is:
+// Run serves until ctx is cancelled. It streams the Hubble source only
+// while it holds the source's lease (lease.go); until then, and whenever
+// another replica takes the source over, it waits as a standby that still
+// serves HTTP and sends alerts. Shutdown order matters and is:
 //  1. the Hubble stream stops, so nothing new enters the pipeline;
-//  2. the aggregator writes its last flush (with its own timeout), so no
-//     observation that was received is lost and the cursor covers it;
-//  3. the HTTP server stops last, so /metrics and /readyz answer until the
+//  2. the aggregator writes its last flush (with its own timeout, fenced by
+//     the lease), so no observation that was received is lost and the
+//     cursor covers it;
+//  3. the lease is released, so a standby takes over at once, from that
+//     cursor;
+//  4. the detector records what it has queued, and the alert sender gets a
+//     last round for those anomalies;
+//  5. the HTTP server stops last, so /metrics and /readyz answer until the
 //     last flush is written.
 func (m *Main) Run(ctx context.Context) error {
 	db := m.cfg.DB
 	source := "hubble:" + m.cfg.Client.Address
-	agg, err := collector.NewAggregator(m.cfg.Aggregate, db, m.log.With("component", "aggregator"), m.metrics)
-	if err != nil {
-		return err
-	}
 	if err := m.loadDetector(ctx); err != nil {
 		return fmt.Errorf("load detector state: %w", err)
 	}
-	sinks := []collector.Sink{agg, m.detector}
+	// Each term of the lease adds its own aggregator in front of these.
+	sinks := []collector.Sink{m.detector}
 	var volumeSource detector.RateSource
 	if m.cfg.Prometheus.URL != "" {
 		pods, err := detector.NewPodAppMap(detector.DefaultPodAppOptions())
@@ -207,17 +249,13 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	pipe, err := collector.NewPipeline(m.cfg.Pipeline, m.metrics, sinks...)
-	if err != nil {
+	// Options are checked before listening, as they were when the
+	// pipeline was built here; each term builds its own.
+	if _, err := collector.NewPipeline(m.cfg.Pipeline, m.metrics, sinks...); err != nil {
 		return err
 	}
-	cur, err := db.Cursor(ctx, source)
-	switch {
-	case err == nil:
-		pipe.SkipUntil(source, cur)
-		m.log.Info("resuming", "source", source, "since", cur)
-	case egressd.ErrorCode(err) != egressd.ENOTFOUND:
-		return fmt.Errorf("read cursor: %w", err)
+	if err := m.cfg.Aggregate.Validate(); err != nil {
+		return err
 	}
 
 	lis, err := net.Listen("tcp", m.cfg.Listen)
@@ -232,6 +270,11 @@ func (m *Main) Run(ctx context.Context) error {
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := db.Ping(ctx); err != nil {
 			return errors.New("database unreachable")
+		}
+		if m.standbyOf.Load() != nil {
+			// A standby is ready: otherwise a rolling update would wait
+			// forever for a new pod while the old one holds the lease.
+			return nil
 		}
 		if !m.client.Up() {
 			return errors.New("hubble stream not established")
@@ -256,14 +299,12 @@ func (m *Main) Run(ctx context.Context) error {
 		lis.Close()
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: m.collectorHeader(handler), ReadHeaderTimeout: 10 * time.Second}
 
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
-	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(ctx))
 	detCtx, stopDet := context.WithCancel(context.WithoutCancel(ctx))
 	sendCtx, stopSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
-	defer stopAgg()
 	defer stopDet()
 	defer stopSend()
 
@@ -281,8 +322,6 @@ func (m *Main) Run(ctx context.Context) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
-	aggDone := make(chan error, 1)
-	go func() { aggDone <- agg.Run(aggCtx) }()
 	detDone := make(chan error, 1)
 	go func() { detDone <- m.detector.Run(detCtx) }()
 	sendDone := make(chan error, 1)
@@ -301,24 +340,23 @@ func (m *Main) Run(ctx context.Context) error {
 		g.Go(func() error { m.retention(httpCtx); return nil })
 	}
 
-	clientErr := m.client.Run(ctx, func() time.Time { return pipe.Resume(source) }, func(msg []byte) error {
-		return pipe.Handle(source, msg)
-	})
-	// 1. The stream has stopped (ctx cancelled, or Hubble finished
-	// without --follow). 2. Last flush, and the detector records what it
-	// has queued. 3. The sender gets a last round for those anomalies.
-	stopAgg()
+	// 1.-3. collect returns once the stream has stopped (ctx cancelled,
+	// or Hubble finished without --follow), the last flush is written and
+	// the lease released.
+	collectErr := m.collect(ctx, source, sinks)
+	// 4. The detector records what it has queued; the sender gets a last
+	// round for those anomalies.
 	stopDet()
-	aggErr, detErr := <-aggDone, <-detDone
+	detErr := <-detDone
 	if m.sender != nil {
 		m.sender.Wake()
 	}
 	stopSend()
 	sendErr := <-sendDone
-	// 4. HTTP.
+	// 5. HTTP.
 	stopHTTP()
 	httpErr := g.Wait()
-	return errors.Join(clientErr, aggErr, detErr, sendErr, httpErr)
+	return errors.Join(collectErr, detErr, sendErr, httpErr)
 }
 
 // retention drops hourly buckets older than the retention period, at start
@@ -334,6 +372,7 @@ func (m *Main) retention(ctx context.Context) {
 		} else if n > 0 {
 			m.log.Info("retention_dropped_days", "days", n, "before", cutoff)
 		}
+		m.cfg.DB.Prune(ctx, cutoff, m.log) // old outbox rows, resolved anomalies, destinations, DNS names, empty apps
 		select {
 		case <-ctx.Done():
 			return
@@ -343,84 +382,18 @@ func (m *Main) retention(ctx context.Context) {
 }
 
 func (c *CLI) serve(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("egressd serve", flag.ContinueOnError)
-	cm := c.commonFlags(fs)
-	pf := addPipelineFlags(fs)
-	co := collector.DefaultClientOptions()
-	fs.StringVar(&co.Address, "hubble-address", c.Getenv("HUBBLE_ADDRESS"),
-		"Hubble Relay host:port (hubble-relay.kube-system:4245) or agent socket (unix:///var/run/cilium/hubble.sock); default $HUBBLE_ADDRESS")
-	fs.BoolVar(&co.TLS, "hubble-tls", false, "use TLS to Hubble (implied by the other --hubble-tls-* flags)")
-	fs.StringVar(&co.TLSCAFile, "hubble-tls-ca", "", "CA certificate file that signed Hubble's certificate")
-	fs.StringVar(&co.TLSCertFile, "hubble-tls-cert", "", "client certificate file for mTLS")
-	fs.StringVar(&co.TLSKeyFile, "hubble-tls-key", "", "client key file for mTLS")
-	fs.StringVar(&co.TLSServerName, "hubble-tls-server-name", "", "name expected in Hubble's certificate (e.g. ui.hubble-relay.cilium.io)")
-	fs.DurationVar(&co.BackoffMax, "hubble-backoff-max", co.BackoffMax, "longest wait between reconnects")
-	listen := fs.String("listen", ":9090", "HTTP address of the API (/api/v1), /metrics, /healthz and /readyz")
-	retention := fs.Duration("retention", 30*24*time.Hour, "how long hourly buckets are kept (at least the baseline window); 0 keeps everything")
-	df := addDetectFlags(fs)
-	ao := alerts.DefaultOptions()
-	amURLs := fs.String("alertmanager-url", c.Getenv("ALERTMANAGER_URL"), "comma-separated Alertmanager base URLs; every one gets every alert (default $ALERTMANAGER_URL)")
-	fs.StringVar(&ao.ExternalURL, "external-url", "", "egressd's URL as operators reach it, for links in alerts")
-	fs.StringVar(&ao.Severity, "severity", ao.Severity, "severity label of alerts")
-	fs.DurationVar(&ao.ResendInterval, "alert-resend-interval", ao.ResendInterval, "how often firing alerts are sent again")
-	alertTTL := fs.Duration("alert-ttl", 24*time.Hour, "a novel-destination alert nobody accepted resolves after this")
-	po := detector.DefaultPrometheusOptions()
-	fs.StringVar(&po.URL, "prometheus-url", c.Getenv("PROMETHEUS_URL"), "Prometheus with cAdvisor metrics, for the volume rule (default $PROMETHEUS_URL; without it: Hubble flow rate)")
-	rest, err := parseArgs(fs, args)
+	s, err := c.parseServe(args)
 	if err != nil {
 		return err
 	}
-	if len(rest) > 0 {
-		return usageError("serve: unexpected argument %q", rest[0])
-	}
-	if co.Address == "" {
-		return usageError("serve: --hubble-address is required (e.g. hubble-relay.kube-system:4245)")
-	}
-	if *retention != 0 && *retention < 168*time.Hour {
-		return usageError("serve: --retention %s is shorter than the default baseline window (168h): exports would lose destinations", *retention)
-	}
-	log, err := c.logger(cm)
-	if err != nil {
-		return err
-	}
-	opts, aggOpts, err := pf.options()
-	if err != nil {
-		return err
-	}
-	db, err := openDB(ctx, cm, true)
+	db, err := openDB(ctx, s.common, true)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	detOpts, err := df.options(po.URL != "")
-	if err != nil {
-		return err
-	}
-	ao.Targets = splitList(*amURLs)
-	if len(ao.Targets) > 0 {
-		if err := ao.Validate(); err != nil {
-			return usageError("%v", err)
-		}
-	}
-	if po.URL != "" {
-		po.ShortWindow, po.HistoryWindow = detOpts.Volume.ShortWindow, detOpts.Volume.HistoryWindow
-		if err := po.Validate(); err != nil {
-			return usageError("%v", err)
-		}
-	}
-	token := httpapi.Token(c.Getenv("EGRESSD_API_TOKEN"))
-	if token != "" {
-		o := httpapi.DefaultOptions()
-		o.Token = token
-		if err := o.Validate(); err != nil {
-			return usageError("EGRESSD_API_TOKEN: %v", err)
-		}
-	}
-	m, err := NewMain(ServeConfig{
-		APIToken: token,
-		DB:       db, Client: co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention,
-		Detect: detOpts, Alerts: ao, BaselineDir: df.baselineDir, AlertTTL: *alertTTL, Prometheus: po,
-	}, log)
+	cfg := s.config
+	cfg.DB = db
+	m, err := NewMain(cfg, s.log)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"flag"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/egressd/egressd/alerts"
+	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/detector"
+	"github.com/egressd/egressd/httpapi"
+)
+
+// serveSettings is what `egressd serve` reads from its flags and
+// environment, checked: everything but the open database.
+type serveSettings struct {
+	common *common
+	log    *slog.Logger
+	// config lacks only DB, which serve opens once the settings are valid.
+	config ServeConfig
+}
+
+// parseServe reads and checks serve's flags and environment without
+// touching the network or the database, so bad configuration fails fast and
+// the whole of it can be fuzzed. Every error names the flag or environment
+// variable at fault; none prints a secret.
+func (c *CLI) parseServe(args []string) (serveSettings, error) {
+	fs := flag.NewFlagSet("egressd serve", flag.ContinueOnError)
+	cm := c.commonFlags(fs)
+	pf := addPipelineFlags(fs)
+	co := collector.DefaultClientOptions()
+	fs.StringVar(&co.Address, "hubble-address", c.Getenv("HUBBLE_ADDRESS"),
+		"Hubble Relay host:port (hubble-relay.kube-system:4245) or agent socket (unix:///var/run/cilium/hubble.sock); default $HUBBLE_ADDRESS")
+	fs.BoolVar(&co.TLS, "hubble-tls", false, "use TLS to Hubble (implied by the other --hubble-tls-* flags)")
+	fs.StringVar(&co.TLSCAFile, "hubble-tls-ca", "", "CA certificate file that signed Hubble's certificate")
+	fs.StringVar(&co.TLSCertFile, "hubble-tls-cert", "", "client certificate file for mTLS")
+	fs.StringVar(&co.TLSKeyFile, "hubble-tls-key", "", "client key file for mTLS")
+	fs.StringVar(&co.TLSServerName, "hubble-tls-server-name", "", "name expected in Hubble's certificate (e.g. ui.hubble-relay.cilium.io)")
+	fs.DurationVar(&co.BackoffMax, "hubble-backoff-max", co.BackoffMax, "longest wait between reconnects")
+	listen := fs.String("listen", ":9090", "HTTP address of the API (/api/v1), /metrics, /healthz and /readyz")
+	retention := fs.Duration("retention", 30*24*time.Hour, "how long hourly buckets are kept (at least the baseline window); 0 keeps everything")
+	df := addDetectFlags(fs)
+	ao := alerts.DefaultOptions()
+	amURLs := fs.String("alertmanager-url", c.Getenv("ALERTMANAGER_URL"), "comma-separated Alertmanager base URLs; every one gets every alert (default $ALERTMANAGER_URL)")
+	fs.StringVar(&ao.ExternalURL, "external-url", "", "egressd's URL as operators reach it, for links in alerts")
+	fs.StringVar(&ao.Severity, "severity", ao.Severity, "severity label of alerts")
+	fs.DurationVar(&ao.ResendInterval, "alert-resend-interval", ao.ResendInterval, "how often firing alerts are sent again")
+	alertTTL := fs.Duration("alert-ttl", 24*time.Hour, "a novel-destination alert nobody accepted resolves after this")
+	po := detector.DefaultPrometheusOptions()
+	fs.StringVar(&po.URL, "prometheus-url", c.Getenv("PROMETHEUS_URL"), "Prometheus with cAdvisor metrics, for the volume rule (default $PROMETHEUS_URL; without it: Hubble flow rate)")
+	redactDefaults(fs)
+
+	var s serveSettings
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return s, err
+	}
+	if len(rest) > 0 {
+		return s, usageError("serve: unexpected argument %q", rest[0])
+	}
+	if co.Address == "" {
+		return s, usageError("serve: --hubble-address is required (e.g. hubble-relay.kube-system:4245)")
+	}
+	if co.BackoffMax > 0 && co.BackoffMax < co.BackoffMin {
+		// --hubble-backoff-max below the first wait (1s) asks for quicker
+		// reconnects: every wait is then the maximum.
+		co.BackoffMin = co.BackoffMax
+	}
+	if err := co.Validate(); err != nil {
+		return s, flagError(err, map[string]string{
+			"ClientOptions.BackoffMax": "hubble-backoff-max",
+		})
+	}
+	if *retention != 0 && *retention < 168*time.Hour {
+		return s, usageError("serve: --retention %s is shorter than the default baseline window (168h): exports would lose destinations", *retention)
+	}
+	log, err := c.logger(cm)
+	if err != nil {
+		return s, err
+	}
+	opts, aggOpts, err := pf.options()
+	if err != nil {
+		return s, flagError(err, map[string]string{
+			"Options.AppPrecedence":           "app-precedence",
+			"Options.DNSMinTTL":               "dns-min-ttl",
+			"Options.ClusterDomains":          "cluster-domains",
+			"AggregatorOptions.FlushInterval": "flush-interval",
+			"AggregatorOptions.MaxKeys":       "max-keys",
+		})
+	}
+	detOpts, err := df.options(po.URL != "")
+	if err != nil {
+		return s, flagError(err, map[string]string{
+			"Options.LearningPeriod":      "learning-period",
+			"Options.FloodThreshold":      "flood-threshold",
+			"Options.FloodWindow":         "flood-window",
+			"VolumeOptions.Factor":        "volume-factor",
+			"VolumeOptions.Floor":         "volume-floor",
+			"VolumeOptions.Hold":          "volume-hold",
+			"VolumeOptions.HistoryWindow": "volume-history",
+		})
+	}
+	ao.Targets = splitList(*amURLs)
+	if len(ao.Targets) > 0 {
+		if err := ao.Validate(); err != nil {
+			return s, flagError(err, map[string]string{
+				"Options.Targets":        "alertmanager-url",
+				"Options.ExternalURL":    "external-url",
+				"Options.Severity":       "severity",
+				"Options.ResendInterval": "alert-resend-interval",
+			})
+		}
+	}
+	if po.URL != "" {
+		po.ShortWindow, po.HistoryWindow = detOpts.Volume.ShortWindow, detOpts.Volume.HistoryWindow
+		if err := po.Validate(); err != nil {
+			return s, flagError(err, map[string]string{
+				"PrometheusOptions.URL":           "prometheus-url",
+				"PrometheusOptions.HistoryWindow": "volume-history",
+			})
+		}
+	}
+	token := httpapi.Token(c.Getenv("EGRESSD_API_TOKEN"))
+	if token != "" {
+		o := httpapi.DefaultOptions()
+		o.Token = token
+		if err := o.Validate(); err != nil {
+			return s, usageError("EGRESSD_API_TOKEN: %v", err)
+		}
+	}
+	s.common, s.log = cm, log
+	s.config = ServeConfig{
+		APIToken: token,
+		Client:   co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention,
+		Detect: detOpts, Alerts: ao, BaselineDir: df.baselineDir, AlertTTL: *alertTTL, Prometheus: po,
+	}
+	return s, nil
+}
+
+// flagError returns err as a usage error that starts with the flag it is
+// about: the options' messages name their fields (Options.MaxKeys), which
+// an operator typed as flags (--max-keys). fields maps a field, as the
+// message names it, to its flag. A message that already names a flag, or
+// names no known field, is kept as it is.
+func flagError(err error, fields map[string]string) error {
+	msg := err.Error()
+	if strings.Contains(msg, "--") {
+		return usageError("%s", msg)
+	}
+	for field, name := range fields {
+		if strings.Contains(msg, field) {
+			return usageError("--%s: %s", name, msg)
+		}
+	}
+	return usageError("%s", msg)
+}
+
+// redactDefaults hides passwords in flag defaults taken from the
+// environment: the flag package prints defaults in its usage message, on
+// -h and on every mistake, which would put $DATABASE_URL's password (or an
+// Alertmanager's basic-auth password) on the terminal and in logs.
+// (--database-url's default is redacted by commonFlags, for every command.)
+func redactDefaults(fs *flag.FlagSet) {
+	for _, name := range []string{"alertmanager-url", "prometheus-url", "hubble-address"} {
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		parts := strings.Split(f.DefValue, ",")
+		for i, p := range parts {
+			if strings.Contains(p, "@") {
+				u, err := url.Parse(strings.TrimSpace(p))
+				if err != nil || u.User == nil {
+					// Not a URL with user info (unparsable, or "user:pass@host"
+					// without a scheme): none of it is shown.
+					parts[i] = "xxxxx"
+					continue
+				}
+				parts[i] = u.Redacted()
+			}
+		}
+		f.DefValue = strings.Join(parts, ",")
+	}
+}
