@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/egressd/egressd"
@@ -361,4 +362,24 @@ func faultMetric(addr, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// faultLease is a row of source_leases.
+type faultLease struct {
+	holder            string
+	token             int64
+	acquired, expires time.Time
+}
+
+// faultLeaseOf reads the lease of the Hubble source at addr.
+func faultLeaseOf(t *testing.T, dsn postgres.DSN, addr string) faultLease {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, string(dsn))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var l faultLease
+	require.NoError(t, conn.QueryRow(ctx, `SELECT holder, token, acquired_at, expires_at FROM source_leases WHERE source = $1`,
+		"hubble:"+addr).Scan(&l.holder, &l.token, &l.acquired, &l.expires))
+	return l
 }

@@ -187,11 +187,11 @@ func TestFaultEgressdProcess(t *testing.T) {
 	t.Parallel()
 	bin := faultBuild(t, t.TempDir())
 	const flush = 250 * time.Millisecond
-	serve := func(t *testing.T, hubbleAddr string, dsn postgres.DSN, flush time.Duration) *faultProc {
-		return faultStart(t, bin, "serve",
+	serve := func(t *testing.T, hubbleAddr string, dsn postgres.DSN, flush time.Duration, extra ...string) *faultProc {
+		return faultStart(t, bin, append([]string{"serve",
 			"--hubble-address", hubbleAddr, "--database-url", string(dsn),
 			"--listen", "127.0.0.1:0", "--flush-interval", flush.String(),
-			"--hubble-backoff-max", "1s", "--retention", "0", "--log-format", "json")
+			"--hubble-backoff-max", "1s", "--retention", "0", "--log-format", "json"}, extra...)...)
 	}
 
 	// README: "up to one flush interval of aggregates is lost from memory,
@@ -206,7 +206,9 @@ func TestFaultEgressdProcess(t *testing.T) {
 		dsn := pgtest.URL(t)
 		db := openTestDB(t, dsn)
 
-		p := serve(t, addr, dsn, flush)
+		// The same replica name before and after, as a restarted
+		// container of one pod has ($POD_NAME).
+		p := serve(t, addr, dsn, flush, "--replica-id", "egressd-pod-a")
 		p.waitRequests(t, srv, 1)
 		f := startFaultFeed(t, srv, 2*time.Millisecond)
 		waitUntil(t, "several flushes are stored", func() bool { return faultFlowTotal(db) >= 200 })
@@ -237,10 +239,16 @@ func TestFaultEgressdProcess(t *testing.T) {
 		// Flows keep coming while egressd is down, and after it is back.
 		n = f.Len()
 		waitUntil(t, "flows stream while egressd is down", func() bool { return f.Len() >= n+100 })
+		killed := faultLeaseOf(t, dsn, addr)
 		restartedAt := time.Now()
-		serve(t, addr, dsn, flush).waitRequests(t, srv, 2)
-		// The new process is a new replica: it resumes once the killed
-		// one's source lease has expired.
+		serve(t, addr, dsn, flush, "--replica-id", "egressd-pod-a").waitRequests(t, srv, 2)
+		// Under the same name, the restarted process takes its lease back
+		// at once (a new term: the killed one's token is fenced), without
+		// waiting for it to expire.
+		resumed := faultLeaseOf(t, dsn, addr)
+		require.Equal(t, "egressd-pod-a", resumed.holder)
+		require.Equal(t, killed.token+1, resumed.token)
+		require.True(t, resumed.acquired.Before(killed.expires), "took the lease back at %v, before it expired at %v", resumed.acquired, killed.expires)
 		t.Logf("the restarted egressd resumed the stream after %v", time.Since(restartedAt).Round(time.Millisecond))
 		n = f.Len()
 		waitUntil(t, "flows stream after the restart", func() bool { return f.Len() >= n+100 })
@@ -286,7 +294,12 @@ func TestFaultEgressdProcess(t *testing.T) {
 		times := f.Times()
 		ring := times[len(times)-capacity:]
 		require.True(t, ring[0].After(cur), "the ring no longer holds the flows after the cursor")
+		killed := faultLeaseOf(t, dsn, addr)
 		serve(t, addr, dsn, flush).waitRequests(t, srv, 2)
+		// A new replica name waits until the killed one's lease expired.
+		resumed := faultLeaseOf(t, dsn, addr)
+		require.NotEqual(t, killed.holder, resumed.holder)
+		require.False(t, resumed.acquired.Before(killed.expires), "took the lease at %v, before it expired at %v", resumed.acquired, killed.expires)
 		last := times[len(times)-1]
 		waitUntil(t, "the cursor reaches the last flow", func() bool {
 			c, err := faultCursor(db, addr)

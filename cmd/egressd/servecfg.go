@@ -39,6 +39,8 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 	fs.StringVar(&co.TLSKeyFile, "hubble-tls-key", "", "client key file for mTLS")
 	fs.StringVar(&co.TLSServerName, "hubble-tls-server-name", "", "name expected in Hubble's certificate (e.g. ui.hubble-relay.cilium.io)")
 	fs.DurationVar(&co.BackoffMax, "hubble-backoff-max", co.BackoffMax, "longest wait between reconnects")
+	replicaID := fs.String("replica-id", c.Getenv("POD_NAME"),
+		"this replica's name in its Hubble source's lease: a process restarted with the same name takes the lease back at once, where a new name waits for it to expire (15s); two running processes must never share one (default $POD_NAME, else the host name and a random suffix)")
 	listen := fs.String("listen", ":9090", "HTTP address of the API (/api/v1), /metrics, /healthz and /readyz")
 	retention := fs.Duration("retention", 30*24*time.Hour, "how long hourly buckets are kept (at least the baseline window); 0 keeps everything")
 	df := addDetectFlags(fs)
@@ -122,6 +124,9 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 			})
 		}
 	}
+	if len(*replicaID) > 256 || strings.ContainsFunc(*replicaID, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return s, usageError("--replica-id: at most 256 characters, no control characters")
+	}
 	token := httpapi.Token(c.Getenv("EGRESSD_API_TOKEN"))
 	if token != "" {
 		o := httpapi.DefaultOptions()
@@ -132,8 +137,8 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 	}
 	s.common, s.log = cm, log
 	s.config = ServeConfig{
-		APIToken: token,
-		Client:   co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention,
+		APIToken: token, ReplicaID: *replicaID,
+		Client: co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention,
 		Detect: detOpts, Alerts: ao, BaselineDir: df.baselineDir, AlertTTL: *alertTTL, Prometheus: po,
 	}
 	return s, nil

@@ -54,6 +54,8 @@ func TestParseServeErrorsNameTheFlag(t *testing.T) {
 		{"precedence", hubble, []string{"--app-precedence", "owner"}, `--app-precedence: collector: Options.AppPrecedence entry "owner"`},
 		{"flush interval", hubble, []string{"--flush-interval", "0s"}, "--flush-interval: collector: AggregatorOptions.FlushInterval must be > 0"},
 		{"max keys", hubble, []string{"--max-keys", "-1"}, "--max-keys: collector: AggregatorOptions.MaxKeys must be > 0"},
+		{"max keys per app", hubble, []string{"--max-keys-per-app", "0"}, "--max-keys-per-app: "},
+		{"replica id", with("POD_NAME", "pod\nname"), nil, "--replica-id: at most 256 characters, no control characters"},
 		{"cluster domain", hubble, []string{"--cluster-domains", "a b"}, `--cluster-domains: collector: Options.ClusterDomains entry "a b"`},
 		{"unbounded", hubble, []string{"--unbounded-apps", "noslash"}, "--unbounded-apps: "},
 		{"flood", hubble, []string{"--flood-threshold", "0"}, "--flood-threshold: detector: Options.FloodThreshold must be > 0"},
