@@ -7,6 +7,11 @@ import "time"
 // maximum, verdict sets OR), so several collectors may write at once and the
 // order of flushes does not matter.
 type Rollup struct {
+	// ID, when set, makes writing the rollup idempotent: a rollup whose ID
+	// was committed before is not written again. A writer that could not
+	// tell whether a commit landed (the connection broke before its
+	// answer) retries the same rollup under the same ID.
+	ID           string
 	Destinations []DestinationRollup
 	Hourly       []HourlyRollup
 	DNSQueries   []DNSQueryRollup

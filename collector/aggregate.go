@@ -2,6 +2,8 @@ package collector
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -328,12 +330,21 @@ type Aggregator struct {
 	// before the newest one seen are dropped at each flush.
 	budgets map[egressd.App]*appBudget
 	newest  int64 // the newest hour of flow time observed
-	// inFlight counts the keys of the flush being written. They count
-	// against MaxKeys until the write succeeds, because a failed write
-	// merges them back: without this, every failed flush of an outage
-	// would let MaxKeys more keys in.
+	// inFlight counts the keys of the flush being written or waiting to
+	// be retried. They count against MaxKeys until the write succeeds:
+	// without this, every failed flush of an outage would let MaxKeys
+	// more keys in.
 	inFlight int
 	early    chan struct{}
+
+	// flushMu serialises flushes. pending is the rollup of a failed
+	// flush and pendingKeys its keys: it is retried as it is, under its
+	// ID, before anything newer is written, so that a write whose commit
+	// did land although it reported an error (the connection broke before
+	// the answer) is not counted twice.
+	flushMu     sync.Mutex
+	pending     *egressd.Rollup
+	pendingKeys int
 }
 
 // NewAggregator returns an aggregator writing to w.
@@ -496,9 +507,19 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
-// Flush writes everything observed so far. On failure the data is merged
-// back, to be written by the next flush.
+// Flush writes everything observed so far. A failed write is kept as it
+// is and retried, under the same rollup ID, by the next flush before
+// anything newer; meanwhile observations go on accumulating.
 func (a *Aggregator) Flush(ctx context.Context) error {
+	a.flushMu.Lock()
+	defer a.flushMu.Unlock()
+	if a.pending != nil {
+		if err := a.write(ctx, a.pending, a.pendingKeys); err != nil {
+			return fmt.Errorf("retry flush of %d aggregates: %w", a.pendingKeys, err)
+		}
+		a.pending, a.pendingKeys = nil, 0
+	}
+
 	a.mu.Lock()
 	s := a.cur
 	a.cur = newRollupState(a.budgets)
@@ -509,32 +530,51 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 		return nil
 	}
 	r := s.rollup()
+	r.ID = rollupID()
+	if err := a.write(ctx, r, s.keys()); err != nil {
+		a.pending, a.pendingKeys = r, s.keys()
+		return fmt.Errorf("flush %d aggregates: %w", s.keys(), err)
+	}
+	return nil
+}
+
+// write writes r, of keys keys, under a.flushMu. The keys count against
+// MaxKeys until it succeeds.
+func (a *Aggregator) write(ctx context.Context, r *egressd.Rollup, keys int) error {
 	start := time.Now()
 	err := a.w.WriteRollup(ctx, r)
 	a.metrics.FlushDuration.Observe(time.Since(start).Seconds())
+	a.mu.Lock()
+	if err != nil {
+		a.inFlight = keys
+	} else {
+		a.inFlight = 0
+	}
+	a.metrics.AggKeys.Set(float64(a.cur.keys() + a.inFlight))
+	a.mu.Unlock()
 	if err != nil {
 		a.metrics.flushFailed.Inc()
-		a.mu.Lock()
-		a.cur.merge(s)
-		a.inFlight = 0
-		a.metrics.AggKeys.Set(float64(a.cur.keys()))
-		a.mu.Unlock()
-		return fmt.Errorf("flush %d aggregates: %w", s.keys(), err)
+		return err
 	}
 	a.metrics.flushOK.Inc()
 	a.metrics.FlushedRows.Add(float64(len(r.Destinations) + len(r.Hourly) + len(r.DNSQueries)))
-	var newest int64
-	for _, c := range s.cursors {
-		newest = max(newest, c)
+	var newest time.Time
+	for _, c := range r.Cursors {
+		if c.Time.After(newest) {
+			newest = c.Time
+		}
 	}
-	if newest > 0 {
-		a.metrics.CursorLagSecs.Set(a.opts.Now().Sub(time.Unix(0, newest)).Seconds())
+	if !newest.IsZero() {
+		a.metrics.CursorLagSecs.Set(a.opts.Now().Sub(newest).Seconds())
 	}
-	a.mu.Lock()
-	a.inFlight = 0
-	a.metrics.AggKeys.Set(float64(a.cur.keys()))
-	a.mu.Unlock()
 	return nil
+}
+
+// rollupID returns a random ID for a flush's rollup.
+func rollupID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
+	return hex.EncodeToString(b[:])
 }
 
 // sweepBudgets logs the apps whose observations were sampled since the

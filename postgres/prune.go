@@ -18,11 +18,12 @@ type Pruned struct {
 	Destinations int64
 	DNSQueries   int64
 	Apps         int64
+	RollupIDs    int64 // of rollups written more than 7 days ago
 }
 
 // Total is the number of rows deleted.
 func (p Pruned) Total() int64 {
-	return p.Deliveries + p.Anomalies + p.Destinations + p.DNSQueries + p.Apps
+	return p.Deliveries + p.Anomalies + p.Destinations + p.DNSQueries + p.Apps + p.RollupIDs
 }
 
 // PruneBefore is the rest of retention, after DropBucketsBefore: it deletes
@@ -40,7 +41,10 @@ func (p Pruned) Total() int64 {
 //     acceptance itself), and DNS questions last asked before cutoff;
 //   - apps last seen before cutoff with nothing left: no destination, DNS
 //     question, hourly bucket or anomaly. One that comes back starts a new
-//     learning period.
+//     learning period;
+//   - the IDs of rollups written more than 7 days ago (or before cutoff,
+//     if later): a retry of a flush whose commit landed comes within
+//     minutes.
 //
 // Each step deletes in batches of its own transactions; a failure leaves
 // what was deleted deleted, and the next round goes on.
@@ -85,6 +89,9 @@ DELETE FROM apps WHERE id IN (
       AND NOT EXISTS (SELECT 1 FROM destination_hourly h WHERE h.app_id = p.id)
       AND NOT EXISTS (SELECT 1 FROM anomalies a WHERE a.app_id = p.id)
     LIMIT $2)`},
+		{"rollup ids", &p.RollupIDs, `
+DELETE FROM rollup_ids WHERE id IN (
+    SELECT id FROM rollup_ids WHERE committed_at < greatest($1, now() - interval '7 days') LIMIT $2)`},
 	}
 	for _, s := range steps {
 		for {
@@ -110,6 +117,6 @@ func (db *DB) Prune(ctx context.Context, cutoff time.Time, log *slog.Logger) {
 		log.Warn("retention_prune_failed", "err", err)
 	case p.Total() > 0:
 		log.Info("retention_pruned", "before", cutoff, "deliveries", p.Deliveries, "anomalies", p.Anomalies,
-			"destinations", p.Destinations, "dns_queries", p.DNSQueries, "apps", p.Apps)
+			"destinations", p.Destinations, "dns_queries", p.DNSQueries, "apps", p.Apps, "rollup_ids", p.RollupIDs)
 	}
 }

@@ -27,6 +27,10 @@ import (
 // the same order, partition lock, then apps, destinations, hourly buckets,
 // DNS questions and cursors, each table's rows sorted by key. Rows that
 // repeat a key within the rollup are merged first.
+//
+// A rollup with an ID is written at most once: writing it again after its
+// commit landed (a retry after an error that hid the commit's outcome)
+// changes nothing and succeeds.
 func (db *DB) WriteRollup(ctx context.Context, r *egressd.Rollup) error {
 	return db.writeRollup(ctx, r, nil)
 }
@@ -49,6 +53,18 @@ func (db *DB) writeRollup(ctx context.Context, r *egressd.Rollup, fence func(con
 	if fence != nil {
 		if err := fence(ctx, tx); err != nil {
 			return err
+		}
+	}
+	if r.ID != "" {
+		// A concurrent write of the same ID waits here for the other
+		// transaction: nothing to do once it commits, write if it rolls
+		// back.
+		tag, err := tx.Exec(ctx, `INSERT INTO rollup_ids (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, r.ID)
+		if err != nil {
+			return wrap(err, "write rollup %s: record its id", r.ID)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // written before: its commit landed
 		}
 	}
 

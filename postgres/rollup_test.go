@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/postgres"
 	"github.com/egressd/egressd/postgres/pgtest"
 )
@@ -304,4 +307,94 @@ func TestCursorKeepsNanoseconds(t *testing.T) {
 	require.Equal(t, at, got)
 	_, err = db.Cursor(ctx, "other")
 	require.ErrorIs(t, err, egressd.ErrNotFound)
+}
+
+// TestWriteRollupIsIdempotentByID: a collector whose commit landed but
+// whose answer was lost retries the same rollup under the same ID; the
+// aggregator does that (collector.Aggregator.Flush), and the retry, here
+// driven by the real aggregator over a writer that loses the answer of
+// commits that succeeded, changes nothing.
+func TestWriteRollupIsIdempotentByID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+
+	r := egressd.Rollup{
+		ID: "3b1c0f0e5d2a4c6b8a9e7d5c3b1a0f0e",
+		Destinations: []egressd.DestinationRollup{destRollup(DestOpts{
+			App: recyclarr, Destination: github, FirstSeen: at(0), LastSeen: at(time.Minute), Flows: 5,
+		})},
+		Cursors: []egressd.Cursor{{Source: "hubble", Time: at(time.Minute)}},
+	}
+	require.NoError(t, db.WriteRollup(ctx, &r))
+	require.NoError(t, db.WriteRollup(ctx, &r), "a retry of a written rollup succeeds")
+	total, err := db.FlowTotal(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), total, "and writes nothing")
+
+	other := r
+	other.ID = "a different flush"
+	require.NoError(t, db.WriteRollup(ctx, &other))
+	total, err = db.FlowTotal(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(10), total, "another ID is another flush")
+
+	// Concurrent writes of one ID: exactly one counts.
+	same := r
+	same.ID = "concurrent"
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { require.NoError(t, db.WriteRollup(ctx, &same)) })
+	}
+	wg.Wait()
+	total, err = db.FlowTotal(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(15), total)
+}
+
+// lostAnswerWriter commits every rollup, and reports the first commits of
+// odd calls as failed, as a connection that breaks after the commit but
+// before its answer would.
+type lostAnswerWriter struct {
+	db    *postgres.DB
+	calls int
+}
+
+func (w *lostAnswerWriter) WriteRollup(ctx context.Context, r *egressd.Rollup) error {
+	w.calls++
+	if err := w.db.WriteRollup(ctx, r); err != nil {
+		return err
+	}
+	if w.calls%2 == 1 {
+		return errors.New("write rollup: commit: unexpected EOF")
+	}
+	return nil
+}
+
+func TestAggregatorRetryAfterLostCommitAnswerCountsOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	w := &lostAnswerWriter{db: db}
+	opts := collector.DefaultAggregatorOptions()
+	a, err := collector.NewAggregator(opts, w, slog.New(slog.DiscardHandler), collector.NewMetrics(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	want := int64(0)
+	for round := range 6 {
+		for i := range 50 {
+			a.Observe(&egressd.Observation{
+				Time: at(time.Duration(round*50+i) * time.Second), Kind: egressd.KindConnect, App: recyclarr,
+				Destination: egressd.Destination{Name: fmt.Sprintf("n%d.example", i%7), Port: 443, Protocol: "TCP"},
+				Verdict:     egressd.VerdictForwarded, NameSource: egressd.NameFromFlow,
+			})
+			want++
+		}
+		_ = a.Flush(ctx) // every other one reports an error after its commit
+	}
+	for a.Flush(ctx) != nil {
+	}
+	total, err := db.FlowTotal(ctx)
+	require.NoError(t, err)
+	require.Equal(t, want, total, "a retried flush whose commit had landed is not counted twice")
+	require.Greater(t, w.calls, 6)
 }
