@@ -80,6 +80,12 @@ func FloodFingerprint(a App, start time.Time) string {
 	return fingerprint(string(AnomalyNovelFlood), a.Cluster, a.Namespace, a.Name, start.UTC().Format(time.RFC3339))
 }
 
+// DNSFloodFingerprint identifies a flood of DNS questions for distinct
+// names of an app that started at start (a kind of novel destination flood).
+func DNSFloodFingerprint(a App, start time.Time) string {
+	return fingerprint("dns_flood", a.Cluster, a.Namespace, a.Name, start.UTC().Format(time.RFC3339))
+}
+
 func fingerprint(parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {

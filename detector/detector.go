@@ -33,6 +33,12 @@ type Options struct {
 	// raised one by one; more are summarised in one flood anomaly.
 	FloodThreshold int
 	FloodWindow    time.Duration
+	// DNSFloodThreshold distinct names asked in DNS by one app within
+	// FloodWindow raise one flood anomaly: a DNS tunnel asks for
+	// thousands of names it never connects to, which no connection
+	// novelty would show. Apps that are learning or unbounded are not
+	// judged; 0 turns the rule off.
+	DNSFloodThreshold int
 	// Unbounded apps raise no novelty (volume only), in addition to those
 	// whose baseline file says "unbounded": true.
 	Unbounded []egressd.App
@@ -56,8 +62,11 @@ func DefaultOptions() Options {
 		FloodThreshold: 5,
 		FloodWindow:    10 * time.Minute,
 		QueueSize:      10_000,
-		MaxKeysPerApp:  100_000,
-		Volume:         DefaultVolumeOptions(),
+		// Apps ask for a handful of names, again and again; a monitoring
+		// app probing hundreds of hosts is unbounded or needs more.
+		DNSFloodThreshold: 500,
+		MaxKeysPerApp:     100_000,
+		Volume:            DefaultVolumeOptions(),
 	}
 }
 
@@ -70,6 +79,8 @@ func (o Options) Validate() error {
 		return errors.New("detector: Options.FloodThreshold must be > 0")
 	case o.FloodWindow <= 0:
 		return errors.New("detector: Options.FloodWindow must be > 0")
+	case o.DNSFloodThreshold < 0:
+		return errors.New("detector: Options.DNSFloodThreshold must be >= 0")
 	case o.QueueSize <= 0:
 		return errors.New("detector: Options.QueueSize must be > 0")
 	case o.MaxKeysPerApp <= 0:
@@ -113,6 +124,16 @@ type appState struct {
 	file      *baseline.Matcher // the committed baseline, when there is one
 	unbounded bool
 	flood     floodState
+	dns       dnsFloodState
+}
+
+// dnsFloodState counts the distinct names an app asked in DNS in the
+// current window: at most DNSFloodThreshold hashes, dropped once the flood
+// is raised, whatever the flood's size.
+type dnsFloodState struct {
+	start  time.Time
+	names  map[uint64]struct{}
+	raised bool
 }
 
 // floodState is a few counters whatever the size of the flood: its members
@@ -320,8 +341,18 @@ func (d *Detector) attachFile(a egressd.App, st *appState) {
 	}
 }
 
-// Observe judges one observation. DNS questions are not destinations.
+// Observe judges one observation. DNS questions are not destinations:
+// they only count towards a DNS flood.
 func (d *Detector) Observe(o *egressd.Observation) {
+	if o.Kind == egressd.KindDNSQuery && d.opts.DNSFloodThreshold > 0 {
+		d.mu.Lock()
+		a, raise := d.dnsFlood(o)
+		d.mu.Unlock()
+		if raise {
+			d.enqueue(job{anomaly: a})
+		}
+		return
+	}
 	if o.Kind != egressd.KindConnect {
 		return
 	}
@@ -441,6 +472,60 @@ func (d *Detector) flood(st *appState, a egressd.Anomaly) (egressd.Anomaly, bool
 		"domain":       parentDomain(a.Destination.Name),
 	}
 	return fl, true
+}
+
+// dnsFlood counts o's name among its app's DNS questions of the window,
+// under d.mu, and raises the window's DNS flood once they are more than
+// DNSFloodThreshold distinct names.
+func (d *Detector) dnsFlood(o *egressd.Observation) (egressd.Anomaly, bool) {
+	st := d.app(o.App, o.Time)
+	if o.Time.Before(st.firstSeen) {
+		st.firstSeen = o.Time
+	}
+	if st.unbounded || o.Time.Before(st.firstSeen.Add(d.opts.LearningPeriod)) {
+		return egressd.Anomaly{}, false
+	}
+	f := &st.dns
+	if f.start.IsZero() || o.Time.Sub(f.start) >= d.opts.FloodWindow {
+		*f = dnsFloodState{start: o.Time}
+	}
+	if f.raised {
+		return egressd.Anomaly{}, false
+	}
+	if f.names == nil {
+		f.names = make(map[uint64]struct{})
+	}
+	f.names[maphash.String(d.seeds[0], o.Destination.Name)] = struct{}{}
+	if len(f.names) <= d.opts.DNSFloodThreshold {
+		return egressd.Anomaly{}, false
+	}
+	f.raised, f.names = true, nil
+	domain := parentDomain(o.Destination.Name)
+	a := egressd.Anomaly{
+		Fingerprint: egressd.DNSFloodFingerprint(o.App, f.start),
+		Kind:        egressd.AnomalyNovelFlood,
+		App:         o.App,
+		Destination: o.Destination,
+		Time:        o.Time,
+		Pod:         o.Pod,
+		Node:        o.Node,
+		Verdict:     o.Verdict,
+		NameSource:  o.NameSource,
+		Summary: fmt.Sprintf("%s asked DNS for more than %d distinct names within %s (e.g. %s under %s): a DNS tunnel?",
+			o.App, d.opts.DNSFloodThreshold, d.opts.FloodWindow, o.Destination.Name, domain),
+		Details: map[string]string{
+			"signal":       "dns",
+			"window_start": f.start.UTC().Format(time.RFC3339),
+			"threshold":    strconv.Itoa(d.opts.DNSFloodThreshold),
+			"first_extra":  o.Destination.Name,
+			"domain":       domain,
+		},
+	}
+	a.BaselineSource = "window"
+	if st.file != nil {
+		a.BaselineSource = "files"
+	}
+	return a, true
 }
 
 // parentDomain returns the last two labels of a name ("example.com"), or

@@ -235,3 +235,51 @@ func BenchmarkTunnel(b *testing.B) {
 		}
 	}
 }
+
+// TestDNSTunnelRaisesOneFloodPerWindow: a DNS tunnel asks for thousands of
+// names and connects to none of them. Past DNSFloodThreshold distinct
+// names in a flood window, its app raises one DNS flood, naming the pod
+// and the parent domain; an app asking for its few names again and again,
+// a learning app and an unbounded app raise nothing.
+func TestDNSTunnelRaisesOneFloodPerWindow(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{}
+	do := detector.DefaultOptions()
+	do.DNSFloodThreshold = 50
+	quiet := egressd.App{Cluster: "homelab", Namespace: "media", Name: "sonarr"}
+	learning := egressd.App{Cluster: "homelab", Namespace: "media", Name: "new"}
+	crawler := egressd.App{Cluster: "homelab", Namespace: "media", Name: "crawler"}
+	do.Unbounded = []egressd.App{crawler}
+	det, err := detector.New(do, store, slog.New(slog.DiscardHandler), detector.NewMetrics(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	det.LoadApps(map[egressd.App]time.Time{evil: t0.Add(-48 * time.Hour), quiet: t0.Add(-48 * time.Hour), crawler: t0.Add(-48 * time.Hour), learning: t0})
+
+	ask := func(a egressd.App, name string, at time.Time) {
+		det.Observe(&egressd.Observation{Time: at, Kind: egressd.KindDNSQuery, App: a, Pod: a.Name + "-pod",
+			Destination: egressd.Destination{Name: name}, Verdict: egressd.VerdictForwarded})
+	}
+	// 30 minutes: the tunnel asks 2 new names a second; the others ask as
+	// many questions, the quiet one among 20 names.
+	for i := range 3600 {
+		at := t0.Add(time.Duration(i) * 500 * time.Millisecond)
+		ask(evil, "q"+strconv.Itoa(i)+".t.evil.example", at)
+		ask(quiet, "api-"+strconv.Itoa(i%20)+".example.com", at)
+		ask(learning, "n"+strconv.Itoa(i)+".example.net", at)
+		ask(crawler, "page"+strconv.Itoa(i)+".example.org", at)
+	}
+	drain(t, det)
+
+	require.Len(t, store.raised, 3, "one per 10-minute window, of the tunnel only")
+	for w, a := range store.raised {
+		start := t0.Add(time.Duration(w) * 10 * time.Minute)
+		require.Equal(t, evil, a.App)
+		require.Equal(t, egressd.AnomalyNovelFlood, a.Kind)
+		require.Equal(t, egressd.DNSFloodFingerprint(evil, start), a.Fingerprint)
+		require.Equal(t, "dns", a.Details["signal"])
+		require.Equal(t, "evil.example", a.Details["domain"])
+		require.Equal(t, "tunnel-pod", a.Pod)
+		// The 51st distinct name of the window raises it.
+		require.Equal(t, start.Add(50*500*time.Millisecond), a.Time)
+		require.Contains(t, a.Summary, "more than 50 distinct names")
+	}
+}

@@ -103,6 +103,7 @@ func (j *jsonLines) print(a egressd.Anomaly) {
 type detectFlags struct {
 	learning       time.Duration
 	floodThreshold int
+	dnsFlood       int
 	floodWindow    time.Duration
 	unbounded      string
 	baselineDir    string
@@ -117,6 +118,7 @@ func addDetectFlags(fs *flag.FlagSet) *detectFlags {
 	df := &detectFlags{}
 	fs.DurationVar(&df.learning, "learning-period", d.LearningPeriod, "how long a new app only learns its destinations")
 	fs.IntVar(&df.floodThreshold, "flood-threshold", d.FloodThreshold, "novel destinations per app and flood window raised one by one; more are summarised")
+	fs.IntVar(&df.dnsFlood, "dns-flood-threshold", d.DNSFloodThreshold, "distinct names one app may ask in DNS per flood window; more raise one flood alert (a DNS tunnel); 0: off")
 	fs.DurationVar(&df.floodWindow, "flood-window", d.FloodWindow, "window of the flood summary")
 	fs.StringVar(&df.unbounded, "unbounded-apps", "", "comma-separated NAMESPACE/APP that raise no novelty (volume only)")
 	fs.StringVar(&df.baselineDir, "baseline-dir", "", "committed baseline files; an app's file, when present, is its baseline")
@@ -131,6 +133,7 @@ func (df *detectFlags) options(bytesSource bool) (detector.Options, error) {
 	o := detector.DefaultOptions()
 	o.LearningPeriod = df.learning
 	o.FloodThreshold = df.floodThreshold
+	o.DNSFloodThreshold = df.dnsFlood
 	o.FloodWindow = df.floodWindow
 	for _, s := range splitList(df.unbounded) {
 		a, err := egressd.ParseApp(s)

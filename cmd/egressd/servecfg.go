@@ -97,6 +97,7 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 		return s, flagError(err, map[string]string{
 			"Options.LearningPeriod":      "learning-period",
 			"Options.FloodThreshold":      "flood-threshold",
+			"Options.DNSFloodThreshold":   "dns-flood-threshold",
 			"Options.FloodWindow":         "flood-window",
 			"VolumeOptions.Factor":        "volume-factor",
 			"VolumeOptions.Floor":         "volume-floor",
