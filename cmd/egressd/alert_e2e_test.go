@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"sort"
 	"testing"
 	"time"
@@ -61,22 +59,11 @@ func alertingServe(t testing.TB, db *postgres.DB, hubbleAddr, amURL string) (sto
 	// Short leases and backoff: a delivery cut off by a stop is retried
 	// within seconds, not the production 30 s lease.
 	ao.Timeout, ao.Lease, ao.BackoffMax = time.Second, 2*time.Second, 2*time.Second
-	m, err := NewMain(ServeConfig{
+	_, stop = runMain(t, ServeConfig{
 		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
 		Detect: det, Alerts: ao, AlertTTL: 24 * time.Hour, Refresh: 200 * time.Millisecond,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}
+	})
+	return stop
 }
 
 // TestServeAlertsNovelDestinationThroughAlertmanager: a novel flow streamed

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -138,22 +137,10 @@ func faultAlertServe(t *testing.T, db *postgres.DB, hubbleAddr string, targets [
 	ao.Timeout, ao.Lease = time.Second, 5*time.Second
 	ao.BackoffMin, ao.BackoffMax = 20*time.Millisecond, 100*time.Millisecond
 	ao.PollInterval = 20 * time.Millisecond
-	m, err := NewMain(ServeConfig{
+	_, stop = runMain(t, ServeConfig{
 		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
 		Detect: det, Alerts: ao, AlertTTL: 24 * time.Hour, Refresh: 200 * time.Millisecond,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			require.NoError(t, <-done)
-		})
-	}
-	t.Cleanup(stop)
+	})
 	return stop
 }
 

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,20 +43,7 @@ func faultServe(t *testing.T, db *postgres.DB, addr string, flush time.Duration,
 	for _, edit := range edits {
 		edit(&cfg)
 	}
-	m, err := NewMain(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			require.NoError(t, <-done)
-		})
-	}
-	t.Cleanup(stop)
-	return m, stop
+	return runMain(t, cfg)
 }
 
 // faultApps and faultNames are the keys the feed spreads its flows over.

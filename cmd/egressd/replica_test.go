@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -51,28 +50,13 @@ func startReplica(t *testing.T, db *postgres.DB, hubbleAddr string, o replicaOpt
 	ao := alerts.DefaultOptions()
 	ao.Targets = o.amURLs
 	ao.Timeout, ao.Lease, ao.BackoffMax = time.Second, 2*time.Second, 2*time.Second
-	m, err := NewMain(ServeConfig{
+	m, stop := runMain(t, ServeConfig{
 		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
 		Detect: det, Alerts: ao, AlertTTL: 24 * time.Hour, Refresh: 200 * time.Millisecond,
 		ReplicaID: o.id, LeaseTTL: o.ttl, LeaseRenew: o.renew, LeasePoll: 50 * time.Millisecond,
 		KeepLeaseOnStop: o.keepLease,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	r := &replica{m: m, http: m.Addr(ctx)}
-	stopped := false
-	r.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		require.NoError(t, <-done)
-	}
-	t.Cleanup(r.stop)
-	return r
+	})
+	return &replica{m: m, http: m.Addr(context.Background()), stop: stop}
 }
 
 // readyz returns the status and the Egressd-Collector header of /readyz.

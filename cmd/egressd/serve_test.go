@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,16 +32,29 @@ func startServe(t *testing.T, db *postgres.DB, addr string) (httpAddr string, st
 	co.BackoffMin, co.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
 	agg := collector.DefaultAggregatorOptions()
 	agg.FlushInterval = 50 * time.Millisecond
-	m, err := NewMain(ServeConfig{DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0", Detect: detector.DefaultOptions()},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m, stop := runMain(t, ServeConfig{DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0", Detect: detector.DefaultOptions()})
+	return m.Addr(context.Background()), stop
+}
+
+// runMain runs the service built from cfg, its log discarded, until the
+// returned stop is called or the test ends. stop may be called more than
+// once; it checks that Run returned nil.
+func runMain(t testing.TB, cfg ServeConfig) (m *Main, stop func()) {
+	t.Helper()
+	m, err := NewMain(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	return m.Addr(ctx), func() {
-		cancel()
-		require.NoError(t, <-done)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
 	}
+	t.Cleanup(stop)
+	return m, stop
 }
 
 // waitUntil polls cond until it holds or the deadline passes.
