@@ -38,8 +38,6 @@ FUZZTIME ?= 30s
 FUZZ ?= .
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh '$(FUZZ)'
-	$(GO) test -run '^$$' -fuzz '^FuzzAcceptBody$$' -fuzztime $(FUZZTIME) ./httpapi
-	$(GO) test -run '^$$' -fuzz '^FuzzPolicies$$' -fuzztime $(FUZZTIME) ./baseline
 
 clean:
 	rm -rf bin

@@ -13,10 +13,10 @@
 # pgxpool.NewWithConfig, which egressd calls, govulncheck must fail.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-govulncheck() { go run golang.org/x/vuln/cmd/govulncheck@v1.1.4 "$@"; }
-
 fake=$(mktemp -d)
 trap 'rm -rf "$fake"' EXIT
+GOBIN="$fake/bin" go install golang.org/x/vuln/cmd/govulncheck@v1.1.4 || exit 1
+govulncheck() { "$fake/bin/govulncheck" "$@"; }
 mkdir -p "$fake/index" "$fake/ID"
 now=2026-01-01T00:00:00Z
 echo "{\"modified\":\"$now\"}" >"$fake/index/db.json"
@@ -25,12 +25,15 @@ echo "[{\"id\":\"GO-0000-0001\",\"modified\":\"$now\",\"aliases\":[]}]" >"$fake/
 cat >"$fake/ID/GO-0000-0001.json" <<JSON
 {"schema_version":"1.3.1","id":"GO-0000-0001","modified":"$now","published":"$now",
  "details":"A made-up advisory: scripts/vulncheck.sh checks that govulncheck fails on it.",
+ "references":[{"type":"WEB","url":"https://example.invalid/GO-0000-0001"}],
+ "database_specific":{"url":"https://example.invalid/GO-0000-0001"},
  "affected":[{"package":{"name":"github.com/jackc/pgx/v5","ecosystem":"Go"},
    "ranges":[{"type":"SEMVER","events":[{"introduced":"0"}]}],
    "ecosystem_specific":{"imports":[{"path":"github.com/jackc/pgx/v5/pgxpool","symbols":["NewWithConfig"]}]}}]}
 JSON
 selftest=$(govulncheck -db "file://$fake" ./... 2>&1)
-if [ $? -eq 0 ] || ! grep -q "GO-0000-0001" <<<"$selftest"; then
+# 3: vulnerabilities found (anything else: the check did not work).
+if [ $? -ne 3 ] || ! grep -q "GO-0000-0001" <<<"$selftest"; then
 	echo "$selftest"
 	echo "vulncheck: govulncheck did not report the made-up advisory: the check is broken" >&2
 	exit 1
