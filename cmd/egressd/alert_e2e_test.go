@@ -42,9 +42,9 @@ func egressFlow(at time.Time, app, name, ip string) *flowpb.Flow {
 	}
 }
 
-// alertingServe runs serve with detection (no learning period, so any new
-// destination is novel) delivering to the Alertmanager at amURL.
-func alertingServe(t testing.TB, db *postgres.DB, hubbleAddr, amURL string) (stop func()) {
+// alertingConfig is serve with detection (no learning period and no flood
+// summary, so every new destination is alerted) delivering to targets.
+func alertingConfig(db *postgres.DB, hubbleAddr string, targets ...string) ServeConfig {
 	co := collector.DefaultClientOptions()
 	co.Address = hubbleAddr
 	co.BackoffMin, co.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
@@ -54,15 +54,21 @@ func alertingServe(t testing.TB, db *postgres.DB, hubbleAddr, amURL string) (sto
 	det.LearningPeriod = 0
 	det.FloodThreshold = 1 << 30
 	ao := alerts.DefaultOptions()
-	ao.Targets = []string{amURL}
-	ao.ExternalURL = "http://egressd.example:9090"
+	ao.Targets = targets
 	// Short leases and backoff: a delivery cut off by a stop is retried
 	// within seconds, not the production 30 s lease.
 	ao.Timeout, ao.Lease, ao.BackoffMax = time.Second, 2*time.Second, 2*time.Second
-	_, stop = runMain(t, ServeConfig{
+	return ServeConfig{
 		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
 		Detect: det, Alerts: ao, AlertTTL: 24 * time.Hour, Refresh: 200 * time.Millisecond,
-	})
+	}
+}
+
+// alertingServe runs alertingConfig delivering to the Alertmanager at amURL.
+func alertingServe(t testing.TB, db *postgres.DB, hubbleAddr, amURL string) (stop func()) {
+	cfg := alertingConfig(db, hubbleAddr, amURL)
+	cfg.Alerts.ExternalURL = "http://egressd.example:9090"
+	_, stop = runMain(t, cfg)
 	return stop
 }
 
@@ -75,10 +81,7 @@ func TestServeAlertsNovelDestinationThroughAlertmanager(t *testing.T) {
 	defer cancel()
 	recv := amtest.NewReceiver(t)
 	am := amtest.Start(t, amtest.Options{WebhookURL: recv.URL()})
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv, addr := startHubble(t, hubbletest.Options{})
 	url := pgtest.URL(t)
 	db := openTestDB(t, url)
 
@@ -128,12 +131,7 @@ func openTestDB(t testing.TB, url postgres.DSN) *postgres.DB {
 func BenchmarkFlowToAlertLatency(b *testing.B) {
 	recv := amtest.NewReceiver(b)
 	am := amtest.Start(b, amtest.Options{WebhookURL: recv.URL()})
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Stop()
+	srv, addr := startHubble(b, hubbletest.Options{})
 	db := openTestDB(b, pgtest.URL(b))
 	stop := alertingServe(b, db, addr, am.URL())
 	defer stop()
@@ -178,10 +176,7 @@ func TestAlertSurvivesAlertmanagerOutageAndRestart(t *testing.T) {
 	defer cancel()
 	recv := amtest.NewReceiver(t)
 	am := amtest.Start(t, amtest.Options{WebhookURL: recv.URL()})
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv, addr := startHubble(t, hubbletest.Options{})
 	db := openTestDB(t, pgtest.URL(t))
 
 	am.Stop()
@@ -211,7 +206,7 @@ func TestAlertSurvivesAlertmanagerOutageAndRestart(t *testing.T) {
 	stop = alertingServe(t, db, addr, am.URL())
 	defer stop()
 	am.Restart()
-	_, err = recv.Wait(ctx, amtest.Labeled("firing", map[string]string{
+	_, err := recv.Wait(ctx, amtest.Labeled("firing", map[string]string{
 		"alertname": "EgressNovelDestination", "app": "sonarr", "destination": "tunnel.example.org",
 	}))
 	require.NoError(t, err, "the alert was lost in the outage; Alertmanager log:\n%s", am.Logs())

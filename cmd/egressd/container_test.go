@@ -50,10 +50,7 @@ func TestServeRunsNonRootOnAReadOnlyRoot(t *testing.T) {
 
 	day, err := flowgen.HomeLab(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 6*time.Hour).Generate()
 	require.NoError(t, err)
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	hubbleAddr, err := srv.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv, hubbleAddr := startHubble(t, hubbletest.Options{})
 
 	dsn := pgtest.URL(t)
 	u, err := url.Parse(string(dsn))

@@ -16,11 +16,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/egressd/egressd/alerts"
 	"github.com/egressd/egressd/alerts/amtest"
-	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/collector/hubbletest"
-	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
 	"github.com/egressd/egressd/postgres/pgtest"
 )
@@ -49,10 +46,7 @@ func TestFaultAlertmanagerOutageDeliversOncePerTarget(t *testing.T) {
 		urls = append(urls, p.URL())
 		am.Stop()
 	}
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv, addr := startHubble(t, hubbletest.Options{})
 	db := openTestDB(t, pgtest.URL(t))
 
 	stop := faultAlertServe(t, db, addr, urls)
@@ -123,24 +117,13 @@ func TestFaultAlertmanagerOutageDeliversOncePerTarget(t *testing.T) {
 // firing alerts during the test.
 func faultAlertServe(t *testing.T, db *postgres.DB, hubbleAddr string, targets []string) (stop func()) {
 	t.Helper()
-	co := collector.DefaultClientOptions()
-	co.Address = hubbleAddr
-	co.BackoffMin, co.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
-	agg := collector.DefaultAggregatorOptions()
-	agg.FlushInterval = 100 * time.Millisecond
-	det := detector.DefaultOptions()
-	det.LearningPeriod = 0
-	det.FloodThreshold = 1 << 30
-	ao := alerts.DefaultOptions()
-	ao.Targets = targets
+	cfg := alertingConfig(db, hubbleAddr, targets...)
+	ao := &cfg.Alerts
 	ao.ResendInterval = time.Hour
-	ao.Timeout, ao.Lease = time.Second, 5*time.Second
+	ao.Lease = 5 * time.Second
 	ao.BackoffMin, ao.BackoffMax = 20*time.Millisecond, 100*time.Millisecond
 	ao.PollInterval = 20 * time.Millisecond
-	_, stop = runMain(t, ServeConfig{
-		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
-		Detect: det, Alerts: ao, AlertTTL: 24 * time.Hour, Refresh: 200 * time.Millisecond,
-	})
+	_, stop = runMain(t, cfg)
 	return stop
 }
 

@@ -58,10 +58,7 @@ func TestFaultPostgresRestartWhileFlowsStream(t *testing.T) {
 			t.Cleanup(db.Close)
 			require.NoError(t, db.Migrate(ctx))
 
-			srv := hubbletest.NewServer(hubbletest.Options{})
-			addr, err := srv.Start()
-			require.NoError(t, err)
-			t.Cleanup(srv.Stop)
+			srv, addr := startHubble(t, hubbletest.Options{})
 			m, stop := faultServe(t, db, addr, flush, tc.edit)
 			require.NoError(t, srv.WaitStreams(ctx, 1))
 			f := startFaultFeed(t, srv, 2*time.Millisecond)
@@ -119,10 +116,7 @@ func TestFaultHubbleStreamCutWithRelayReplays(t *testing.T) {
 	require.NoError(t, err)
 	a, b, c := len(day)/4, len(day)/2, 3*len(day)/4
 
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv, addr := startHubble(t, hubbletest.Options{})
 	db := pgtest.NewDB(t)
 	m, stop := faultServe(t, db, addr, 100*time.Millisecond)
 	require.NoError(t, srv.WaitStreams(ctx, 1))
@@ -199,10 +193,7 @@ func TestFaultEgressdProcess(t *testing.T) {
 	// asks Hubble for those flows again".
 	t.Run("SIGKILL mid-flush is recovered from Hubble's ring", func(t *testing.T) {
 		t.Parallel()
-		srv := hubbletest.NewServer(hubbletest.Options{})
-		addr, err := srv.Start()
-		require.NoError(t, err)
-		t.Cleanup(srv.Stop)
+		srv, addr := startHubble(t, hubbletest.Options{})
 		dsn := pgtest.URL(t)
 		db := openTestDB(t, dsn)
 
@@ -272,10 +263,7 @@ func TestFaultEgressdProcess(t *testing.T) {
 	t.Run("SIGKILL loses what Hubble's ring no longer holds", func(t *testing.T) {
 		t.Parallel()
 		const capacity = 50
-		srv := hubbletest.NewServer(hubbletest.Options{Capacity: capacity})
-		addr, err := srv.Start()
-		require.NoError(t, err)
-		t.Cleanup(srv.Stop)
+		srv, addr := startHubble(t, hubbletest.Options{Capacity: capacity})
 		dsn := pgtest.URL(t)
 		db := openTestDB(t, dsn)
 
@@ -316,10 +304,7 @@ func TestFaultEgressdProcess(t *testing.T) {
 	// Nothing received is lost."
 	t.Run("SIGTERM writes everything received", func(t *testing.T) {
 		t.Parallel()
-		srv := hubbletest.NewServer(hubbletest.Options{})
-		addr, err := srv.Start()
-		require.NoError(t, err)
-		t.Cleanup(srv.Stop)
+		srv, addr := startHubble(t, hubbletest.Options{})
 		dsn := pgtest.URL(t)
 		db := openTestDB(t, dsn)
 

@@ -11,11 +11,8 @@ import (
 	"github.com/cilium/cilium/api/v1/observer"
 	"github.com/stretchr/testify/require"
 
-	"github.com/egressd/egressd/alerts"
 	"github.com/egressd/egressd/alerts/amtest"
-	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/collector/hubbletest"
-	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
 	"github.com/egressd/egressd/postgres/pgtest"
 )
@@ -39,23 +36,11 @@ type replicaOpts struct {
 // destination is novel) and short lease timings.
 func startReplica(t *testing.T, db *postgres.DB, hubbleAddr string, o replicaOpts) *replica {
 	t.Helper()
-	co := collector.DefaultClientOptions()
-	co.Address = hubbleAddr
-	co.BackoffMin, co.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
-	agg := collector.DefaultAggregatorOptions()
-	agg.FlushInterval = 50 * time.Millisecond
-	det := detector.DefaultOptions()
-	det.LearningPeriod = 0
-	det.FloodThreshold = 1 << 30
-	ao := alerts.DefaultOptions()
-	ao.Targets = o.amURLs
-	ao.Timeout, ao.Lease, ao.BackoffMax = time.Second, 2*time.Second, 2*time.Second
-	m, stop := runMain(t, ServeConfig{
-		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
-		Detect: det, Alerts: ao, AlertTTL: 24 * time.Hour, Refresh: 200 * time.Millisecond,
-		ReplicaID: o.id, LeaseTTL: o.ttl, LeaseRenew: o.renew, LeasePoll: 50 * time.Millisecond,
-		KeepLeaseOnStop: o.keepLease,
-	})
+	cfg := alertingConfig(db, hubbleAddr, o.amURLs...)
+	cfg.Aggregate.FlushInterval = 50 * time.Millisecond
+	cfg.ReplicaID, cfg.LeaseTTL, cfg.LeaseRenew, cfg.LeasePoll = o.id, o.ttl, o.renew, 50*time.Millisecond
+	cfg.KeepLeaseOnStop = o.keepLease
+	m, stop := runMain(t, cfg)
 	return &replica{m: m, http: m.Addr(context.Background()), stop: stop}
 }
 
@@ -119,10 +104,7 @@ func TestReplicasCountOnceAlertOnceAndTakeOver(t *testing.T) {
 	recv := amtest.NewReceiver(t)
 	am1 := amtest.Start(t, amtest.Options{WebhookURL: recv.URL()})
 	am2 := amtest.Start(t, amtest.Options{WebhookURL: recv.URL()})
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv, addr := startHubble(t, hubbletest.Options{})
 	db := openTestDB(t, pgtest.URL(t))
 	const ttl, renew = 2 * time.Second, 250 * time.Millisecond
 	ams := []string{am1.URL(), am2.URL()}
@@ -231,10 +213,7 @@ func TestReplicaDiscardsFlushAfterLosingLease(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv, addr := startHubble(t, hubbletest.Options{})
 	db := openTestDB(t, pgtest.URL(t))
 	source := "hubble:" + addr
 
@@ -280,10 +259,7 @@ func TestReplicaStandsByWhenRenewalFindsLeaseTaken(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv, addr := startHubble(t, hubbletest.Options{})
 	db := openTestDB(t, pgtest.URL(t))
 	source := "hubble:" + addr
 
@@ -296,6 +272,7 @@ func TestReplicaStandsByWhenRenewalFindsLeaseTaken(t *testing.T) {
 	var thief postgres.Lease
 	waitUntil(t, "the thief took the lease", func() bool {
 		require.NoError(t, db.ReleaseLease(ctx, postgres.Lease{Source: source, Holder: "replica-a", Token: 1}))
+		var err error
 		thief, err = db.AcquireLease(ctx, source, "thief", time.Minute)
 		if err != nil {
 			require.True(t, postgres.LeaseLost(err), "err = %v", err)

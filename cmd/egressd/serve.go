@@ -249,9 +249,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	// Options are checked before listening, as they were when the
-	// pipeline was built here; each term builds its own.
-	if _, err := collector.NewPipeline(m.cfg.Pipeline, m.metrics, sinks...); err != nil {
+	// Each term of the lease builds its pipeline and aggregator: their
+	// options are checked here, before listening.
+	if err := m.cfg.Pipeline.Validate(); err != nil {
 		return err
 	}
 	if err := m.cfg.Aggregate.Validate(); err != nil {

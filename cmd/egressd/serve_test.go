@@ -36,6 +36,16 @@ func startServe(t *testing.T, db *postgres.DB, addr string) (httpAddr string, st
 	return m.Addr(context.Background()), stop
 }
 
+// startHubble starts the test Hubble server, stopped when tb ends.
+func startHubble(tb testing.TB, opts hubbletest.Options) (*hubbletest.Server, string) {
+	tb.Helper()
+	srv := hubbletest.NewServer(opts)
+	addr, err := srv.Start()
+	require.NoError(tb, err)
+	tb.Cleanup(srv.Stop)
+	return srv, addr
+}
+
 // runMain runs the service built from cfg, its log discarded, until the
 // returned stop is called or the test ends. stop may be called more than
 // once; it checks that Run returned nil.
@@ -87,10 +97,7 @@ func TestServeLearnsLiveAndResumesAfterRestart(t *testing.T) {
 	require.NoError(t, err)
 	half := len(day) / 2
 
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv, addr := startHubble(t, hubbletest.Options{})
 	db := pgtest.NewDB(t)
 
 	httpAddr, stop := startServe(t, db, addr)
@@ -148,10 +155,7 @@ func storedUpTo(t *testing.T, db *postgres.DB, addr string, r *observer.GetFlows
 
 func replayInto(t *testing.T, db *postgres.DB, resps []*observer.GetFlowsResponse) {
 	t.Helper()
-	srv := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := srv.Start()
-	require.NoError(t, err)
-	defer srv.Stop()
+	srv, addr := startHubble(t, hubbletest.Options{})
 	srv.Add(resps...)
 	co := collector.DefaultClientOptions()
 	co.Address, co.Follow = addr, false

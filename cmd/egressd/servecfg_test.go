@@ -169,10 +169,10 @@ func FuzzServeConfig(f *testing.F) {
 		}
 		// parseServe reads no file: --baseline-dir and the TLS files are
 		// only recorded, so fuzzed paths touch nothing.
-		// The secrets carry canaries the arguments cannot hold by chance.
-		if strings.Contains(argStr+hubble+am+prom+dbHost, "Canary") {
-			t.Skip()
-		}
+		// The secrets carry canaries; an argument that spells one is
+		// lowercased, so a canary found in the output can only come from
+		// a secret.
+		argStr, hubble, am, prom, dbHost = noCanary(argStr), noCanary(hubble), noCanary(am), noCanary(prom), noCanary(dbHost)
 		env := map[string]string{
 			"HUBBLE_ADDRESS":    hubble,
 			"ALERTMANAGER_URL":  am,
@@ -232,3 +232,6 @@ func TestServeChecksConfigurationBeforeTheDatabase(t *testing.T) {
 	require.Equal(t, 2, r.code)
 	require.NotContains(t, r.stderr, "s3cret-pw")
 }
+
+// noCanary lowercases "Canary" wherever s spells it.
+func noCanary(s string) string { return strings.ReplaceAll(s, "Canary", "canary") }
