@@ -375,11 +375,7 @@ func (d *Detector) Observe(o *egressd.Observation) {
 
 // judge is the slow path, under d.mu.
 func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bool) {
-	st := d.app(o.App, o.Time)
-	if o.Time.Before(st.firstSeen) {
-		st.firstSeen = o.Time
-	}
-	learning := o.Time.Before(st.firstSeen.Add(d.opts.LearningPeriod))
+	st, learning := d.appAt(o)
 	ks := d.keys[h]
 	if known, _ := d.known(keyOf(o.App, o.Destination), ks, st); known {
 		d.keys[h] = ks&inWindow | d.gen
@@ -399,23 +395,8 @@ func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bo
 		d.metrics.Suppressed.WithLabelValues("unbounded").Inc()
 		return egressd.Anomaly{}, false
 	}
-	source := "window"
-	if st.file != nil {
-		source = "files"
-	}
-	a := egressd.Anomaly{
-		Fingerprint:    egressd.NoveltyFingerprint(o.App, o.Destination),
-		Kind:           egressd.AnomalyNovelDestination,
-		App:            o.App,
-		Destination:    o.Destination,
-		Time:           o.Time,
-		Pod:            o.Pod,
-		Node:           o.Node,
-		Verdict:        o.Verdict,
-		NameSource:     o.NameSource,
-		BaselineSource: source,
-		Details:        map[string]string{"verdict": o.Verdict.String(), "name_source": nameSource(o.NameSource)},
-	}
+	a := anomalyOf(o, st, egressd.AnomalyNovelDestination, egressd.NoveltyFingerprint(o.App, o.Destination))
+	a.Details = map[string]string{"verdict": o.Verdict.String(), "name_source": nameSource(o.NameSource)}
 	a.Summary = fmt.Sprintf("%s reached %s, new for this app", o.App, o.Destination)
 	if o.Verdict.Denied() {
 		a.Summary = fmt.Sprintf("%s tried to reach %s, new for this app (%s)", o.App, o.Destination, o.Verdict)
@@ -478,11 +459,8 @@ func (d *Detector) flood(st *appState, a egressd.Anomaly) (egressd.Anomaly, bool
 // under d.mu, and raises the window's DNS flood once they are more than
 // DNSFloodThreshold distinct names.
 func (d *Detector) dnsFlood(o *egressd.Observation) (egressd.Anomaly, bool) {
-	st := d.app(o.App, o.Time)
-	if o.Time.Before(st.firstSeen) {
-		st.firstSeen = o.Time
-	}
-	if st.unbounded || o.Time.Before(st.firstSeen.Add(d.opts.LearningPeriod)) {
+	st, learning := d.appAt(o)
+	if st.unbounded || learning {
 		return egressd.Anomaly{}, false
 	}
 	f := &st.dns
@@ -501,31 +479,41 @@ func (d *Detector) dnsFlood(o *egressd.Observation) (egressd.Anomaly, bool) {
 	}
 	f.raised, f.names = true, nil
 	domain := parentDomain(o.Destination.Name)
-	a := egressd.Anomaly{
-		Fingerprint: egressd.DNSFloodFingerprint(o.App, f.start),
-		Kind:        egressd.AnomalyNovelFlood,
-		App:         o.App,
-		Destination: o.Destination,
-		Time:        o.Time,
-		Pod:         o.Pod,
-		Node:        o.Node,
-		Verdict:     o.Verdict,
-		NameSource:  o.NameSource,
-		Summary: fmt.Sprintf("%s asked DNS for more than %d distinct names within %s (e.g. %s under %s): a DNS tunnel?",
-			o.App, d.opts.DNSFloodThreshold, d.opts.FloodWindow, o.Destination.Name, domain),
-		Details: map[string]string{
-			"signal":       "dns",
-			"window_start": f.start.UTC().Format(time.RFC3339),
-			"threshold":    strconv.Itoa(d.opts.DNSFloodThreshold),
-			"first_extra":  o.Destination.Name,
-			"domain":       domain,
-		},
-	}
-	a.BaselineSource = "window"
-	if st.file != nil {
-		a.BaselineSource = "files"
+	a := anomalyOf(o, st, egressd.AnomalyNovelFlood, egressd.DNSFloodFingerprint(o.App, f.start))
+	a.Summary = fmt.Sprintf("%s asked DNS for more than %d distinct names within %s (e.g. %s under %s): a DNS tunnel?",
+		o.App, d.opts.DNSFloodThreshold, d.opts.FloodWindow, o.Destination.Name, domain)
+	a.Details = map[string]string{
+		"signal":       "dns",
+		"window_start": f.start.UTC().Format(time.RFC3339),
+		"threshold":    strconv.Itoa(d.opts.DNSFloodThreshold),
+		"first_extra":  o.Destination.Name,
+		"domain":       domain,
 	}
 	return a, true
+}
+
+// appAt returns the state of o's app, its first sight moved back to o
+// when o is earlier, and whether the app is still learning at o.
+func (d *Detector) appAt(o *egressd.Observation) (st *appState, learning bool) {
+	st = d.app(o.App, o.Time)
+	if o.Time.Before(st.firstSeen) {
+		st.firstSeen = o.Time
+	}
+	return st, o.Time.Before(st.firstSeen.Add(d.opts.LearningPeriod))
+}
+
+// anomalyOf is the anomaly of kind raised by o, for app state st: what the
+// observation tells (app, destination, time, pod, node, verdict, name
+// source) and the baseline it was compared with.
+func anomalyOf(o *egressd.Observation, st *appState, kind egressd.AnomalyKind, fingerprint string) egressd.Anomaly {
+	source := "window"
+	if st.file != nil {
+		source = "files"
+	}
+	return egressd.Anomaly{
+		Fingerprint: fingerprint, Kind: kind, App: o.App, Destination: o.Destination, Time: o.Time,
+		Pod: o.Pod, Node: o.Node, Verdict: o.Verdict, NameSource: o.NameSource, BaselineSource: source,
+	}
 }
 
 // parentDomain returns the last two labels of a name ("example.com"), or
