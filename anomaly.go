@@ -21,6 +21,9 @@ const (
 	AnomalyNovelFlood AnomalyKind = "novel_destination_flood"
 	// AnomalyEgressVolume: an app sends far more than its own history.
 	AnomalyEgressVolume AnomalyKind = "egress_volume"
+	// AnomalyDNSTunnel: an app asked DNS for many distinct names in a
+	// short time, as a DNS tunnel does without connecting to any of them.
+	AnomalyDNSTunnel AnomalyKind = "dns_tunnel"
 )
 
 // AlertName returns the Alertmanager alertname of the kind.
@@ -30,6 +33,8 @@ func (k AnomalyKind) AlertName() string {
 		return "EgressNovelDestination"
 	case AnomalyEgressVolume:
 		return "EgressVolumeAnomaly"
+	case AnomalyDNSTunnel:
+		return "EgressDNSTunnel"
 	}
 	return "Egress" + string(k)
 }
@@ -80,10 +85,10 @@ func FloodFingerprint(a App, start time.Time) string {
 	return fingerprint(string(AnomalyNovelFlood), a.Cluster, a.Namespace, a.Name, start.UTC().Format(time.RFC3339))
 }
 
-// DNSFloodFingerprint identifies a flood of DNS questions for distinct
-// names of an app that started at start (a kind of novel destination flood).
-func DNSFloodFingerprint(a App, start time.Time) string {
-	return fingerprint("dns_flood", a.Cluster, a.Namespace, a.Name, start.UTC().Format(time.RFC3339))
+// DNSTunnelFingerprint identifies one window of an app's DNS questions for
+// too many distinct names, starting at start.
+func DNSTunnelFingerprint(a App, start time.Time) string {
+	return fingerprint(string(AnomalyDNSTunnel), a.Cluster, a.Namespace, a.Name, start.UTC().Format(time.RFC3339))
 }
 
 func fingerprint(parts ...string) string {

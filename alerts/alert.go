@@ -141,6 +141,8 @@ func summary(a egressd.Anomaly) string {
 		return fmt.Sprintf("%s reached many new destinations, such as %s", a.App, a.Destination)
 	case egressd.AnomalyEgressVolume:
 		return fmt.Sprintf("%s sends far more than its own history", a.App)
+	case egressd.AnomalyDNSTunnel:
+		return fmt.Sprintf("%s asked DNS for many distinct names, such as %s", a.App, a.Destination.Name)
 	}
 	return fmt.Sprintf("%s: %s", a.App, a.Kind)
 }

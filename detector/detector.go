@@ -34,7 +34,7 @@ type Options struct {
 	FloodThreshold int
 	FloodWindow    time.Duration
 	// DNSFloodThreshold distinct names asked in DNS by one app within
-	// FloodWindow raise one flood anomaly: a DNS tunnel asks for
+	// FloodWindow raise one dns_tunnel anomaly (EgressDNSTunnel): a DNS tunnel asks for
 	// thousands of names it never connects to, which no connection
 	// novelty would show. Apps that are learning or unbounded are not
 	// judged; 0 turns the rule off.
@@ -479,7 +479,7 @@ func (d *Detector) dnsFlood(o *egressd.Observation) (egressd.Anomaly, bool) {
 	}
 	f.raised, f.names = true, nil
 	domain := parentDomain(o.Destination.Name)
-	a := anomalyOf(o, st, egressd.AnomalyNovelFlood, egressd.DNSFloodFingerprint(o.App, f.start))
+	a := anomalyOf(o, st, egressd.AnomalyDNSTunnel, egressd.DNSTunnelFingerprint(o.App, f.start))
 	a.Summary = fmt.Sprintf("%s asked DNS for more than %d distinct names within %s (e.g. %s under %s): a DNS tunnel?",
 		o.App, d.opts.DNSFloodThreshold, d.opts.FloodWindow, o.Destination.Name, domain)
 	a.Details = map[string]string{

@@ -273,8 +273,9 @@ func TestDNSTunnelRaisesOneFloodPerWindow(t *testing.T) {
 	for w, a := range store.raised {
 		start := t0.Add(time.Duration(w) * 10 * time.Minute)
 		require.Equal(t, evil, a.App)
-		require.Equal(t, egressd.AnomalyNovelFlood, a.Kind)
-		require.Equal(t, egressd.DNSFloodFingerprint(evil, start), a.Fingerprint)
+		require.Equal(t, egressd.AnomalyDNSTunnel, a.Kind)
+		require.Equal(t, "EgressDNSTunnel", a.Kind.AlertName())
+		require.Equal(t, egressd.DNSTunnelFingerprint(evil, start), a.Fingerprint)
 		require.Equal(t, "dns", a.Details["signal"])
 		require.Equal(t, "evil.example", a.Details["domain"])
 		require.Equal(t, "tunnel-pod", a.Pod)

@@ -72,6 +72,7 @@ var anomalyKinds = []egressd.AnomalyKind{
 	egressd.AnomalyNovelDestination,
 	egressd.AnomalyNovelFlood,
 	egressd.AnomalyEgressVolume,
+	egressd.AnomalyDNSTunnel,
 }
 
 // listAnomalies answers GET /api/v1/anomalies[?state=firing|resolved|all]

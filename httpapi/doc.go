@@ -41,7 +41,7 @@
 //	    list. 404 for an app never seen.
 //
 //	GET /api/v1/anomalies[?state=firing|resolved|all][&app=NAMESPACE/APP[&cluster=C]]
-//	    [&kind=novel_destination|novel_destination_flood|egress_volume][&limit=100][&after=CURSOR]
+//	    [&kind=novel_destination|novel_destination_flood|egress_volume|dns_tunnel][&limit=100][&after=CURSOR]
 //	    {"anomalies":[...],"next":"CURSOR"}
 //	    Anomalies newest first (start time, then fingerprint), state all by
 //	    default, limit 1 to 1000 (default 100). next is present when the page

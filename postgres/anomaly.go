@@ -210,12 +210,13 @@ func (db *DB) ResolveAnomaly(ctx context.Context, fingerprint string, at time.Ti
 }
 
 // ExpireNovel resolves, at at, every firing novel-destination anomaly (single
-// or flood) that started before before: the alert's time to live. It returns
+// or flood) and DNS tunnel that started before before: the alert's time to
+// live. It returns
 // how many it resolved. Their fingerprints stay stored, so the same app
 // reaching the same destination never raises it again.
 func (db *DB) ExpireNovel(ctx context.Context, before, at time.Time) (int, error) {
-	n, err := db.resolve(ctx, at, "a.kind IN ($1, $2) AND a.started_at < $3",
-		string(egressd.AnomalyNovelDestination), string(egressd.AnomalyNovelFlood), before)
+	n, err := db.resolve(ctx, at, "a.kind IN ($1, $2, $3) AND a.started_at < $4",
+		string(egressd.AnomalyNovelDestination), string(egressd.AnomalyNovelFlood), string(egressd.AnomalyDNSTunnel), before)
 	if err != nil {
 		return 0, fmt.Errorf("expire novel anomalies started before %s: %w", before.UTC().Format(time.RFC3339), err)
 	}

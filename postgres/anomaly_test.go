@@ -388,6 +388,7 @@ func TestExpireNovel(t *testing.T) {
 	oldNovel := record(t, db, newAnomaly(AnomalyOpts{Time: at(-2 * time.Hour)}))
 	oldFlood := record(t, db, newAnomaly(AnomalyOpts{Kind: egressd.AnomalyNovelFlood, Time: at(-3 * time.Hour)}))
 	oldVolume := record(t, db, newAnomaly(AnomalyOpts{Kind: egressd.AnomalyEgressVolume, Time: at(-3 * time.Hour)}))
+	oldTunnel := record(t, db, newAnomaly(AnomalyOpts{Kind: egressd.AnomalyDNSTunnel, Time: at(-3 * time.Hour)}))
 	newNovel := record(t, db, newAnomaly(AnomalyOpts{Destination: dnsUDP, Time: at(-time.Hour)}))
 	edge := record(t, db, newAnomaly(AnomalyOpts{Destination: rawIP, Time: at(-90 * time.Minute)}))
 	already := record(t, db, newAnomaly(AnomalyOpts{Destination: blocked, Time: at(-5 * time.Hour)}))
@@ -396,7 +397,7 @@ func TestExpireNovel(t *testing.T) {
 
 	n, err := db.ExpireNovel(ctx, at(-90*time.Minute), t0)
 	require.NoError(t, err)
-	require.Equal(t, 2, n)
+	require.Equal(t, 3, n)
 
 	for _, tt := range []struct {
 		a    egressd.Anomaly
@@ -404,6 +405,7 @@ func TestExpireNovel(t *testing.T) {
 	}{
 		{a: oldNovel, want: t0},
 		{a: oldFlood, want: t0},
+		{a: oldTunnel, want: t0},
 		{a: oldVolume},                         // volume anomalies resolve when the volume drops
 		{a: newNovel},                          // younger than the time to live
 		{a: edge},                              // started exactly at the cut-off
@@ -419,8 +421,8 @@ func TestExpireNovel(t *testing.T) {
 	require.Zero(t, n, "second expiry")
 	depth, err := db.OutboxDepth(ctx)
 	require.NoError(t, err)
-	// The 2 expired ones and the resolved one wait to be sent resolved.
-	require.Equal(t, map[string]int{"firing": 6, "resolved": 6}, depth)
+	// The 3 expired ones and the resolved one wait to be sent resolved.
+	require.Equal(t, map[string]int{"firing": 6, "resolved": 8}, depth)
 }
 
 func TestAnomalies(t *testing.T) {

@@ -51,6 +51,8 @@ func newAnomaly(o AnomalyOpts) egressd.Anomaly {
 			o.Fingerprint = egressd.NoveltyFingerprint(o.App, o.Destination)
 		case egressd.AnomalyNovelFlood:
 			o.Fingerprint = egressd.FloodFingerprint(o.App, o.Time)
+		case egressd.AnomalyDNSTunnel:
+			o.Fingerprint = egressd.DNSTunnelFingerprint(o.App, o.Time)
 		default:
 			o.Fingerprint = egressd.VolumeFingerprint(o.App, o.Time)
 		}
