@@ -165,16 +165,27 @@ type Detector struct {
 	windowKeys int
 	// appKeys counts the keys each app put in the live window, for
 	// Options.MaxKeysPerApp.
-	appKeys  map[egressd.App]int
+	appKeys map[egressd.App]int
+	// pending holds the keys whose novelty anomaly is queued but not yet
+	// stored: a key becomes known (joins the window) only once its
+	// anomaly is durable, so that one the store never got is raised again.
+	pending  map[keyHash]struct{}
 	accepted map[key]struct{}
 	apps     map[egressd.App]*appState
 	files    map[egressd.App]egressd.Baseline
 	volume   *volumeRule
+	// volumeErr is RunVolume's source error while it fails.
+	volumeErr error
 }
 
 type job struct {
 	anomaly egressd.Anomaly
 	resolve bool
+	// stored, when set, runs under Detector.mu once the store has the
+	// anomaly; lost when it will not get it (the queue was full, or the
+	// detector stopped first), so that the state that raised it lets it
+	// be raised again.
+	stored, lost func()
 }
 
 // New returns a detector recording anomalies in store.
@@ -188,6 +199,7 @@ func New(opts Options, store Store, log *slog.Logger, m *Metrics) (*Detector, er
 		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		keys:     make(map[keyHash]keyState),
 		appKeys:  make(map[egressd.App]int),
+		pending:  make(map[keyHash]struct{}),
 		gen:      1,
 		accepted: make(map[key]struct{}),
 		apps:     make(map[egressd.App]*appState),
@@ -349,7 +361,7 @@ func (d *Detector) Observe(o *egressd.Observation) {
 		a, raise := d.dnsFlood(o)
 		d.mu.Unlock()
 		if raise {
-			d.enqueue(job{anomaly: a})
+			d.enqueue(d.dnsTunnelJob(a))
 		}
 		return
 	}
@@ -359,7 +371,11 @@ func (d *Detector) Observe(o *egressd.Observation) {
 	d.metrics.Observed.Inc()
 	h := d.hash(o.App, o.Destination)
 	d.mu.Lock()
-	d.volume.observe(o)
+	var firstSeen time.Time
+	if st := d.apps[o.App]; st != nil {
+		firstSeen = st.firstSeen
+	}
+	d.volume.observe(o, firstSeen)
 	// A missing key reads as generation 0, never the current one.
 	if d.keys[h]&genMask == d.gen {
 		d.mu.Unlock()
@@ -369,7 +385,33 @@ func (d *Detector) Observe(o *egressd.Observation) {
 	a, raise := d.judge(h, o)
 	d.mu.Unlock()
 	if raise {
-		d.enqueue(job{anomaly: a})
+		d.enqueue(d.noveltyJob(a, h))
+	}
+}
+
+// noveltyJob is the job of an anomaly judge raised for the key hashed to h:
+// a novel destination joins the window once stored and leaves the pending
+// keys either way; a flood that was lost is raised again by the next
+// member of its window.
+func (d *Detector) noveltyJob(a egressd.Anomaly, h keyHash) job {
+	app := a.App
+	if a.Kind == egressd.AnomalyNovelFlood {
+		start := a.Details["window_start"]
+		return job{anomaly: a, lost: func() {
+			if st := d.apps[app]; st != nil && st.flood.start.UTC().Format(time.RFC3339) == start {
+				st.flood.raised = false
+			}
+		}}
+	}
+	return job{
+		anomaly: a,
+		stored: func() {
+			delete(d.pending, h)
+			if d.addWindow(app, h, d.keys[h]) {
+				d.keys[h] = inWindow | d.gen
+			}
+		},
+		lost: func() { delete(d.pending, h) },
 	}
 }
 
@@ -381,17 +423,24 @@ func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bo
 		d.keys[h] = ks&inWindow | d.gen
 		return egressd.Anomaly{}, false
 	}
-	// From here on the key is new for this app: it joins the live window
-	// whatever happens, so it is judged once, unless the app has no room
-	// left there.
-	if d.addWindow(o.App, h, ks) {
-		d.keys[h] = inWindow | d.gen
+	if _, ok := d.pending[h]; ok {
+		return egressd.Anomaly{}, false // raised; the store has not answered yet
+	}
+	// From here on the key is new for this app. Unless its novelty is
+	// raised, it joins the live window at once, so it is judged once
+	// (unless the app has no room left there).
+	remember := func() {
+		if d.addWindow(o.App, h, d.keys[h]) {
+			d.keys[h] = inWindow | d.gen
+		}
 	}
 	switch {
 	case learning:
+		remember()
 		d.metrics.Suppressed.WithLabelValues("learning").Inc()
 		return egressd.Anomaly{}, false
 	case st.unbounded:
+		remember()
 		d.metrics.Suppressed.WithLabelValues("unbounded").Inc()
 		return egressd.Anomaly{}, false
 	}
@@ -401,7 +450,14 @@ func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bo
 	if o.Verdict.Denied() {
 		a.Summary = fmt.Sprintf("%s tried to reach %s, new for this app (%s)", o.App, o.Destination, o.Verdict)
 	}
-	return d.flood(st, a)
+	a, raise := d.flood(st, a)
+	if !raise || a.Kind != egressd.AnomalyNovelDestination {
+		// Folded into the window's flood anomaly, raised or being raised.
+		remember()
+		return a, raise
+	}
+	d.pending[h] = struct{}{}
+	return a, true
 }
 
 // known reports whether k, whose index entry is ks, is normal for the app,
@@ -555,13 +611,44 @@ func (d *Detector) Advance(_ string, t time.Time) {
 	}
 }
 
+// dnsTunnelJob is the job of a DNS tunnel anomaly: one that was lost is
+// raised again by the window's next question.
+func (d *Detector) dnsTunnelJob(a egressd.Anomaly) job {
+	app, start := a.App, a.Details["window_start"]
+	return job{anomaly: a, lost: func() {
+		if st := d.apps[app]; st != nil && st.dns.start.UTC().Format(time.RFC3339) == start {
+			st.dns.raised = false
+		}
+	}}
+}
+
+// enqueue hands j to Run. When the queue is full the anomaly is dropped and
+// counted, and the state that raised it is told (job.lost), so that it is
+// raised again rather than forgotten: a novel destination stays unknown
+// until its anomaly is stored, and Prime raises at the next start whatever
+// the store still lacks.
 func (d *Detector) enqueue(j job) {
 	select {
 	case d.queue <- j:
 	default:
 		d.metrics.QueueDropped.Inc()
 		d.log.Warn("anomaly_queue_full", "fingerprint", j.anomaly.Fingerprint, "app", j.anomaly.App.String())
+		d.settle(j, false)
 	}
+}
+
+// settle runs j's stored or lost callback under d.mu.
+func (d *Detector) settle(j job, stored bool) {
+	f := j.lost
+	if stored {
+		f = j.stored
+	}
+	if f == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f()
 }
 
 // Run records queued anomalies until ctx ends, then drains what is queued
@@ -595,6 +682,7 @@ func (d *Detector) drain(ctx context.Context) error {
 	}
 }
 
+// record stores j, retrying a failing store with backoff while ctx lives.
 func (d *Detector) record(ctx context.Context, j job) {
 	backoff := 100 * time.Millisecond
 	for {
@@ -609,12 +697,14 @@ func (d *Detector) record(ctx context.Context, j job) {
 			}
 		}
 		if err == nil {
+			d.settle(j, true)
 			return
 		}
 		d.metrics.StoreErrors.Inc()
 		d.log.Warn("anomaly_store_failed", "fingerprint", j.anomaly.Fingerprint, "err", err)
 		select {
 		case <-ctx.Done():
+			d.settle(j, false)
 			return
 		case <-time.After(backoff):
 		}

@@ -17,6 +17,9 @@ type Metrics struct {
 	NotRemembered prometheus.Counter
 	Apps          prometheus.Gauge
 	VolumeErrors  prometheus.Counter
+	// VolumeSourceUp is 1 while the volume rate source answers, 0 while
+	// it fails (the rule then judges nothing).
+	VolumeSourceUp prometheus.Gauge
 }
 
 // NewMetrics registers the detector's metrics with reg.
@@ -62,6 +65,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		VolumeErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "egressd_detector_volume_source_errors_total",
 			Help: "Failed reads of the volume rate source.",
+		}),
+		VolumeSourceUp: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_detector_volume_source_up",
+			Help: "1 while the volume rule's rate source (Prometheus) answers, 0 while it fails and the rule judges nothing.",
 		}),
 	}
 }

@@ -144,6 +144,16 @@ func (m *PodAppMap) Observe(o *egressd.Observation) {
 	m.pods[podAppKey{strings.Clone(k.namespace), strings.Clone(k.pod)}] = e
 }
 
+// Load adds pods stored before a restart, each as of its last-seen time,
+// so that the history of per-pod metrics is summed per app at once rather
+// than only for pods observed again. A pod already known keeps what it
+// knows when that is newer.
+func (m *PodAppMap) Load(pods []egressd.AppPod) {
+	for _, p := range pods {
+		m.Observe(&egressd.Observation{App: p.App, Pod: p.Pod, Time: p.LastSeen})
+	}
+}
+
 // Advance does nothing: the map's clock is the observations' own time. It
 // exists so that a PodAppMap can be one of the collector's sinks.
 func (m *PodAppMap) Advance(string, time.Time) {}

@@ -65,7 +65,13 @@ func (o VolumeOptions) Validate() error {
 // volumeRule holds each app's volume state, and, for the Hubble source, the
 // per-minute flow counts it computes rates from. Callers hold Detector.mu.
 type volumeRule struct {
-	opts    VolumeOptions
+	opts VolumeOptions
+	// tick is the time between two evaluations (a minute of flow time,
+	// or RunVolume's interval). Hold is compared with half a tick of
+	// slack, so that a Hold of two ticks is two ticks whatever the
+	// jitter of the clock: ticks 60 s apart are 59.99 s apart half the
+	// time.
+	tick    time.Duration
 	counts  map[egressd.App]*minuteRing // nil with an external source
 	states  map[egressd.App]*volState
 	lastMin int64
@@ -92,20 +98,26 @@ type minuteRing struct {
 }
 
 func newVolumeRule(o VolumeOptions) *volumeRule {
-	return &volumeRule{opts: o, counts: make(map[egressd.App]*minuteRing), states: make(map[egressd.App]*volState)}
+	return &volumeRule{opts: o, tick: time.Minute, counts: make(map[egressd.App]*minuteRing), states: make(map[egressd.App]*volState)}
 }
 
 func (v *volumeRule) enabled() bool { return v.opts.Factor > 0 }
 
-// observe counts a flow for the Hubble rate.
-func (v *volumeRule) observe(o *egressd.Observation) {
+// observe counts a flow for the Hubble rate. firstSeen is when the app was
+// first seen, if known (zero otherwise): its history counts from then,
+// not from this process's first flow of it.
+func (v *volumeRule) observe(o *egressd.Observation, firstSeen time.Time) {
 	if !v.enabled() || v.counts == nil {
 		return
 	}
 	r := v.counts[o.App]
 	minute := o.Time.Unix() / 60
 	if r == nil {
-		r = &minuteRing{counts: make([]uint32, v.opts.HistoryWindow/time.Minute), last: minute, first: minute}
+		first := minute
+		if !firstSeen.IsZero() && firstSeen.Before(o.Time) {
+			first = firstSeen.Unix() / 60
+		}
+		r = &minuteRing{counts: make([]uint32, v.opts.HistoryWindow/time.Minute), last: minute, first: first}
 		v.counts[o.App] = r
 	}
 	r.pod = o.Pod
@@ -181,6 +193,12 @@ func (v *volumeRule) advance(t time.Time) []job {
 	return v.step(time.Unix(minute*60, 0).UTC(), rates)
 }
 
+// held reports whether a condition that began at since has lasted Hold at
+// now, within half a tick.
+func (v *volumeRule) held(since, now time.Time) bool {
+	return now.Sub(since) >= v.opts.Hold-v.tick/2
+}
+
 // step applies the rule to one set of rates at now.
 func (v *volumeRule) step(now time.Time, rates map[egressd.App]Rate) []job {
 	var jobs []job
@@ -204,10 +222,16 @@ func (v *volumeRule) step(now time.Time, rates map[egressd.App]Rate) []job {
 			if st.condSince.IsZero() {
 				st.condSince, st.baseAvg = now, r.Average
 			}
-			if now.Sub(st.condSince) >= v.opts.Hold {
+			if v.held(st.condSince, now) {
 				an := v.anomaly(a, r, st, now)
 				st.firing = an.Fingerprint
-				jobs = append(jobs, job{anomaly: an})
+				jobs = append(jobs, job{anomaly: an, lost: func() {
+					// Raised again at the next evaluation, under the
+					// same fingerprint, if the condition still holds.
+					if st.firing == an.Fingerprint {
+						st.firing = ""
+					}
+				}})
 			}
 		case hot:
 			st.calmSince = time.Time{}
@@ -215,8 +239,16 @@ func (v *volumeRule) step(now time.Time, rates map[egressd.App]Rate) []job {
 			if st.calmSince.IsZero() {
 				st.calmSince = now
 			}
-			if now.Sub(st.calmSince) >= v.opts.Hold {
-				jobs = append(jobs, job{resolve: true, anomaly: egressd.Anomaly{Fingerprint: st.firing, App: a, Kind: egressd.AnomalyEgressVolume, ResolvedAt: now}})
+			if v.held(st.calmSince, now) {
+				was := *st
+				jobs = append(jobs, job{resolve: true, anomaly: egressd.Anomaly{Fingerprint: st.firing, App: a, Kind: egressd.AnomalyEgressVolume, ResolvedAt: now},
+					lost: func() {
+						// Still firing in the store: resolved again at
+						// the next evaluation, unless it burst again.
+						if st.firing == "" && st.condSince.IsZero() {
+							*st = was
+						}
+					}})
 				*st = volState{}
 			}
 		default:
@@ -239,8 +271,8 @@ func (v *volumeRule) anomaly(a egressd.App, r Rate, st *volState, now time.Time)
 		Time:           st.condSince,
 		Pod:            st.pod,
 		BaselineSource: "history",
-		Summary: fmt.Sprintf("%s sends %.1f %s, %sx its %s average of %.3f %s",
-			a, r.Current, v.opts.Unit, ratio, v.opts.HistoryWindow, r.Average, v.opts.Unit),
+		Summary: fmt.Sprintf("%s sends %s, against %s over the last %s",
+			a, formatRate(r.Current, v.opts.Unit), formatRate(r.Average, v.opts.Unit), formatSpan(v.opts.HistoryWindow)),
 		Details: map[string]string{
 			"current_rate": strconv.FormatFloat(r.Current, 'g', 6, 64),
 			"average_rate": strconv.FormatFloat(r.Average, 'g', 6, 64),
@@ -253,9 +285,16 @@ func (v *volumeRule) anomaly(a egressd.App, r Rate, st *volState, now time.Time)
 
 // RunVolume evaluates an external rate source (Prometheus) every interval
 // of wall time until ctx ends. With it, the detector stops counting flows.
+//
+// While the source fails, the rule judges nothing: an anomaly firing keeps
+// firing, none is raised or resolved. The first failure is logged
+// (volume_source_failed), as is the recovery (volume_source_recovered,
+// with how long it lasted); egressd_detector_volume_source_up is 0 in
+// between, and VolumeSourceErr returns the error.
 func (d *Detector) RunVolume(ctx context.Context, src RateSource, every time.Duration, now func() time.Time) error {
 	d.mu.Lock()
 	d.volume.counts = nil
+	d.volume.tick = every
 	d.mu.Unlock()
 	if !d.volume.enabled() {
 		<-ctx.Done()
@@ -263,14 +302,33 @@ func (d *Detector) RunVolume(ctx context.Context, src RateSource, every time.Dur
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	d.metrics.VolumeSourceUp.Set(1)
+	var failingSince time.Time
 	for {
 		// One time for the query and the rule: the query's own delay must
 		// not count towards Hold.
 		at := now()
 		rates, err := src.Rates(ctx, at)
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err != nil && ctx.Err() == nil:
 			d.metrics.VolumeErrors.Inc()
-			d.log.Warn("volume_source_failed", "err", err)
+			d.metrics.VolumeSourceUp.Set(0)
+			d.mu.Lock()
+			d.volumeErr = err
+			d.mu.Unlock()
+			if failingSince.IsZero() {
+				failingSince = at
+				d.log.Warn("volume_source_failed", "err", err)
+			} else {
+				d.log.Debug("volume_source_failed", "err", err)
+			}
+		case err == nil && !failingSince.IsZero():
+			d.metrics.VolumeSourceUp.Set(1)
+			d.mu.Lock()
+			d.volumeErr = nil
+			d.mu.Unlock()
+			d.log.Info("volume_source_recovered", "failed_for", at.Sub(failingSince).Round(time.Second).String())
+			failingSince = time.Time{}
 		}
 		if err == nil {
 			d.mu.Lock()
@@ -286,4 +344,13 @@ func (d *Detector) RunVolume(ctx context.Context, src RateSource, every time.Dur
 		case <-t.C:
 		}
 	}
+}
+
+// VolumeSourceErr returns the last error of RunVolume's rate source while
+// it fails, and nil while it answers: the volume rule judges nothing in
+// between.
+func (d *Detector) VolumeSourceErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.volumeErr
 }

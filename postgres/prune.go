@@ -19,11 +19,14 @@ type Pruned struct {
 	DNSQueries   int64
 	Apps         int64
 	RollupIDs    int64 // of rollups written more than 7 days ago
+	// AppHistory counts app hours and app pods (the detector's volume
+	// history and pod map) older than cutoff.
+	AppHistory int64
 }
 
 // Total is the number of rows deleted.
 func (p Pruned) Total() int64 {
-	return p.Deliveries + p.Anomalies + p.Destinations + p.DNSQueries + p.Apps + p.RollupIDs
+	return p.Deliveries + p.Anomalies + p.Destinations + p.DNSQueries + p.Apps + p.RollupIDs + p.AppHistory
 }
 
 // PruneBefore is the rest of retention, after DropBucketsBefore: it deletes
@@ -42,6 +45,8 @@ func (p Pruned) Total() int64 {
 //   - apps last seen before cutoff with nothing left: no destination, DNS
 //     question, hourly bucket or anomaly. One that comes back starts a new
 //     learning period;
+//   - app hours and app pods (the detector's volume history and pod map)
+//     from before cutoff;
 //   - the IDs of rollups written more than 7 days ago (or before cutoff,
 //     if later): a retry of a flush whose commit landed comes within
 //     minutes.
@@ -77,6 +82,12 @@ DELETE FROM destinations WHERE ctid IN (
                         AND (x.port = 0 OR x.port = d.port)
                         AND (x.protocol = 'ANY' OR x.protocol = d.protocol))
     LIMIT $2)`},
+		{"app hours", &p.AppHistory, `
+DELETE FROM app_hourly WHERE ctid IN (
+    SELECT ctid FROM app_hourly WHERE hour < $1 LIMIT $2)`},
+		{"app pods", &p.AppHistory, `
+DELETE FROM app_pods WHERE ctid IN (
+    SELECT ctid FROM app_pods WHERE last_seen < $1 LIMIT $2)`},
 		{"DNS questions", &p.DNSQueries, `
 DELETE FROM dns_queries WHERE ctid IN (
     SELECT ctid FROM dns_queries WHERE last_seen < $1 LIMIT $2)`},
@@ -117,6 +128,6 @@ func (db *DB) Prune(ctx context.Context, cutoff time.Time, log *slog.Logger) {
 		log.Warn("retention_prune_failed", "err", err)
 	case p.Total() > 0:
 		log.Info("retention_pruned", "before", cutoff, "deliveries", p.Deliveries, "anomalies", p.Anomalies,
-			"destinations", p.Destinations, "dns_queries", p.DNSQueries, "apps", p.Apps, "rollup_ids", p.RollupIDs)
+			"destinations", p.Destinations, "dns_queries", p.DNSQueries, "apps", p.Apps, "rollup_ids", p.RollupIDs, "app_history", p.AppHistory)
 	}
 }

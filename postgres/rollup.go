@@ -92,6 +92,10 @@ func (db *DB) writeRollup(ctx context.Context, r *egressd.Rollup, fence func(con
 	}
 	if len(w.hourly.name) > 0 {
 		queue("upsert hourly buckets", upsertHourly, w.hourly.args(w.appIDs)...)
+		queue("upsert app hours", upsertAppHourly, ids(w.hourly.app, w.appIDs), w.hourly.hour, w.hourly.flows)
+	}
+	if len(w.dests.name) > 0 {
+		queue("upsert app pods", upsertAppPods, ids(w.dests.app, w.appIDs), w.dests.pod, w.dests.podSeen)
 	}
 	if len(w.dns.name) > 0 {
 		queue("upsert dns queries", upsertDNSQueries, w.dns.args(w.appIDs)...)
@@ -175,6 +179,29 @@ ORDER BY u.ord
 ON CONFLICT (app_id, name, port, protocol, hour) DO UPDATE
 SET flows = h.flows + excluded.flows,
     dropped_flows = h.dropped_flows + excluded.dropped_flows`
+
+// upsertAppHourly sums the rollup's hourly buckets per app and hour: the
+// volume rule's history (migration 005).
+const upsertAppHourly = `
+INSERT INTO app_hourly AS h (app_id, hour, flows)
+SELECT u.app_id, u.hour, sum(u.flows)
+FROM unnest($1::int8[], $2::timestamptz[], $3::int8[]) AS u(app_id, hour, flows)
+GROUP BY u.app_id, u.hour
+ORDER BY u.app_id, u.hour
+ON CONFLICT (app_id, hour) DO UPDATE
+SET flows = h.flows + excluded.flows`
+
+// upsertAppPods records the rollup's example pods per app, each with the
+// latest time it was reported (migration 005).
+const upsertAppPods = `
+INSERT INTO app_pods AS p (app_id, pod, last_seen)
+SELECT u.app_id, u.pod, max(u.seen)
+FROM unnest($1::int8[], $2::text[], $3::timestamptz[]) AS u(app_id, pod, seen)
+WHERE u.pod <> ''
+GROUP BY u.app_id, u.pod
+ORDER BY u.app_id, u.pod COLLATE "C"
+ON CONFLICT (app_id, pod) DO UPDATE
+SET last_seen = greatest(p.last_seen, excluded.last_seen)`
 
 const upsertDNSQueries = `
 INSERT INTO dns_queries AS q (app_id, name, first_seen, last_seen, queries)

@@ -169,20 +169,14 @@ func (df *detectFlags) loadBaselines() ([]egressd.Baseline, error) {
 	return bs, nil
 }
 
-// detectorDB is what priming the detector reads.
-type detectorDB interface {
-	Apps(ctx context.Context) ([]postgres.AppSeen, error)
-	SeenDestinations(ctx context.Context, since time.Time) ([]egressd.WindowEntry, error)
-}
+// detectorState is the detector's memory in PostgreSQL, for
+// detector.Detector.Prime.
+type detectorState struct{ *postgres.DB }
 
-// primeDetector gives the detector what the database knows: when each app
-// was first seen (for its learning period) and the live window of the 7
-// days before end. A zero end is the newest flow stored, which is "now" in
-// replay, where time is the flows' time.
-func primeDetector(ctx context.Context, db detectorDB, det *detector.Detector, end time.Time) error {
-	apps, err := db.Apps(ctx)
+func (s detectorState) AppsFirstSeen(ctx context.Context) (map[egressd.App]time.Time, time.Time, error) {
+	apps, err := s.Apps(ctx)
 	if err != nil {
-		return err
+		return nil, time.Time{}, err
 	}
 	first := make(map[egressd.App]time.Time, len(apps))
 	var newest time.Time
@@ -192,17 +186,5 @@ func primeDetector(ctx context.Context, db detectorDB, det *detector.Detector, e
 			newest = a.LastSeen
 		}
 	}
-	det.LoadApps(first)
-	if end.IsZero() {
-		end = newest
-	}
-	if end.IsZero() {
-		return nil // nothing stored yet
-	}
-	entries, err := db.SeenDestinations(ctx, end.Add(-7*24*time.Hour))
-	if err != nil {
-		return err
-	}
-	det.LoadWindow(entries)
-	return nil
+	return first, newest, nil
 }

@@ -207,15 +207,15 @@ func newReplayDetector(ctx context.Context, rc replayConfig, reg prometheus.Regi
 	if err != nil {
 		return nil, err
 	}
-	if err := primeDetector(ctx, rc.db, det, time.Time{}); err != nil {
-		return nil, err
-	}
 	acc, err := rc.db.AcceptedAll(ctx)
 	if err != nil {
 		return nil, err
 	}
 	det.SetAccepted(acc)
 	det.SetBaselines(rc.baselines)
+	if _, err := det.Prime(ctx, detectorState{rc.db}, time.Time{}); err != nil {
+		return nil, err
+	}
 	return det, nil
 }
 

@@ -141,12 +141,15 @@ func NewMain(cfg ServeConfig, log *slog.Logger) (*Main, error) {
 }
 
 // loadDetector gives the detector what the database and the baseline
-// directory know: apps' first sight, the live window, accepted destinations.
+// directory know: accepted destinations and baseline files first, which
+// priming judges the recent destinations against, then the state primed
+// from the database (detector.Detector.Prime).
 func (m *Main) loadDetector(ctx context.Context) error {
-	if err := primeDetector(ctx, m.cfg.DB, m.detector, time.Now()); err != nil {
+	if err := m.refresh(ctx); err != nil {
 		return err
 	}
-	return m.refresh(ctx)
+	_, err := m.detector.Prime(ctx, detectorState{m.cfg.DB}, time.Now())
+	return err
 }
 
 // refresh rereads accepted destinations and baseline files, and resolves
@@ -239,10 +242,17 @@ func (m *Main) Run(ctx context.Context) error {
 	sinks := []collector.Sink{m.detector}
 	var volumeSource detector.RateSource
 	if m.cfg.Prometheus.URL != "" {
-		pods, err := detector.NewPodAppMap(detector.DefaultPodAppOptions())
+		podOpts := detector.DefaultPodAppOptions()
+		pods, err := detector.NewPodAppMap(podOpts)
 		if err != nil {
 			return err
 		}
+		// The pods of the apps' history, not only those seen again.
+		stored, err := db.AppPods(ctx, time.Now().Add(-podOpts.TTL))
+		if err != nil {
+			return fmt.Errorf("load detector state: %w", err)
+		}
+		pods.Load(stored)
 		sinks = append(sinks, pods)
 		volumeSource, err = detector.NewPrometheusSource(m.cfg.Prometheus, pods, m.log.With("component", "prometheus"))
 		if err != nil {

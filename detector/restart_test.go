@@ -1,0 +1,327 @@
+package detector_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/detector"
+)
+
+// waitFor polls cond until it holds, failing t after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (s *fakeStore) fingerprints() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, a := range s.raised {
+		out = append(out, a.Destination.Name)
+	}
+	return out
+}
+
+// TestNoveltyNotLostWhenQueueFullAndStoreDown: with the store down, the
+// first anomaly waits in Run's retries and the second fills the queue; the
+// third is dropped. It must stay unknown (not learnt silently), so that
+// its next observation, once the store is back, raises it.
+func TestNoveltyNotLostWhenQueueFullAndStoreDown(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	down.Store(true)
+	store := &fakeStore{RaiseFn: func(egressd.Anomaly) error {
+		if down.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	}}
+	opts := detector.DefaultOptions()
+	opts.QueueSize = 1
+	m := detector.NewMetrics(prometheus.NewRegistry())
+	d, err := detector.New(opts, store, slog.New(slog.NewTextHandler(io.Discard, nil)), m)
+	require.NoError(t, err)
+	d.LoadApps(map[egressd.App]time.Time{recyclarr: t0})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	at := t0.Add(48 * time.Hour)
+	a, b, c := dst("a.example", 443), dst("b.example", 443), dst("c.example", 443)
+	d.Observe(conn(recyclarr, a, at))
+	waitFor(t, "Run to take the first anomaly", func() bool { return d.Pending() == 0 })
+	d.Observe(conn(recyclarr, b, at.Add(time.Second)))
+	require.Equal(t, 1, d.Pending())
+	d.Observe(conn(recyclarr, c, at.Add(2*time.Second))) // queue full: dropped
+	d.Observe(conn(recyclarr, c, at.Add(3*time.Second))) // still unknown, still full
+	d.Observe(conn(recyclarr, b, at.Add(4*time.Second))) // queued already: not again
+	require.Equal(t, 2.0, testutil.ToFloat64(m.QueueDropped))
+	require.Empty(t, store.fingerprints())
+
+	down.Store(false)
+	waitFor(t, "a and b stored", func() bool { return len(store.fingerprints()) == 2 })
+	waitFor(t, "the queue drained", func() bool { return d.Pending() == 0 })
+	d.Observe(conn(recyclarr, c, at.Add(time.Hour)))
+	waitFor(t, "c stored", func() bool { return len(store.fingerprints()) == 3 })
+	// Known now: once each.
+	for _, x := range []egressd.Destination{a, b, c} {
+		d.Observe(conn(recyclarr, x, at.Add(2*time.Hour)))
+	}
+	cancel()
+	require.NoError(t, <-done)
+	done <- nil
+	require.ElementsMatch(t, []string{"a.example", "b.example", "c.example"}, store.fingerprints())
+}
+
+// fakeState is a StateStore over fixed rows.
+type fakeState struct {
+	first     map[egressd.App]time.Time
+	newest    time.Time
+	seen      []egressd.WindowEntry
+	fresh     []egressd.DestinationRollup
+	anomalies []egressd.Anomaly
+	dns       []egressd.DNSQueryRollup
+	hours     []egressd.AppHour
+}
+
+func (s *fakeState) AppsFirstSeen(context.Context) (map[egressd.App]time.Time, time.Time, error) {
+	return s.first, s.newest, nil
+}
+
+func (s *fakeState) SeenDestinations(context.Context, time.Time) ([]egressd.WindowEntry, error) {
+	return s.seen, nil
+}
+
+func (s *fakeState) NewDestinations(context.Context, time.Time, time.Duration) ([]egressd.DestinationRollup, error) {
+	return s.fresh, nil
+}
+
+func (s *fakeState) DetectorAnomalies(context.Context, time.Time) ([]egressd.Anomaly, error) {
+	return s.anomalies, nil
+}
+
+func (s *fakeState) DNSQueriesSince(context.Context, time.Time) ([]egressd.DNSQueryRollup, error) {
+	return s.dns, nil
+}
+
+func (s *fakeState) AppHours(_ context.Context, from, to time.Time) ([]egressd.AppHour, error) {
+	var out []egressd.AppHour
+	for _, h := range s.hours {
+		if !h.Hour.Before(from.Truncate(time.Hour)) && h.Hour.Before(to) {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// TestPrimeRaisesWhatTheStoreLacks: of the destinations that appeared
+// after learning, the one whose anomaly never reached the store is raised
+// at start; the stored ones are not raised again, and a flood window that
+// spans the restart stays one flood.
+func TestPrimeRaisesWhatTheStoreLacks(t *testing.T) {
+	t.Parallel()
+	at := t0.Add(48 * time.Hour)
+	state := &fakeState{first: map[egressd.App]time.Time{recyclarr: t0, sonarr: t0}, newest: at.Add(5 * time.Minute)}
+	novel := func(app egressd.App, name string, when time.Time) egressd.DestinationRollup {
+		return egressd.DestinationRollup{App: app, Destination: dst(name, 443), FirstSeen: when, LastSeen: when, Flows: 1,
+			Verdicts: egressd.VerdictSet(0).Add(egressd.VerdictForwarded), NameSource: egressd.NameFromFlow, ExamplePod: "p"}
+	}
+	// sonarr: lost.example appeared an hour ago; its anomaly is not stored.
+	state.fresh = append(state.fresh, novel(sonarr, "lost.example", at.Add(-time.Hour)))
+	state.anomalies = append(state.anomalies, egressd.Anomaly{
+		Fingerprint: egressd.NoveltyFingerprint(sonarr, dst("stored.example", 443)), Kind: egressd.AnomalyNovelDestination, App: sonarr})
+	state.fresh = append(state.fresh, novel(sonarr, "stored.example", at.Add(-2*time.Hour)))
+	// recyclarr: a flood of 7 in the last 5 minutes, 5 raised one by one and
+	// the flood, all stored.
+	for i := range 7 {
+		r := novel(recyclarr, "n"+string(rune('a'+i))+".flood.example", at.Add(time.Duration(i)*time.Second))
+		state.fresh = append(state.fresh, r)
+		fp := egressd.NoveltyFingerprint(recyclarr, r.Destination)
+		kind := egressd.AnomalyNovelDestination
+		if i == 5 {
+			fp, kind = egressd.FloodFingerprint(recyclarr, at), egressd.AnomalyNovelFlood
+		}
+		if i < 6 {
+			state.anomalies = append(state.anomalies, egressd.Anomaly{Fingerprint: fp, Kind: kind, App: recyclarr})
+		}
+	}
+	sortFresh(state.fresh)
+
+	store := &fakeStore{}
+	d := newDetector(t, detector.DefaultOptions(), store)
+	ps, err := d.Prime(context.Background(), state, time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, 1, ps.Reraised)
+	require.Equal(t, 9, ps.Rejudged)
+	// Within the flood window: folded into the stored flood.
+	d.Observe(conn(recyclarr, dst("nh.flood.example", 443), at.Add(6*time.Minute)))
+	// Stored before: known, not raised again.
+	d.Observe(conn(sonarr, dst("stored.example", 443), at.Add(6*time.Minute)))
+	drain(t, d)
+	require.Equal(t, []string{"lost.example"}, store.fingerprints())
+	for _, a := range store.raised {
+		require.Equal(t, at.Add(-time.Hour), a.Time, "raised as of when it appeared")
+	}
+}
+
+func sortFresh(rs []egressd.DestinationRollup) {
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].FirstSeen.Before(rs[j-1].FirstSeen); j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+// TestPrimeVolumeHistory: an app that makes four connections a day, whose
+// history is stored, bursts to 3000 in ten minutes an hour after the
+// restart: the rule judges it at once, against the stored average, rather
+// than waiting for a day of this process's own history.
+func TestPrimeVolumeHistory(t *testing.T) {
+	t.Parallel()
+	start := t0.Add(7 * 24 * time.Hour)
+	state := &fakeState{first: map[egressd.App]time.Time{sonarr: t0}, newest: start}
+	for h := t0; h.Before(start); h = h.Add(6 * time.Hour) {
+		state.hours = append(state.hours, egressd.AppHour{App: sonarr, Hour: h, Flows: 1})
+	}
+	sky := dst("skyhook.sonarr.tv", 443)
+	state.seen = []egressd.WindowEntry{{App: sonarr, Destination: sky, FirstSeen: t0, LastSeen: start}}
+	store := &fakeStore{}
+	d := newDetector(t, detector.DefaultOptions(), store)
+	ps, err := d.Prime(context.Background(), state, time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, 1, ps.VolumeApps)
+
+	burst := start.Add(time.Hour)
+	d.Advance("h", start.Add(time.Minute))
+	for i := range 3000 {
+		at := burst.Add(time.Duration(i) * 200 * time.Millisecond)
+		d.Observe(conn(sonarr, sky, at))
+		d.Advance("h", at)
+	}
+	for at := burst.Add(10 * time.Minute); at.Before(burst.Add(30 * time.Minute)); at = at.Add(time.Minute) {
+		d.Advance("h", at)
+	}
+	drain(t, d)
+	require.Len(t, store.raised, 1)
+	a := store.raised[0]
+	require.Equal(t, egressd.AnomalyEgressVolume, a.Kind)
+	require.WithinDuration(t, burst, a.Time, 3*time.Minute)
+	require.Regexp(t, `^media/sonarr sends 5\.0 flows/s, against 0\.0000[0-9]+ flows/s over the last 24 h$`, a.Summary)
+	require.Contains(t, store.resolved, a.Fingerprint, "resolved once calm")
+}
+
+// TestPrimeKeepsFiringVolume: a volume anomaly that fired before the
+// restart and still fires is neither raised again nor forgotten: it
+// resolves once the burst ends.
+func TestPrimeKeepsFiringVolume(t *testing.T) {
+	t.Parallel()
+	start := t0.Add(7 * 24 * time.Hour)
+	fp := egressd.VolumeFingerprint(sonarr, start.Add(-5*time.Minute))
+	state := &fakeState{first: map[egressd.App]time.Time{sonarr: t0}, newest: start,
+		anomalies: []egressd.Anomaly{{Fingerprint: fp, Kind: egressd.AnomalyEgressVolume, App: sonarr,
+			Time: start.Add(-5 * time.Minute), Details: map[string]string{"average_rate": "0.0001"}}}}
+	for h := t0; h.Before(start); h = h.Add(time.Hour) {
+		state.hours = append(state.hours, egressd.AppHour{App: sonarr, Hour: h, Flows: 1})
+	}
+	sky := dst("skyhook.sonarr.tv", 443)
+	state.seen = []egressd.WindowEntry{{App: sonarr, Destination: sky, FirstSeen: t0, LastSeen: start}}
+	store := &fakeStore{}
+	d := newDetector(t, detector.DefaultOptions(), store)
+	_, err := d.Prime(context.Background(), state, time.Time{})
+	require.NoError(t, err)
+	at := start
+	for ; at.Before(start.Add(5 * time.Minute)); at = at.Add(100 * time.Millisecond) {
+		d.Observe(conn(sonarr, sky, at))
+		d.Advance("h", at)
+	}
+	for ; at.Before(start.Add(20 * time.Minute)); at = at.Add(time.Minute) {
+		d.Advance("h", at)
+	}
+	drain(t, d)
+	require.Empty(t, store.raised, "fired before the restart: not raised again")
+	require.Contains(t, store.resolved, fp)
+}
+
+// rateFunc is a RateSource.
+type rateFunc func(ctx context.Context, now time.Time) (map[egressd.App]detector.Rate, error)
+
+func (f rateFunc) Rates(ctx context.Context, now time.Time) (map[egressd.App]detector.Rate, error) {
+	return f(ctx, now)
+}
+
+// TestVolumeHoldIsTwoEvaluations: with Hold two ticks, the anomaly fires at
+// the third evaluation that sees the burst (the burst seen at 0, 60 s and
+// 120 s), and resolves at the third calm one, whether the ticks come a
+// microsecond early or late.
+func TestVolumeHoldIsTwoEvaluations(t *testing.T) {
+	t.Parallel()
+	for _, jitter := range []time.Duration{-time.Microsecond, 0, time.Microsecond} {
+		t.Run(jitter.String(), func(t *testing.T) {
+			t.Parallel()
+			opts := detector.DefaultOptions()
+			opts.Volume.Hold = 2 * time.Minute
+			store := &fakeStore{}
+			d := newDetector(t, opts, store)
+			const hotFrom, calmFrom, evaluations = 1, 6, 12
+			var (
+				mu    sync.Mutex
+				calls int
+				// seen is how many jobs the rule had queued before each
+				// evaluation: Run is not running, so they stay queued.
+				seen []int
+			)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			src := rateFunc(func(context.Context, time.Time) (map[egressd.App]detector.Rate, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls++
+				if calls > evaluations {
+					cancel()
+					return nil, context.Canceled
+				}
+				cur := 0.01
+				if calls > hotFrom && calls <= calmFrom {
+					cur = 100
+				}
+				return map[egressd.App]detector.Rate{sonarr: {Current: cur, Average: 0.01, HistoryCovered: 48 * time.Hour}}, nil
+			})
+			n := 0
+			now := func() time.Time {
+				seen = append(seen, d.Pending())
+				n++
+				return t0.Add(time.Duration(n-1) * (time.Minute + jitter))
+			}
+			require.NoError(t, d.RunVolume(ctx, src, time.Millisecond, now))
+			drain(t, d)
+			require.Len(t, store.raised, 1)
+			a := store.raised[0]
+			// Hot at evaluations 1..5 (0-based), so it fires at evaluation 3
+			// and is stored before evaluation 4 starts.
+			require.Equal(t, t0.Add(time.Minute+jitter), a.Time)
+			require.Equal(t, []int{0, 0, 0, 0, 1}, seen[:5], "fired at the third evaluation of the burst")
+			require.Equal(t, []int{1, 1, 1, 1, 2}, seen[5:10], "resolved at the third calm evaluation")
+			require.Contains(t, store.resolved, a.Fingerprint)
+			require.Equal(t, t0.Add(8*(time.Minute+jitter)), store.resolved[a.Fingerprint], "resolved at the third calm evaluation")
+		})
+	}
+}

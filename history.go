@@ -1,0 +1,18 @@
+package egressd
+
+import "time"
+
+// AppHour is an app's flows, of every verdict, in one UTC hour: what the
+// volume rule's history is made of after a restart.
+type AppHour struct {
+	App   App
+	Hour  time.Time
+	Flows int64
+}
+
+// AppPod is a pod an app's flows came from, and when it was last reported.
+type AppPod struct {
+	App      App
+	Pod      string
+	LastSeen time.Time
+}

@@ -1,0 +1,179 @@
+package postgres
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/egressd/egressd"
+)
+
+// What the detector reads at start so that a restart changes none of its
+// verdicts (detector.Detector.Prime).
+
+// AppHours returns every app's flows per hour from the hour containing from
+// up to, not including, to, sorted by app and hour: one row per app and
+// hour (migration 005), whatever the number of destinations.
+func (db *DB) AppHours(ctx context.Context, from, to time.Time) ([]egressd.AppHour, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT a.cluster, a.namespace, a.name, h.hour, h.flows
+FROM app_hourly h JOIN apps a ON a.id = h.app_id
+WHERE h.hour >= $1 AND h.hour < $2`, from.UTC().Truncate(time.Hour), to)
+	if err != nil {
+		return nil, wrap(err, "read app hours")
+	}
+	var (
+		out []egressd.AppHour
+		h   egressd.AppHour
+	)
+	_, err = pgx.ForEachRow(rows, []any{&h.App.Cluster, &h.App.Namespace, &h.App.Name, &h.Hour, &h.Flows}, func() error {
+		h.Hour = h.Hour.UTC()
+		out = append(out, h)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read app hours")
+	}
+	slices.SortFunc(out, func(a, b egressd.AppHour) int {
+		if c := cmpApp(a.App, b.App); c != 0 {
+			return c
+		}
+		return a.Hour.Compare(b.Hour)
+	})
+	return out, nil
+}
+
+// AppPods returns the pods reported for each app at or after since, sorted
+// by app and pod.
+func (db *DB) AppPods(ctx context.Context, since time.Time) ([]egressd.AppPod, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT a.cluster, a.namespace, a.name, p.pod, p.last_seen
+FROM app_pods p JOIN apps a ON a.id = p.app_id
+WHERE p.last_seen >= $1`, since)
+	if err != nil {
+		return nil, wrap(err, "read app pods")
+	}
+	var (
+		out []egressd.AppPod
+		p   egressd.AppPod
+	)
+	_, err = pgx.ForEachRow(rows, []any{&p.App.Cluster, &p.App.Namespace, &p.App.Name, &p.Pod, &p.LastSeen}, func() error {
+		p.LastSeen = p.LastSeen.UTC()
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read app pods")
+	}
+	slices.SortFunc(out, func(a, b egressd.AppPod) int {
+		if c := cmpApp(a.App, b.App); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Pod, b.Pod)
+	})
+	return out, nil
+}
+
+// NewDestinations returns the destinations first seen at or after since,
+// once their app's first learning period had passed (apps.first_seen +
+// learning): those the detector judged when they appeared. It orders them
+// by first-seen time, as the detector met them.
+func (db *DB) NewDestinations(ctx context.Context, since time.Time, learning time.Duration) ([]egressd.DestinationRollup, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT a.cluster, a.namespace, a.name, d.name, d.port, d.protocol, d.first_seen, d.last_seen,
+       d.flows, d.dropped_flows, d.verdicts, d.example_pod, d.name_source
+FROM destinations d JOIN apps a ON a.id = d.app_id
+WHERE d.first_seen >= $1 AND d.first_seen >= a.first_seen + $2::bigint * interval '1 microsecond'`, since, learning.Microseconds())
+	if err != nil {
+		return nil, wrap(err, "read destinations first seen since %s", since.UTC().Format(time.RFC3339))
+	}
+	var (
+		out        []egressd.DestinationRollup
+		d          egressd.DestinationRollup
+		port       int32
+		verdicts   int32
+		nameSource int16
+	)
+	_, err = pgx.ForEachRow(rows, []any{
+		&d.App.Cluster, &d.App.Namespace, &d.App.Name, &d.Destination.Name, &port, &d.Destination.Protocol,
+		&d.FirstSeen, &d.LastSeen, &d.Flows, &d.DroppedFlows, &verdicts, &d.ExamplePod, &nameSource,
+	}, func() error {
+		d.Destination.Port = uint16(port)
+		d.Verdicts = egressd.VerdictSet(verdicts)
+		d.NameSource = egressd.NameSource(nameSource)
+		d.FirstSeen, d.LastSeen = d.FirstSeen.UTC(), d.LastSeen.UTC()
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read destinations first seen since %s", since.UTC().Format(time.RFC3339))
+	}
+	slices.SortStableFunc(out, func(a, b egressd.DestinationRollup) int {
+		if c := a.FirstSeen.Compare(b.FirstSeen); c != 0 {
+			return c
+		}
+		return cmpDest(a.App, a.Destination, b.App, b.Destination)
+	})
+	return out, nil
+}
+
+// DetectorAnomalies returns the anomalies that started at or after since,
+// and the egress volume anomalies still firing whenever they started: what
+// the detector must not raise again after a restart.
+func (db *DB) DetectorAnomalies(ctx context.Context, since time.Time) ([]egressd.Anomaly, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+anomalyColumns+` FROM anomalies a JOIN apps p ON p.id = a.app_id
+WHERE a.started_at >= $1 OR (a.kind = $2 AND a.resolved_at IS NULL)
+ORDER BY a.started_at, a.fingerprint`, since, string(egressd.AnomalyEgressVolume))
+	if err != nil {
+		return nil, wrap(err, "read anomalies since %s", since.UTC().Format(time.RFC3339))
+	}
+	var (
+		out []egressd.Anomaly
+		s   anomalyScan
+	)
+	_, err = pgx.ForEachRow(rows, s.dest(), func() error {
+		out = append(out, s.anomaly())
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read anomalies since %s", since.UTC().Format(time.RFC3339))
+	}
+	return out, nil
+}
+
+// DNSQueriesSince returns the DNS names each app asked last at or after
+// since, ordered by that time.
+func (db *DB) DNSQueriesSince(ctx context.Context, since time.Time) ([]egressd.DNSQueryRollup, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT a.cluster, a.namespace, a.name, q.name, q.first_seen, q.last_seen, q.queries
+FROM dns_queries q JOIN apps a ON a.id = q.app_id
+WHERE q.last_seen >= $1`, since)
+	if err != nil {
+		return nil, wrap(err, "read dns queries since %s", since.UTC().Format(time.RFC3339))
+	}
+	var (
+		out []egressd.DNSQueryRollup
+		q   egressd.DNSQueryRollup
+	)
+	_, err = pgx.ForEachRow(rows, []any{&q.App.Cluster, &q.App.Namespace, &q.App.Name, &q.Name, &q.FirstSeen, &q.LastSeen, &q.Queries}, func() error {
+		q.FirstSeen, q.LastSeen = q.FirstSeen.UTC(), q.LastSeen.UTC()
+		out = append(out, q)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read dns queries since %s", since.UTC().Format(time.RFC3339))
+	}
+	slices.SortStableFunc(out, func(a, b egressd.DNSQueryRollup) int {
+		if c := a.LastSeen.Compare(b.LastSeen); c != 0 {
+			return c
+		}
+		if c := cmpApp(a.App, b.App); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
