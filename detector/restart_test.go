@@ -325,3 +325,28 @@ func TestVolumeHoldIsTwoEvaluations(t *testing.T) {
 		})
 	}
 }
+
+// TestPrimeVolumeNoFalseAlarm: an app that steadily sends 10 flows/s is
+// not a burst ten minutes after a restart. Without its stored history, its
+// 24 h average would be the ten minutes this process saw over a day
+// (0.07 flows/s), and 10 flows/s more than 100 times that.
+func TestPrimeVolumeNoFalseAlarm(t *testing.T) {
+	t.Parallel()
+	start := t0.Add(7 * 24 * time.Hour)
+	state := &fakeState{first: map[egressd.App]time.Time{sonarr: t0}, newest: start}
+	for h := t0; h.Before(start); h = h.Add(time.Hour) {
+		state.hours = append(state.hours, egressd.AppHour{App: sonarr, Hour: h, Flows: 36000})
+	}
+	sky := dst("skyhook.sonarr.tv", 443)
+	state.seen = []egressd.WindowEntry{{App: sonarr, Destination: sky, FirstSeen: t0, LastSeen: start}}
+	store := &fakeStore{}
+	d := newDetector(t, detector.DefaultOptions(), store)
+	_, err := d.Prime(context.Background(), state, time.Time{})
+	require.NoError(t, err)
+	for at := start; at.Before(start.Add(30 * time.Minute)); at = at.Add(100 * time.Millisecond) {
+		d.Observe(conn(sonarr, sky, at))
+		d.Advance("h", at)
+	}
+	drain(t, d)
+	require.Empty(t, store.raised)
+}
