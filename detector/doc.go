@@ -13,7 +13,11 @@
 // unbounded apps never raise novelty. A novel destination becomes an
 // Anomaly handed to a bounded queue; a goroutine records it through the
 // Store, which keeps it once under its fingerprint, so restarts and
-// replicas never raise it twice.
+// replicas never raise it twice. The destination joins the window only once
+// its anomaly is stored: while the store is down it stays pending (raised
+// once), and when the queue is full the anomaly is dropped, counted, and
+// raised again at the destination's next observation, or at the next start
+// (below), never learnt silently.
 //
 // Floods: when one app reaches more than FloodThreshold novel destinations
 // within FloodWindow (fifty subdomains of one domain in minutes, a DNS
@@ -25,5 +29,45 @@
 // volume rule asks a RateSource for each app's current rate and its average
 // over the history window, and raises egress_volume when the current rate is
 // above Factor times the average and above Floor for Hold; it resolves the
-// anomaly once the rate has been back under that line for Hold.
+// anomaly once the rate has been back under that line for Hold. Hold is
+// measured within half an evaluation interval, so a Hold of two minutes
+// is two evaluations of a minute apart whatever the clock's jitter. With
+// Prometheus, a failing query judges nothing (firing anomalies keep
+// firing): the failure and the recovery are logged once each, and
+// egressd_detector_volume_source_up is 0 in between.
+//
+// Restarts: Prime gives a new process what the verdicts of one long-lived
+// process depend on, from the store, as of "now" (wall time in serve, the
+// newest stored flow in replay):
+//   - apps' first sight (learning periods), accepted destinations and
+//     baseline files (set before Prime);
+//   - the live window: destinations seen in the 7 days before now;
+//   - the destinations that appeared in those 7 days after their app's
+//     learning period, judged again in the order they appeared. This
+//     rebuilds the flood windows that span the restart, and raises what
+//     the store lacks: an anomaly lost to a full queue or a store outage
+//     just before the process stopped. Anomalies already stored are not
+//     raised again;
+//   - DNS flood windows: a stored dns_tunnel anomaly whose window is still
+//     open stays raised; otherwise the names asked in the last FloodWindow
+//     are counted again. The store keeps when each name was last asked, so
+//     the rebuilt window starts at the first of those names, which can be
+//     later than where one process would have started it: a tunnel is
+//     still raised once, possibly under another start time;
+//   - the volume history, from each app's flow count per hour (app_hourly,
+//     written with every rollup). Hourly counts rather than per-minute ones:
+//     the history average is over 24 h, and an hour spread evenly over its
+//     minutes changes it only at the window's far edge, while a per-minute
+//     table would cost 60 times the rows. The price is a burst that a
+//     restart cuts in two before it fired: it is judged again from the
+//     flows after the restart (the minutes before are spread over the
+//     hour), so it fires once, up to Hold later and under a later start
+//     time. An app is judged from its first sight, not from this process's
+//     first minute;
+//   - volume anomalies still firing, with the average they were raised
+//     against, so that they resolve rather than fire again.
+//
+// The pod -> app map of the Prometheus source (PodAppMap) is loaded by the
+// caller from the stored pods of each app (PodAppMap.Load), so that a pod
+// that only keeps an old connection open is summed into its app at once.
 package detector

@@ -89,6 +89,9 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 	// each destination appeared: the ones that appeared within the window
 	// are left out of it, to be judged again below.
 	d.mu.Lock()
+	if len(d.keys) == 0 {
+		d.keys = make(map[keyHash]keyState, len(known)) // no rehashing while it fills
+	}
 	skip := make(map[keyHash]struct{}, len(fresh))
 	for _, f := range fresh {
 		skip[d.hash(f.App, f.Destination)] = struct{}{}
@@ -270,15 +273,20 @@ func (d *Detector) primeVolume(ctx context.Context, s StateStore, end time.Time,
 		}
 		k := to - from
 		each, extra := h.Flows/k, h.Flows%k
+		i := mod(from, size)
 		for m := from; m < to; m++ {
-			if m <= endMin-int64(size) {
-				continue
+			// Minutes older than the ring are skipped (the hour at the
+			// window's far edge).
+			if m > endMin-int64(size) {
+				c := each
+				if m-from < extra {
+					c++
+				}
+				r.counts[i] += uint32(min(c, int64(^uint32(0))))
 			}
-			c := each
-			if m-from < extra {
-				c++
+			if i++; i == size {
+				i = 0
 			}
-			r.counts[mod(m, size)] += uint32(min(c, int64(^uint32(0))))
 		}
 	}
 	return len(v.counts), nil
