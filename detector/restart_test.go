@@ -350,3 +350,25 @@ func TestPrimeVolumeNoFalseAlarm(t *testing.T) {
 	drain(t, d)
 	require.Empty(t, store.raised)
 }
+
+// TestPodAppMapLoad: pods stored before a restart map to their apps at
+// once, a pod relabelled since maps to its newest app, and one older than
+// the TTL is not loaded.
+func TestPodAppMapLoad(t *testing.T) {
+	t.Parallel()
+	m := podAppMap(t, 48*time.Hour, 0)
+	m.Load([]egressd.AppPod{
+		{App: sonarr, Pod: "sonarr-0", LastSeen: t0},
+		{App: recyclarr, Pod: "shared-0", LastSeen: t0.Add(time.Hour)},
+		{App: sonarr, Pod: "shared-0", LastSeen: t0},
+		{App: recyclarr, Pod: "old-0", LastSeen: t0.Add(-72 * time.Hour)},
+	})
+	app, ok := m.AppOf("media", "sonarr-0")
+	require.True(t, ok)
+	require.Equal(t, sonarr, app)
+	app, ok = m.AppOf("media", "shared-0")
+	require.True(t, ok)
+	require.Equal(t, recyclarr, app, "the newest app wins")
+	_, ok = m.AppOf("media", "old-0")
+	require.False(t, ok, "older than the TTL")
+}
