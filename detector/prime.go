@@ -16,9 +16,10 @@ type StateStore interface {
 	// AppsFirstSeen returns when each app was first seen, and the newest
 	// flow time stored.
 	AppsFirstSeen(ctx context.Context) (map[egressd.App]time.Time, time.Time, error)
-	// SeenDestinations returns the destinations last seen at or after
-	// since, with any verdict.
-	SeenDestinations(ctx context.Context, since time.Time) ([]egressd.WindowEntry, error)
+	// EachSeenDestination calls fn for each destination last seen at or
+	// after since, with any verdict; dst's strings need only be valid
+	// during the call.
+	EachSeenDestination(ctx context.Context, since time.Time, fn func(app egressd.App, dst egressd.Destination) error) error
 	// NewDestinations returns the destinations first seen at or after
 	// since and after their app's learning period, by first-seen time.
 	NewDestinations(ctx context.Context, since time.Time, learning time.Duration) ([]egressd.DestinationRollup, error)
@@ -77,10 +78,6 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 	}
 	ps.End = end
 	since := end.Add(-noveltyWindow)
-	known, err := s.SeenDestinations(ctx, since)
-	if err != nil {
-		return ps, fmt.Errorf("prime detector: %w", err)
-	}
 	fresh, err := s.NewDestinations(ctx, since, d.opts.LearningPeriod)
 	if err != nil {
 		return ps, fmt.Errorf("prime detector: %w", err)
@@ -89,22 +86,23 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 	// each destination appeared: the ones that appeared within the window
 	// are left out of it, to be judged again below.
 	d.mu.Lock()
-	if len(d.keys) == 0 {
-		d.keys = make(map[keyHash]keyState, len(known)) // no rehashing while it fills
-	}
 	skip := make(map[keyHash]struct{}, len(fresh))
 	for _, f := range fresh {
 		skip[d.hash(f.App, f.Destination)] = struct{}{}
 	}
-	for _, e := range known {
-		h := d.hash(e.App, e.Destination)
+	err = s.EachSeenDestination(ctx, since, func(a egressd.App, dst egressd.Destination) error {
+		h := d.hash(a, dst)
 		if _, ok := skip[h]; !ok {
-			d.addWindow(e.App, h, d.keys[h])
+			d.addWindow(a, h, d.keys[h])
 		}
-	}
+		return nil
+	})
 	d.metrics.KnownKeys.Set(float64(d.windowKeys))
 	ps.WindowKeys = d.windowKeys
 	d.mu.Unlock()
+	if err != nil {
+		return ps, fmt.Errorf("prime detector: %w", err)
+	}
 
 	stored, err := s.DetectorAnomalies(ctx, since.Add(-d.opts.FloodWindow))
 	if err != nil {

@@ -107,8 +107,13 @@ func (s *fakeState) AppsFirstSeen(context.Context) (map[egressd.App]time.Time, t
 	return s.first, s.newest, nil
 }
 
-func (s *fakeState) SeenDestinations(context.Context, time.Time) ([]egressd.WindowEntry, error) {
-	return s.seen, nil
+func (s *fakeState) EachSeenDestination(_ context.Context, _ time.Time, fn func(egressd.App, egressd.Destination) error) error {
+	for _, e := range s.seen {
+		if err := fn(e.App, e.Destination); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *fakeState) NewDestinations(context.Context, time.Time, time.Duration) ([]egressd.DestinationRollup, error) {

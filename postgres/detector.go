@@ -2,9 +2,14 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 
@@ -176,4 +181,77 @@ WHERE q.last_seen >= $1`, since)
 		return strings.Compare(a.Name, b.Name)
 	})
 	return out, nil
+}
+
+// EachSeenDestination calls fn for every destination last seen at or after
+// since, with any verdict, in no particular order: the detector's live
+// window at start. It builds no slice of them and reads the names without
+// copying, so that a million destinations load in about a second: dst's
+// strings are valid only during the call (apps are not; they are shared).
+// An error from fn stops the read and is returned.
+func (db *DB) EachSeenDestination(ctx context.Context, since time.Time, fn func(app egressd.App, dst egressd.Destination) error) error {
+	apps := make(map[int64]egressd.App)
+	rows, err := db.pool.Query(ctx, `SELECT id, cluster, namespace, name FROM apps`)
+	if err != nil {
+		return wrap(err, "read apps")
+	}
+	var (
+		id int64
+		a  egressd.App
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &a.Cluster, &a.Namespace, &a.Name}, func() error {
+		apps[id] = a
+		return nil
+	}); err != nil {
+		return wrap(err, "read apps")
+	}
+
+	rows, err = db.pool.Query(ctx, `SELECT app_id, name, port, protocol FROM destinations WHERE last_seen >= $1`, since)
+	if err != nil {
+		return wrap(err, "read destinations seen since %s", since.UTC().Format(time.RFC3339))
+	}
+	defer rows.Close()
+	fds := rows.FieldDescriptions()
+	for rows.Next() {
+		v := rows.RawValues()
+		appID, err1 := rawInt(v[0], fds[0].Format)
+		port, err2 := rawInt(v[2], fds[2].Format)
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("read destinations seen since %s: %w", since.UTC().Format(time.RFC3339), err)
+		}
+		dst := egressd.Destination{Name: unsafeString(v[1]), Port: uint16(port), Protocol: unsafeString(v[3])}
+		if err := fn(apps[appID], dst); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return wrap(err, "read destinations seen since %s", since.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// rawInt decodes an integer column of a row's raw values, in the binary
+// format pgx asks for, or in text.
+func rawInt(b []byte, format int16) (int64, error) {
+	if format == pgx.TextFormatCode {
+		return strconv.ParseInt(string(b), 10, 64)
+	}
+	switch len(b) {
+	case 8:
+		return int64(binary.BigEndian.Uint64(b)), nil
+	case 4:
+		return int64(int32(binary.BigEndian.Uint32(b))), nil
+	case 2:
+		return int64(int16(binary.BigEndian.Uint16(b))), nil
+	}
+	return 0, fmt.Errorf("integer of %d bytes", len(b))
+}
+
+// unsafeString views b as a string without copying: only for values that
+// do not outlive the row they were read from.
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }

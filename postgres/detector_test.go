@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +98,21 @@ func TestDetectorState(t *testing.T) {
 	require.Equal(t, egressd.AnomalyEgressVolume, as[0].Kind)
 	require.Equal(t, "0.5", as[0].Details["average_rate"])
 	require.Equal(t, dnsUDP, as[1].Destination)
+
+	type seen struct {
+		App  egressd.App
+		Dest egressd.Destination
+	}
+	var all []seen
+	require.NoError(t, db.EachSeenDestination(ctx, at(-time.Hour), func(a egressd.App, d egressd.Destination) error {
+		// The strings are only valid during the call.
+		d.Name, d.Protocol = strings.Clone(d.Name), strings.Clone(d.Protocol)
+		all = append(all, seen{a, d})
+		return nil
+	}))
+	require.ElementsMatch(t, []seen{{recyclarr, github}, {recyclarr, dnsUDP}, {shop, blocked}}, all)
+	stop := errors.New("stop")
+	require.ErrorIs(t, db.EachSeenDestination(ctx, at(-time.Hour), func(egressd.App, egressd.Destination) error { return stop }), stop)
 
 	qs, err := db.DNSQueriesSince(ctx, t0)
 	require.NoError(t, err)
