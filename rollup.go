@@ -15,6 +15,9 @@ type Rollup struct {
 	Destinations []DestinationRollup
 	Hourly       []HourlyRollup
 	DNSQueries   []DNSQueryRollup
+	// DNSAnswers are the answers pods received, so that a restart names
+	// the connections that follow them as the running process would have.
+	DNSAnswers []DNSAnswer
 	// Cursors are the newest flow time per source covered by this rollup;
 	// they are stored in the same transaction, so a restart resumes after
 	// the last committed flush and never re-counts it.
@@ -23,7 +26,7 @@ type Rollup struct {
 
 // Empty reports whether the rollup has nothing to write.
 func (r *Rollup) Empty() bool {
-	return len(r.Destinations) == 0 && len(r.Hourly) == 0 && len(r.DNSQueries) == 0 && len(r.Cursors) == 0
+	return len(r.Destinations) == 0 && len(r.Hourly) == 0 && len(r.DNSQueries) == 0 && len(r.DNSAnswers) == 0 && len(r.Cursors) == 0
 }
 
 // DestinationRollup is an app's traffic to one destination during a flush.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
@@ -170,6 +171,13 @@ type rollupState struct {
 	denied  map[destKey]int64
 	dns     map[dnsQueryKey]dnsAgg
 	cursors map[string]int64
+	// answers are the newest DNS answer of each (namespace, pod, address).
+	answers map[answerKey]egressd.DNSAnswer
+}
+
+type answerKey struct {
+	namespace, pod string
+	addr           netip.Addr
 }
 
 func newRollupState(budgets map[egressd.App]*appBudget) *rollupState {
@@ -182,13 +190,14 @@ func newRollupState(budgets map[egressd.App]*appBudget) *rollupState {
 		spill:      make(map[destKey][]hourAgg),
 		denied:     make(map[destKey]int64),
 		dns:        make(map[dnsQueryKey]dnsAgg),
+		answers:    make(map[answerKey]egressd.DNSAnswer),
 		cursors:    make(map[string]int64),
 	}
 }
 
 // keys counts what MaxKeys bounds: destinations, their hour buckets (one
 // each, plus those spilled) and DNS names.
-func (s *rollupState) keys() int { return 2*len(s.dests) + s.spilled + len(s.dns) }
+func (s *rollupState) keys() int { return 2*len(s.dests) + s.spilled + len(s.dns) + len(s.answers) }
 
 // classIndex returns the number of c, adding it when add is set. Classes
 // and pods are added only with a destination or DNS name that uses them,
@@ -469,6 +478,23 @@ func (a *Aggregator) Observe(o *egressd.Observation) {
 }
 
 // Advance records that source has been handled up to t.
+// ObserveAnswer keeps the DNS answer a pod received, for the next flush
+// (collector.AnswerSink): the answer that expires last wins. At MaxKeys new
+// answers are dropped and counted, like observations.
+func (a *Aggregator) ObserveAnswer(ans egressd.DNSAnswer) {
+	k := answerKey{namespace: ans.Namespace, pod: ans.Pod, addr: ans.Addr}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.cur
+	old, found := s.answers[k]
+	switch {
+	case !found && s.keys()+a.inFlight >= a.opts.MaxKeys:
+		a.metrics.AggDropped.Inc()
+	case !found || !ans.Expires.Before(old.Expires):
+		s.answers[k] = ans
+	}
+}
+
 func (a *Aggregator) Advance(source string, t time.Time) {
 	ts := t.UnixNano()
 	a.mu.Lock()
@@ -631,6 +657,11 @@ func (s *rollupState) merge(o *rollupState) {
 		}
 		s.dns[k] = v
 	}
+	for k, v := range o.answers {
+		if old, ok := s.answers[k]; !ok || !v.Expires.Before(old.Expires) {
+			s.answers[k] = v
+		}
+	}
 	for k, v := range o.cursors {
 		s.cursors[k] = max(s.cursors[k], v)
 	}
@@ -690,6 +721,19 @@ func (s *rollupState) rollup() *egressd.Rollup {
 			return lessApp(a.App, b.App)
 		}
 		return a.Name < b.Name
+	})
+	for _, a := range s.answers {
+		r.DNSAnswers = append(r.DNSAnswers, a)
+	}
+	sort.Slice(r.DNSAnswers, func(i, j int) bool {
+		a, b := r.DNSAnswers[i], r.DNSAnswers[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Pod != b.Pod {
+			return a.Pod < b.Pod
+		}
+		return a.Addr.Less(b.Addr)
 	})
 	for src, t := range s.cursors {
 		r.Cursors = append(r.Cursors, egressd.Cursor{Source: src, Time: time.Unix(0, t).UTC()})

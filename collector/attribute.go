@@ -21,6 +21,12 @@ type Sink interface {
 	Advance(source string, t time.Time)
 }
 
+// AnswerSink is a Sink that also keeps the DNS answers pods receive (the
+// Aggregator), so that a restart can load them back (LoadDNSAnswers).
+type AnswerSink interface {
+	ObserveAnswer(a egressd.DNSAnswer)
+}
+
 // Pipeline turns encoded GetFlowsResponse messages of one flow source into
 // observations: selective decoding, duplicate filtering, DNS answer tracking
 // and attribution. It is not safe for concurrent use: run one per stream.
@@ -44,6 +50,8 @@ type Pipeline struct {
 	obs       egressd.Observation
 	keyBuf    []byte
 	delivered int64
+	// answerSinks are the sinks that keep DNS answers.
+	answerSinks []AnswerSink
 }
 
 // sourceState is what the pipeline keeps per flow source.
@@ -69,6 +77,11 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	}
 	var keys []string
 	p := &Pipeline{opts: opts, metrics: m, sinks: sinks, sources: map[string]*sourceState{}}
+	for _, s := range sinks {
+		if a, ok := s.(AnswerSink); ok {
+			p.answerSinks = append(p.answerSinks, a)
+		}
+	}
 	for _, c := range opts.InternalCIDRs {
 		c = c.Masked()
 		switch {
@@ -105,6 +118,21 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	p.dedup = newDedup(opts.DedupWindow, opts.DedupMaxEntries, m)
 	p.intern.max = 100_000
 	return p, nil
+}
+
+// LoadDNSAnswers gives the pipeline the DNS answers stored before a
+// restart, so that a connection that follows an answer received by the
+// previous process is named as that process would have named it. Expired
+// answers are harmless: an answer names connections only until it expires,
+// in flow time.
+func (p *Pipeline) LoadDNSAnswers(as []egressd.DNSAnswer) {
+	for _, a := range as {
+		if !a.Addr.IsValid() || a.Namespace == "" || a.Pod == "" {
+			continue
+		}
+		exp := a.Expires.UnixNano()
+		p.dns.add(p.dnsKey([]byte(a.Namespace), []byte(a.Pod), a.Addr), a.Name, exp, exp)
+	}
 }
 
 // SkipUntil makes the pipeline ignore flows of source at or before t: they
@@ -304,6 +332,12 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 				continue
 			}
 			p.dns.add(p.dnsKey(asker.namespace, asker.podName, ip), name, ts+int64(ttl), ts)
+			for _, s := range p.answerSinks {
+				s.ObserveAnswer(egressd.DNSAnswer{
+					Namespace: p.intern.bytes(asker.namespace), Pod: p.intern.bytes(asker.podName),
+					Addr: ip, Name: name, Expires: time.Unix(0, ts+int64(ttl)).UTC(),
+				})
+			}
 		}
 	case l7Request:
 		if p.isReply(f) {

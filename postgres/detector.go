@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -254,4 +255,38 @@ func unsafeString(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
+}
+
+// DNSAnswers returns the stored DNS answers that expire at or after since,
+// or, with a zero since, at or after the newest flow stored (replay's
+// "now"): what a restarted collector loads into its DNS cache.
+func (db *DB) DNSAnswers(ctx context.Context, since time.Time) ([]egressd.DNSAnswer, error) {
+	var arg any
+	if !since.IsZero() {
+		arg = since
+	}
+	rows, err := db.pool.Query(ctx, `
+SELECT namespace, pod, addr, name, expires_at FROM dns_answers
+WHERE expires_at >= coalesce($1::timestamptz, (SELECT max(last_seen) FROM apps), '-infinity')`, arg)
+	if err != nil {
+		return nil, wrap(err, "read dns answers")
+	}
+	var (
+		out  []egressd.DNSAnswer
+		a    egressd.DNSAnswer
+		addr string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&a.Namespace, &a.Pod, &addr, &a.Name, &a.Expires}, func() error {
+		ip, err := netip.ParseAddr(addr)
+		if err != nil {
+			return nil // not written by egressd: ignored
+		}
+		a.Addr, a.Expires = ip, a.Expires.UTC()
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "read dns answers")
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +122,32 @@ func TestDetectorState(t *testing.T) {
 	qs, err = db.DNSQueriesSince(ctx, at(time.Hour))
 	require.NoError(t, err)
 	require.Empty(t, qs)
+}
+
+// TestDNSAnswers: per pod and address, the stored answer is the one that
+// expires last, whatever the order of the flushes; answers expired before
+// the newest stored flow are not read back.
+func TestDNSAnswers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	ip := netip.MustParseAddr("185.199.108.133")
+	ans := func(name string, exp time.Time) egressd.DNSAnswer {
+		return egressd.DNSAnswer{Namespace: "media", Pod: "recyclarr-1", Addr: ip, Name: name, Expires: exp}
+	}
+	for _, a := range []egressd.DNSAnswer{
+		ans("later.example", at(2*time.Hour)), ans("earlier.example", at(time.Hour)),
+		{Namespace: "media", Pod: "sonarr-1", Addr: ip, Name: "old.example", Expires: at(-time.Hour)},
+	} {
+		require.NoError(t, db.WriteRollup(ctx, &egressd.Rollup{DNSAnswers: []egressd.DNSAnswer{a},
+			Destinations: []egressd.DestinationRollup{destRollup(DestOpts{App: recyclarr, Destination: github, FirstSeen: t0})}}))
+	}
+	got, err := db.DNSAnswers(ctx, time.Time{}) // from the newest flow stored: t0
+	require.NoError(t, err)
+	if diff := cmp.Diff([]egressd.DNSAnswer{ans("later.example", at(2*time.Hour))}, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Fatalf("DNSAnswers (-want +got):\n%s", diff)
+	}
+	got, err = db.DNSAnswers(ctx, at(-2*time.Hour))
+	require.NoError(t, err)
+	require.Len(t, got, 2)
 }

@@ -19,8 +19,8 @@ type Pruned struct {
 	DNSQueries   int64
 	Apps         int64
 	RollupIDs    int64 // of rollups written more than 7 days ago
-	// AppHistory counts app hours and app pods (the detector's volume
-	// history and pod map) older than cutoff.
+	// AppHistory counts app hours, app pods and DNS answers (what a
+	// restart reloads) older than cutoff.
 	AppHistory int64
 }
 
@@ -46,7 +46,8 @@ func (p Pruned) Total() int64 {
 //     question, hourly bucket or anomaly. One that comes back starts a new
 //     learning period;
 //   - app hours and app pods (the detector's volume history and pod map)
-//     from before cutoff;
+//     from before cutoff, and DNS answers (the collector's DNS cache)
+//     expired before cutoff or a day before the newest stored flow;
 //   - the IDs of rollups written more than 7 days ago (or before cutoff,
 //     if later): a retry of a flush whose commit landed comes within
 //     minutes.
@@ -88,6 +89,11 @@ DELETE FROM app_hourly WHERE ctid IN (
 		{"app pods", &p.AppHistory, `
 DELETE FROM app_pods WHERE ctid IN (
     SELECT ctid FROM app_pods WHERE last_seen < $1 LIMIT $2)`},
+		{"dns answers", &p.AppHistory, `
+DELETE FROM dns_answers WHERE ctid IN (
+    SELECT ctid FROM dns_answers
+    WHERE expires_at < greatest($1, (SELECT max(last_seen) FROM apps) - interval '1 day')
+    LIMIT $2)`},
 		{"DNS questions", &p.DNSQueries, `
 DELETE FROM dns_queries WHERE ctid IN (
     SELECT ctid FROM dns_queries WHERE last_seen < $1 LIMIT $2)`},

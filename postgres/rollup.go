@@ -100,6 +100,10 @@ func (db *DB) writeRollup(ctx context.Context, r *egressd.Rollup, fence func(con
 	if len(w.dns.name) > 0 {
 		queue("upsert dns queries", upsertDNSQueries, w.dns.args(w.appIDs)...)
 	}
+	if len(w.answers.pod) > 0 {
+		c := &w.answers
+		queue("upsert dns answers", upsertDNSAnswers, c.namespace, c.pod, c.addr, c.name, c.expires)
+	}
 	if len(w.cursors.source) > 0 {
 		queue("upsert cursors", upsertCursors, w.cursors.source, w.cursors.timeNS, w.cursors.time)
 	}
@@ -203,6 +207,20 @@ ORDER BY u.app_id, u.pod COLLATE "C"
 ON CONFLICT (app_id, pod) DO UPDATE
 SET last_seen = greatest(p.last_seen, excluded.last_seen)`
 
+// upsertDNSAnswers keeps, per pod and address, the answer that expires
+// last (migration 005): commutative, whatever the order of flushes.
+const upsertDNSAnswers = `
+INSERT INTO dns_answers AS d (namespace, pod, addr, name, expires_at)
+SELECT u.namespace, u.pod, u.addr, u.name, u.expires_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+     WITH ORDINALITY AS u(namespace, pod, addr, name, expires_at, ord)
+ORDER BY u.ord
+ON CONFLICT (namespace, pod, addr) DO UPDATE
+SET name = CASE WHEN excluded.expires_at > d.expires_at
+                  OR (excluded.expires_at = d.expires_at AND excluded.name < d.name)
+                THEN excluded.name ELSE d.name END,
+    expires_at = greatest(d.expires_at, excluded.expires_at)`
+
 const upsertDNSQueries = `
 INSERT INTO dns_queries AS q (app_id, name, first_seen, last_seen, queries)
 SELECT u.app_id, u.name, u.first_seen, u.last_seen, u.queries
@@ -233,6 +251,7 @@ type rollupWriter struct {
 	dests   destColumns
 	hourly  hourlyColumns
 	dns     dnsColumns
+	answers answerColumns
 	cursors cursorColumns
 	days    []time.Time // UTC days the hourly rows fall in, sorted
 }
@@ -288,6 +307,11 @@ type dnsColumns struct {
 
 func (c *dnsColumns) args(appIDs []int64) []any {
 	return []any{ids(c.app, appIDs), c.name, c.firstSeen, c.lastSeen, c.queries}
+}
+
+type answerColumns struct {
+	namespace, pod, addr, name []string
+	expires                    []time.Time
 }
 
 type cursorColumns struct {
@@ -487,6 +511,31 @@ func newRollupWriter(r *egressd.Rollup) *rollupWriter {
 		c.name[i] = q.Name
 		c.firstSeen[i], c.lastSeen[i] = q.FirstSeen, q.LastSeen
 		c.queries[i] = q.Queries
+	}
+	// Answers: one per pod and address (the one expiring last), sorted,
+	// with the values PostgreSQL holds (bounded, printable).
+	answers := make(map[[3]string]egressd.DNSAnswer, len(r.DNSAnswers))
+	for _, a := range r.DNSAnswers {
+		if !a.Addr.IsValid() || a.Namespace == "" || a.Pod == "" || a.Name == "" {
+			continue
+		}
+		a.Namespace, a.Pod, a.Name = bound(a.Namespace, maxNameLen), bound(a.Pod, maxNameLen), bound(a.Name, maxNameLen)
+		k := [3]string{a.Namespace, a.Pod, a.Addr.String()}
+		if old, ok := answers[k]; !ok || a.Expires.After(old.Expires) {
+			answers[k] = a
+		}
+	}
+	akeys := make([][3]string, 0, len(answers))
+	for k := range answers {
+		akeys = append(akeys, k)
+	}
+	slices.SortFunc(akeys, func(a, b [3]string) int {
+		return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1]), strings.Compare(a[2], b[2]))
+	})
+	for _, k := range akeys {
+		c := &w.answers
+		c.namespace, c.pod, c.addr = append(c.namespace, k[0]), append(c.pod, k[1]), append(c.addr, k[2])
+		c.name, c.expires = append(c.name, answers[k].Name), append(c.expires, answers[k].Expires)
 	}
 	for _, cur := range cursors {
 		w.cursors.source = append(w.cursors.source, cur.Source)

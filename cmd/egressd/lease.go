@@ -226,6 +226,17 @@ func (m *Main) term(ctx context.Context, l postgres.Lease, sinks []collector.Sin
 	case egressd.ErrorCode(err) != egressd.ENOTFOUND:
 		return false, fmt.Errorf("read cursor: %w", err)
 	}
+	// The DNS answers pods received before, still valid at the cursor:
+	// they name the connections that follow them.
+	answersSince := time.Now()
+	if !cur.IsZero() {
+		answersSince = cur
+	}
+	answers, err := m.cfg.DB.DNSAnswers(ctx, answersSince)
+	if err != nil {
+		return false, fmt.Errorf("read dns answers: %w", err)
+	}
+	pipe.LoadDNSAnswers(answers)
 
 	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAgg()

@@ -142,6 +142,13 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 	if err != nil {
 		return res, err
 	}
+	// DNS answers of earlier replays that are still valid at the newest
+	// flow stored: they name the connections that follow them.
+	answers, err := rc.db.DNSAnswers(ctx, time.Time{})
+	if err != nil {
+		return res, err
+	}
+	pipe.LoadDNSAnswers(answers)
 
 	// The aggregator flushes while the files are read; cancelling aggCtx
 	// after the last file makes it write the rest and return.

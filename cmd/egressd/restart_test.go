@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/cilium/cilium/api/v1/observer"
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
@@ -75,12 +78,9 @@ func replayDays(t *testing.T, week []*observer.GetFlowsResponse, days [][]*obser
 // once in one process, and once cut into processes at awkward points:
 // before the volume burst's day is old enough for the rule's own history
 // (the process that sees the burst started ten hours before it), inside
-// the burst before and after it fires, and inside the DNS tunnel's window.
-//
-// Not cut here: between a DNS answer and the connection that uses it. The
-// collector keeps DNS answers in memory only, so a new process records
-// that connection under its bare IP (a novel 198.51.100.8 instead of
-// cdn.newthing.example).
+// the burst before and after it fires, inside the DNS tunnel's window, and
+// between a DNS answer and the connection that uses it (named from the
+// stored answer).
 // Both runs report the same anomalies, each exactly once.
 func TestReplayRestartsChangeNothing(t *testing.T) {
 	t.Parallel()
@@ -114,6 +114,16 @@ func TestReplayRestartsChangeNothing(t *testing.T) {
 		parts = append(parts, takeUntil(&resps, at(cut)))
 	}
 	parts = append(parts, resps)
+	// The first cut moves back to just after sonarr's DNS answer for the
+	// DNS-only name, before the connection that uses it.
+	first := parts[0]
+	answer := slices.IndexFunc(first, func(r *observer.GetFlowsResponse) bool {
+		l7 := r.GetFlow().GetL7()
+		return l7.GetType() == flowpb.L7FlowType_RESPONSE &&
+			strings.TrimSuffix(l7.GetDns().GetQuery(), ".") == "cdn.newthing.example"
+	})
+	require.GreaterOrEqual(t, answer, 0, "the DNS answer for cdn.newthing.example")
+	parts = append([][]*observer.GetFlowsResponse{first[:answer+1], first[answer+1:]}, parts[1:]...)
 	split := replayDays(t, week, parts)
 	if diff := cmp.Diff(single, split); diff != "" {
 		t.Fatalf("split into %d processes (-one process +split):\n%s", len(parts), diff)
