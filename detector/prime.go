@@ -60,8 +60,11 @@ type PrimeStats struct {
 //
 // end is "now": the wall clock for serve, and for replay the zero time,
 // which stands for the newest flow stored (time is the flows' time). Call
-// Prime after SetAccepted and SetBaselines, and before the first
-// observation; the anomalies it raises are queued for Run.
+// Prime after SetAccepted and SetBaselines, before the first observation;
+// the anomalies it raises are queued for Run. It may be called again, when
+// a standby takes over a source, to learn what another process stored
+// meanwhile: what this process knows already is kept, and not counted
+// twice.
 func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (PrimeStats, error) {
 	var ps PrimeStats
 	first, newest, err := s.AppsFirstSeen(ctx)
@@ -236,6 +239,9 @@ func (d *Detector) primeVolume(ctx context.Context, s StateStore, end time.Time,
 		if a.Kind != egressd.AnomalyEgressVolume || !a.ResolvedAt.IsZero() {
 			continue
 		}
+		if st := v.states[a.App]; st != nil && (st.firing != "" || !st.condSince.IsZero()) {
+			continue // primed before, or judged by this process since
+		}
 		base, _ := strconv.ParseFloat(a.Details["average_rate"], 64)
 		v.states[a.App] = &volState{condSince: a.Time, baseAvg: base, firing: a.Fingerprint, pod: a.Pod}
 	}
@@ -250,7 +256,16 @@ func (d *Detector) primeVolume(ctx context.Context, s StateStore, end time.Time,
 	}
 	endMin := end.Unix() / 60
 	size := int(v.opts.HistoryWindow / time.Minute)
+	// Apps that have a history already (a Prime before, or flows this
+	// process counted itself) keep it: their counts would be added twice.
+	had := make(map[egressd.App]bool, len(v.counts))
+	for a := range v.counts {
+		had[a] = true
+	}
 	for _, h := range hours {
+		if had[h.App] {
+			continue
+		}
 		r := v.counts[h.App]
 		if r == nil {
 			firstMin := endMin

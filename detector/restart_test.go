@@ -377,3 +377,40 @@ func TestPodAppMapLoad(t *testing.T) {
 	_, ok = m.AppOf("media", "old-0")
 	require.False(t, ok, "older than the TTL")
 }
+
+// TestPrimeTwice: priming again (a standby taking over its source) raises
+// nothing twice and counts no history twice.
+func TestPrimeTwice(t *testing.T) {
+	t.Parallel()
+	start := t0.Add(7 * 24 * time.Hour)
+	sky := dst("skyhook.sonarr.tv", 443)
+	state := &fakeState{first: map[egressd.App]time.Time{sonarr: t0}, newest: start,
+		seen: []egressd.WindowEntry{{App: sonarr, Destination: sky, FirstSeen: t0, LastSeen: start}},
+		fresh: []egressd.DestinationRollup{{App: sonarr, Destination: dst("lost.example", 443), FirstSeen: start.Add(-time.Hour),
+			LastSeen: start.Add(-time.Hour), Flows: 1, Verdicts: egressd.VerdictSet(0).Add(egressd.VerdictForwarded)}}}
+	for h := t0; h.Before(start); h = h.Add(6 * time.Hour) {
+		state.hours = append(state.hours, egressd.AppHour{App: sonarr, Hour: h, Flows: 1})
+	}
+	summaries := map[int]string{}
+	for _, primes := range []int{1, 2} {
+		store := &fakeStore{}
+		d := newDetector(t, detector.DefaultOptions(), store)
+		var reraised int
+		for range primes {
+			ps, err := d.Prime(context.Background(), state, time.Time{})
+			require.NoError(t, err)
+			reraised += ps.Reraised
+		}
+		require.Equal(t, 1, reraised, "lost.example raised once")
+		burst := start.Add(time.Hour)
+		for i := range 3000 {
+			at := burst.Add(time.Duration(i) * 200 * time.Millisecond)
+			d.Observe(conn(sonarr, sky, at))
+			d.Advance("h", at)
+		}
+		drain(t, d)
+		require.Len(t, store.raised, 2)
+		summaries[primes] = store.raised[1].Summary
+	}
+	require.Equal(t, summaries[1], summaries[2], "the same history")
+}

@@ -217,7 +217,12 @@ func (m *Main) term(ctx context.Context, l postgres.Lease, sinks []collector.Sin
 		return false, err
 	}
 	// Read after acquiring: a former holder's last flush has committed
-	// (the fence's row lock held the takeover back until then).
+	// (the fence's row lock held the takeover back until then). The
+	// detector learns what was stored while this replica waited (or at
+	// start), so that a takeover changes no verdict.
+	if _, err := m.detector.Prime(ctx, detectorState{m.cfg.DB}, time.Now()); err != nil {
+		return false, fmt.Errorf("prime detector: %w", err)
+	}
 	cur, err := m.cfg.DB.Cursor(ctx, l.Source)
 	switch {
 	case err == nil:

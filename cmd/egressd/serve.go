@@ -140,16 +140,12 @@ func NewMain(cfg ServeConfig, log *slog.Logger) (*Main, error) {
 	return m, nil
 }
 
-// loadDetector gives the detector what the database and the baseline
-// directory know: accepted destinations and baseline files first, which
-// priming judges the recent destinations against, then the state primed
-// from the database (detector.Detector.Prime).
+// loadDetector gives the detector what the baseline directory and the
+// database know of accepted destinations. The rest of its state is primed
+// from the database at each term of the source's lease (lease.go), after
+// these, which priming judges the recent destinations against.
 func (m *Main) loadDetector(ctx context.Context) error {
-	if err := m.refresh(ctx); err != nil {
-		return err
-	}
-	_, err := m.detector.Prime(ctx, detectorState{m.cfg.DB}, time.Now())
-	return err
+	return m.refresh(ctx)
 }
 
 // refresh rereads accepted destinations and baseline files, and resolves
