@@ -112,8 +112,32 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 		return ps, fmt.Errorf("prime detector: %w", err)
 	}
 	have := make(map[string]struct{}, len(stored))
+	floods := make(map[egressd.App][]time.Time)
 	for _, a := range stored {
 		have[a.Fingerprint] = struct{}{}
+		if a.Kind == egressd.AnomalyNovelFlood {
+			if t, err := time.Parse(time.RFC3339, a.Details["window_start"]); err == nil {
+				floods[a.App] = append(floods[a.App], t)
+			}
+		}
+	}
+	// inFlood reports whether a raised again falls within a flood window
+	// that was stored: the store may lack some of that window's members
+	// (the collector samples an app's names past its per-hour budget), so
+	// the window rebuilt here can be cut differently from the original,
+	// and what it raises there is not lost but folded into that flood.
+	inFlood := func(a egressd.Anomaly) bool {
+		t := a.Time
+		if a.Kind == egressd.AnomalyNovelFlood {
+			t, _ = time.Parse(time.RFC3339, a.Details["window_start"])
+		}
+		for _, s := range floods[a.App] {
+			if a.Kind == egressd.AnomalyNovelFlood && t.After(s.Add(-d.opts.FloodWindow)) && t.Before(s.Add(d.opts.FloodWindow)) ||
+				!t.Before(s) && t.Before(s.Add(d.opts.FloodWindow)) {
+				return true
+			}
+		}
+		return false
 	}
 	ps.Rejudged = len(fresh)
 	for i := range fresh {
@@ -126,7 +150,7 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 			continue
 		}
 		j := d.noveltyJob(a, h)
-		if _, ok := have[a.Fingerprint]; ok {
+		if _, ok := have[a.Fingerprint]; ok || inFlood(a) {
 			d.settle(j, true) // stored before the restart
 			continue
 		}

@@ -3,6 +3,7 @@ package detector_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -413,4 +414,42 @@ func TestPrimeTwice(t *testing.T) {
 		summaries[primes] = store.raised[1].Summary
 	}
 	require.Equal(t, summaries[1], summaries[2], "the same history")
+}
+
+// TestPrimeSampledFloodRaisesNothing: a flood whose members the store
+// only partly kept (the collector samples names past an app's budget) is
+// rebuilt with other windows; what those raise falls within the stored
+// floods and is not raised again.
+func TestPrimeSampledFloodRaisesNothing(t *testing.T) {
+	t.Parallel()
+	at := t0.Add(48 * time.Hour)
+	state := &fakeState{first: map[egressd.App]time.Time{recyclarr: t0}, newest: at.Add(30 * time.Minute)}
+	// Originally: 60 names, one every 30 s; windows at +0, +10 min and
+	// +20 min, each with 5 raised and a flood, all stored.
+	window := 10 * time.Minute
+	for i := range 60 {
+		when := at.Add(time.Duration(i) * 30 * time.Second)
+		w := at.Add(time.Duration(i/20) * window)
+		name := fmt.Sprintf("n%02d.scan.example", i)
+		if i%20 < 5 {
+			state.anomalies = append(state.anomalies, egressd.Anomaly{Fingerprint: egressd.NoveltyFingerprint(recyclarr, dst(name, 443)), Kind: egressd.AnomalyNovelDestination, App: recyclarr, Time: when})
+		}
+		if i%20 == 5 {
+			state.anomalies = append(state.anomalies, egressd.Anomaly{Fingerprint: egressd.FloodFingerprint(recyclarr, w), Kind: egressd.AnomalyNovelFlood, App: recyclarr,
+				Time: when, Details: map[string]string{"window_start": w.Format(time.RFC3339)}})
+		}
+		// Sampled out: every other name past the first five of a
+		// window, and the first name of the second and third windows.
+		if (i%20 < 5 || i%2 == 0) && (i < 20 || i%20 != 0) {
+			state.fresh = append(state.fresh, egressd.DestinationRollup{App: recyclarr, Destination: dst(name, 443), FirstSeen: when, LastSeen: when, Flows: 1,
+				Verdicts: egressd.VerdictSet(0).Add(egressd.VerdictForwarded)})
+		}
+	}
+	store := &fakeStore{}
+	d := newDetector(t, detector.DefaultOptions(), store)
+	ps, err := d.Prime(context.Background(), state, time.Time{})
+	require.NoError(t, err)
+	require.Zero(t, ps.Reraised)
+	drain(t, d)
+	require.Empty(t, store.raised)
 }
