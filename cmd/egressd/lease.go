@@ -217,12 +217,7 @@ func (m *Main) term(ctx context.Context, l postgres.Lease, sinks []collector.Sin
 		return false, err
 	}
 	// Read after acquiring: a former holder's last flush has committed
-	// (the fence's row lock held the takeover back until then). The
-	// detector learns what was stored while this replica waited (or at
-	// start), so that a takeover changes no verdict.
-	if _, err := m.detector.Prime(ctx, detectorState{m.cfg.DB}, time.Now()); err != nil {
-		return false, fmt.Errorf("prime detector: %w", err)
-	}
+	// (the fence's row lock held the takeover back until then).
 	cur, err := m.cfg.DB.Cursor(ctx, l.Source)
 	switch {
 	case err == nil:
@@ -231,13 +226,18 @@ func (m *Main) term(ctx context.Context, l postgres.Lease, sinks []collector.Sin
 	case egressd.ErrorCode(err) != egressd.ENOTFOUND:
 		return false, fmt.Errorf("read cursor: %w", err)
 	}
-	// The DNS answers pods received before, still valid at the cursor:
-	// they name the connections that follow them.
-	answersSince := time.Now()
+	// The stream resumes at the cursor, so that is "now" for what was
+	// stored before: the detector learns it (also what another replica
+	// stored while this one waited), and the DNS answers pods received,
+	// still valid then, name the connections that follow them.
+	resume := time.Now()
 	if !cur.IsZero() {
-		answersSince = cur
+		resume = cur
 	}
-	answers, err := m.cfg.DB.DNSAnswers(ctx, answersSince)
+	if _, err := m.detector.Prime(ctx, detectorState{m.cfg.DB}, resume); err != nil {
+		return false, fmt.Errorf("prime detector: %w", err)
+	}
+	answers, err := m.cfg.DB.DNSAnswers(ctx, resume)
 	if err != nil {
 		return false, fmt.Errorf("read dns answers: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,15 +15,22 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/collector/flowgen"
+	"github.com/egressd/egressd/collector/hubbletest"
+	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgtest"
 )
 
 // restartScenario is the demo's nine days with one more planted anomaly: a
 // DNS tunnel (sonarr asks for 600 names under t.exfil.example within six
 // minutes, none answered) on the eighth day.
-func restartScenario() flowgen.Scenario {
-	s := demoScenario(detectStart)
-	tunnel := detectStart.Add(8*24*time.Hour + 18*time.Hour)
+func restartScenario() flowgen.Scenario { return restartScenarioAt(detectStart) }
+
+// restartScenarioAt is restartScenario starting at start.
+func restartScenarioAt(start time.Time) flowgen.Scenario {
+	s := demoScenario(start)
+	tunnel := start.Add(8*24*time.Hour + 18*time.Hour)
 	for m := range 6 {
 		var do []flowgen.Action
 		for i := range 100 {
@@ -127,5 +135,89 @@ func TestReplayRestartsChangeNothing(t *testing.T) {
 	split := replayDays(t, week, parts)
 	if diff := cmp.Diff(single, split); diff != "" {
 		t.Fatalf("split into %d processes (-one process +split):\n%s", len(parts), diff)
+	}
+}
+
+// storedAnomalyKey is anomalyKey for a stored anomaly.
+func storedAnomalyKey(a egressd.Anomaly) string {
+	return anomalyKey(anomalyLine{Kind: string(a.Kind), Namespace: a.App.Namespace, App: a.App.Name,
+		Destination: a.Destination.Name, Port: int(a.Destination.Port), Details: a.Details})
+}
+
+// TestServeSIGKILLChangesNothing streams the same nine days to the egressd
+// binary's serve twice: once in one process, and once killed with SIGKILL
+// at the awkward points of TestReplayRestartsChangeNothing and restarted
+// under the same replica name. Both store the same anomalies, each once.
+// The scenario ends at today's midnight, so that serve's wall-clock window
+// holds the learning week.
+func TestServeSIGKILLChangesNothing(t *testing.T) {
+	t.Parallel()
+	bin := faultBuild(t, t.TempDir())
+	day := 24 * time.Hour
+	start := time.Now().UTC().Truncate(day).Add(-9 * day)
+	all, err := restartScenarioAt(start).Generate()
+	require.NoError(t, err)
+
+	run := func(t *testing.T, kills []time.Duration) []string {
+		ctx := t.Context()
+		srv, addr := startHubble(t, hubbletest.Options{})
+		dsn := pgtest.URL(t)
+		db := openTestDB(t, dsn)
+		serve := func() *faultProc {
+			return faultStart(t, bin, "serve", "--hubble-address", addr, "--database-url", string(dsn),
+				"--listen", "127.0.0.1:0", "--flush-interval", "200ms", "--hubble-backoff-max", "1s",
+				"--retention", "0", "--log-format", "json", "--replica-id", "egressd-pod-a")
+		}
+		p := serve()
+		p.waitRequests(t, srv, 1)
+		resps := slices.Clone(all)
+		source := "hubble:" + addr
+		for i, cut := range append(slices.Clone(kills), 10*day) {
+			batch := takeUntil(&resps, start.Add(cut))
+			srv.Add(batch...)
+			require.NoError(t, waitStored(ctx, db, source, batch, p.done, func() error { return fmt.Errorf("egressd exited: %v", p.err) }))
+			if i == len(kills) {
+				break
+			}
+			require.Error(t, p.signal(t, syscall.SIGKILL))
+			p = serve()
+			p.waitRequests(t, srv, i+2)
+		}
+		// The detector records what it raised within milliseconds: wait
+		// until nothing new is stored for a second.
+		var keys []string
+		stable := time.Now()
+		for time.Since(stable) < time.Second {
+			as, err := db.Anomalies(ctx, postgres.AnomalyFilter{Limit: postgres.MaxAnomalyLimit})
+			require.NoError(t, err)
+			var now []string
+			for _, a := range as {
+				now = append(now, storedAnomalyKey(a))
+			}
+			sort.Strings(now)
+			if !slices.Equal(now, keys) {
+				keys, stable = now, time.Now()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return keys
+	}
+
+	var single, killed []string
+	t.Run("one process", func(t *testing.T) {
+		single = run(t, nil)
+	})
+	t.Run("killed four times", func(t *testing.T) {
+		killed = run(t, []time.Duration{
+			8*day + 3*time.Hour,                    // 9 h before the burst
+			8*day + 12*time.Hour + 90*time.Second,  // inside the burst, before it fires
+			8*day + 12*time.Hour + 6*time.Minute,   // inside the burst, after it fired
+			8*day + 18*time.Hour + 150*time.Second, // inside the DNS tunnel's window
+		})
+	})
+	require.Contains(t, single, "egress_volume media/sonarr ")
+	require.Contains(t, single, "dns_tunnel media/sonarr exfil.example")
+	if diff := cmp.Diff(single, killed); diff != "" {
+		t.Fatalf("killed with SIGKILL (-one process +killed):\n%s", diff)
 	}
 }
