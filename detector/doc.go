@@ -37,8 +37,9 @@
 // egressd_detector_volume_source_up is 0 in between.
 //
 // Restarts: Prime gives a new process what the verdicts of one long-lived
-// process depend on, from the store, as of "now" (wall time in serve, the
-// newest stored flow in replay):
+// process depend on, from the store, as of where its stream resumes (in
+// serve the source's cursor, or the wall clock when nothing is stored; in
+// replay the newest stored flow):
 //   - apps' first sight (learning periods), accepted destinations and
 //     baseline files (set before Prime);
 //   - the live window: destinations seen in the 7 days before now;

@@ -58,8 +58,9 @@ type PrimeStats struct {
 // the store down when the process stopped), the DNS flood windows, the
 // volume history and the volume anomalies still firing.
 //
-// end is "now": the wall clock for serve, and for replay the zero time,
-// which stands for the newest flow stored (time is the flows' time). Call
+// end is "now", where the stream resumes: for serve the source's cursor
+// (the wall clock when nothing is stored yet), and for replay the zero
+// time, which stands for the newest flow stored (time is the flows' time). Call
 // Prime after SetAccepted and SetBaselines, before the first observation;
 // the anomalies it raises are queued for Run. It may be called again, when
 // a standby takes over a source, to learn what another process stored
