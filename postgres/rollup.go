@@ -92,10 +92,10 @@ func (db *DB) writeRollup(ctx context.Context, r *egressd.Rollup, fence func(con
 	}
 	if len(w.hourly.name) > 0 {
 		queue("upsert hourly buckets", upsertHourly, w.hourly.args(w.appIDs)...)
-		queue("upsert app hours", upsertAppHourly, ids(w.hourly.app, w.appIDs), w.hourly.hour, w.hourly.flows)
+		queue("upsert app hours", upsertAppHourly, ids(w.appHours.app, w.appIDs), w.appHours.hour, w.appHours.flows)
 	}
-	if len(w.dests.name) > 0 {
-		queue("upsert app pods", upsertAppPods, ids(w.dests.app, w.appIDs), w.dests.pod, w.dests.podSeen)
+	if len(w.appPods.pod) > 0 {
+		queue("upsert app pods", upsertAppPods, ids(w.appPods.app, w.appIDs), w.appPods.pod, w.appPods.seen)
 	}
 	if len(w.dns.name) > 0 {
 		queue("upsert dns queries", upsertDNSQueries, w.dns.args(w.appIDs)...)
@@ -184,28 +184,28 @@ ON CONFLICT (app_id, name, port, protocol, hour) DO UPDATE
 SET flows = h.flows + excluded.flows,
     dropped_flows = h.dropped_flows + excluded.dropped_flows`
 
-// upsertAppHourly sums the rollup's hourly buckets per app and hour: the
-// volume rule's history (migration 005).
+// upsertAppHourly adds the rollup's flows per app and hour (summed by
+// newRollupWriter): the volume rule's history (migration 005).
 const upsertAppHourly = `
 INSERT INTO app_hourly AS h (app_id, hour, flows)
-SELECT u.app_id, u.hour, sum(u.flows)
-FROM unnest($1::int8[], $2::timestamptz[], $3::int8[]) AS u(app_id, hour, flows)
-GROUP BY u.app_id, u.hour
-ORDER BY u.app_id, u.hour
+SELECT u.app_id, u.hour, u.flows
+FROM unnest($1::int8[], $2::timestamptz[], $3::int8[]) WITH ORDINALITY AS u(app_id, hour, flows, ord)
+ORDER BY u.ord
 ON CONFLICT (app_id, hour) DO UPDATE
 SET flows = h.flows + excluded.flows`
 
-// upsertAppPods records the rollup's example pods per app, each with the
-// latest time it was reported (migration 005).
+// upsertAppPods records the rollup's example pods per app (one row each,
+// by newRollupWriter), with the latest time each was reported (migration
+// 005), to the minute: a pod seen again within a minute is not rewritten,
+// which spares most flushes a row version per pod.
 const upsertAppPods = `
 INSERT INTO app_pods AS p (app_id, pod, last_seen)
-SELECT u.app_id, u.pod, max(u.seen)
-FROM unnest($1::int8[], $2::text[], $3::timestamptz[]) AS u(app_id, pod, seen)
-WHERE u.pod <> ''
-GROUP BY u.app_id, u.pod
-ORDER BY u.app_id, u.pod COLLATE "C"
+SELECT u.app_id, u.pod, u.seen
+FROM unnest($1::int8[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS u(app_id, pod, seen, ord)
+ORDER BY u.ord
 ON CONFLICT (app_id, pod) DO UPDATE
-SET last_seen = greatest(p.last_seen, excluded.last_seen)`
+SET last_seen = excluded.last_seen
+WHERE p.last_seen < excluded.last_seen - interval '1 minute'`
 
 // upsertDNSAnswers keeps, per pod and address, the answer that expires
 // last (migration 005): commutative, whatever the order of flushes.
@@ -253,7 +253,10 @@ type rollupWriter struct {
 	dns     dnsColumns
 	answers answerColumns
 	cursors cursorColumns
-	days    []time.Time // UTC days the hourly rows fall in, sorted
+	days    []time.Time
+	// appHours and appPods summarise hourly and dests per app.
+	appHours appHourColumns
+	appPods  appPodColumns // UTC days the hourly rows fall in, sorted
 }
 
 type appColumns struct {
@@ -307,6 +310,18 @@ type dnsColumns struct {
 
 func (c *dnsColumns) args(appIDs []int64) []any {
 	return []any{ids(c.app, appIDs), c.name, c.firstSeen, c.lastSeen, c.queries}
+}
+
+type appHourColumns struct {
+	app   []int32
+	hour  []time.Time
+	flows []int64
+}
+
+type appPodColumns struct {
+	app  []int32
+	pod  []string
+	seen []time.Time
 }
 
 type answerColumns struct {
@@ -479,6 +494,27 @@ func newRollupWriter(r *egressd.Rollup) *rollupWriter {
 		c.nameSource[i] = int16(d.NameSource)
 	}
 
+	// Example pods per app, each with its latest time: destinations are
+	// sorted by app.
+	for i := 0; i < len(w.dests.app); {
+		app := w.dests.app[i]
+		seen := map[string]time.Time{}
+		for ; i < len(w.dests.app) && w.dests.app[i] == app; i++ {
+			if p := w.dests.pod[i]; p != "" && w.dests.podSeen[i].After(seen[p]) {
+				seen[p] = w.dests.podSeen[i]
+			}
+		}
+		pods := make([]string, 0, len(seen))
+		for p := range seen {
+			pods = append(pods, p)
+		}
+		slices.Sort(pods)
+		for _, p := range pods {
+			c := &w.appPods
+			c.app, c.pod, c.seen = append(c.app, app), append(c.pod, p), append(c.seen, seen[p])
+		}
+	}
+
 	n = len(hourly)
 	w.hourly = hourlyColumns{
 		app: make([]int32, n), name: make([]string, n), protocol: make([]string, n),
@@ -494,6 +530,25 @@ func newRollupWriter(r *egressd.Rollup) *rollupWriter {
 		day := dayOf(h.Hour)
 		if k := len(w.days); k == 0 || !w.days[k-1].Equal(day) {
 			w.days = append(w.days, day)
+		}
+	}
+	// Per app and hour: hourly rows are sorted by app first, then by
+	// destination and hour, so an app's hours repeat; they are summed here
+	// and written sorted, in lock order.
+	for i := 0; i < len(w.hourly.app); {
+		app := w.hourly.app[i]
+		sums := map[time.Time]int64{}
+		for ; i < len(w.hourly.app) && w.hourly.app[i] == app; i++ {
+			sums[w.hourly.hour[i]] += w.hourly.flows[i]
+		}
+		hours := make([]time.Time, 0, len(sums))
+		for h := range sums {
+			hours = append(hours, h)
+		}
+		slices.SortFunc(hours, time.Time.Compare)
+		for _, h := range hours {
+			c := &w.appHours
+			c.app, c.hour, c.flows = append(c.app, app), append(c.hour, h), append(c.flows, sums[h])
 		}
 	}
 	// Hourly rows are sorted by app first, so days repeat out of order.
