@@ -15,6 +15,7 @@ import (
 
 	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
 )
 
@@ -242,6 +243,17 @@ func (m *Main) term(ctx context.Context, l postgres.Lease, sinks []collector.Sin
 		return false, fmt.Errorf("read dns answers: %w", err)
 	}
 	pipe.LoadDNSAnswers(answers)
+	// The Prometheus source's pods: those of the apps' history, not only
+	// the ones this process sees again.
+	for _, s := range sinks {
+		if pm, ok := s.(*detector.PodAppMap); ok {
+			pods, err := m.cfg.DB.AppPods(ctx, resume.Add(-detector.DefaultPodAppOptions().TTL))
+			if err != nil {
+				return false, fmt.Errorf("read app pods: %w", err)
+			}
+			pm.Load(pods)
+		}
+	}
 
 	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAgg()

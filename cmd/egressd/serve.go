@@ -238,17 +238,11 @@ func (m *Main) Run(ctx context.Context) error {
 	sinks := []collector.Sink{m.detector}
 	var volumeSource detector.RateSource
 	if m.cfg.Prometheus.URL != "" {
-		podOpts := detector.DefaultPodAppOptions()
-		pods, err := detector.NewPodAppMap(podOpts)
+		// Each term of the lease loads the stored pods into it (lease.go).
+		pods, err := detector.NewPodAppMap(detector.DefaultPodAppOptions())
 		if err != nil {
 			return err
 		}
-		// The pods of the apps' history, not only those seen again.
-		stored, err := db.AppPods(ctx, time.Now().Add(-podOpts.TTL))
-		if err != nil {
-			return fmt.Errorf("load detector state: %w", err)
-		}
-		pods.Load(stored)
 		sinks = append(sinks, pods)
 		volumeSource, err = detector.NewPrometheusSource(m.cfg.Prometheus, pods, m.log.With("component", "prometheus"))
 		if err != nil {
