@@ -332,11 +332,16 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 				continue
 			}
 			p.dns.add(p.dnsKey(asker.namespace, asker.podName, ip), name, ts+int64(ttl), ts)
+			if len(p.answerSinks) == 0 {
+				continue
+			}
+			// Stored: only names that are valid, as everything stored is.
+			ns, pod := p.intern.bytes(asker.namespace), p.intern.bytes(asker.podName)
+			if !egressd.ValidNamespace(ns) || !egressd.ValidPodName(pod) {
+				continue
+			}
 			for _, s := range p.answerSinks {
-				s.ObserveAnswer(egressd.DNSAnswer{
-					Namespace: p.intern.bytes(asker.namespace), Pod: p.intern.bytes(asker.podName),
-					Addr: ip, Name: name, Expires: time.Unix(0, ts+int64(ttl)).UTC(),
-				})
+				s.ObserveAnswer(egressd.DNSAnswer{Namespace: ns, Pod: pod, Addr: ip, Name: name, Expires: time.Unix(0, ts+int64(ttl)).UTC()})
 			}
 		}
 	case l7Request:
