@@ -45,3 +45,16 @@ func TestDNSAnswersAcrossRestart(t *testing.T) {
 	require.Equal(t, egressd.NameFromDNS, second.obs[0].NameSource)
 	require.Equal(t, "185.199.108.133", second.obs[1].Destination.Name, "expired: the bare IP")
 }
+
+// TestDNSAnswersOfInvalidPodsAreNotKept: an answer to a pod whose name is
+// not a valid pod name still names that pod's connections in memory, but
+// is not handed on to be stored.
+func TestDNSAnswersOfInvalidPodsAreNotKept(t *testing.T) {
+	t.Parallel()
+	sink := &answerSink{}
+	p, _ := newPipeline(t, sink)
+	f := dnsAnswer(t0, "example.com.", 60, "93.184.216.34")
+	f.Destination.PodName = "web\x00../1"
+	handleAll(t, p, f)
+	require.Empty(t, sink.answers)
+}
