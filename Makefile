@@ -1,11 +1,15 @@
 # egressd. `make demo` shows it working; `make test` runs every test.
 GO ?= go
 BIN := bin/egressd
+# egressd version and --version print these (see cmd/egressd/flags.go).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: build test demo lint bench fuzz clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/egressd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/egressd
 
 # Installs what the tests need when missing (Debian's postgresql), then
 # runs all tests. TEST_DATABASE_URL points them at an existing server.

@@ -128,10 +128,10 @@ func (c *CLI) bench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys for the memory figure")
 	fs.IntVar(&cfg.alerts, "alerts", 200, "novel flows timed per latency run")
 	fs.IntVar(&cfg.exportN, "export-apps", 10_000, "apps (20 destinations each) for the export figure")
-	fs.DurationVar(&cfg.decodeIn, "decode-time", 2*time.Second, "time spent per decode run")
+	durationVar(fs, &cfg.decodeIn, "decode-time", 2*time.Second, "time spent per decode run")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the first egressd ingest run to this file")
 	only := fs.String("only", "", "comma-separated figures to measure (decode,ingest,latency,memory,flush,export); default all")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage+"Flags:\n"); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage+"Flags:\n"); printFlags(fs) }
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err

@@ -46,7 +46,7 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:0", "HTTP address of the API and /metrics while the demo runs")
 	amURLs := fs.String("alertmanager-url", "", "also send the alerts to these Alertmanagers (comma-separated base URLs)")
 	keep := fs.Bool("keep-running", false, "keep serving the API after the replay, until interrupted")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), demoUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), demoUsage); printFlags(fs) }
 	if rest, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
