@@ -16,11 +16,12 @@ build:
 test:
 	./scripts/test.sh
 
-# Streams nine generated days of a home lab through the real service, with a
-# throwaway PostgreSQL (or $$DATABASE_URL): learning, alerts, baselines.
+# Streams nine generated days of a home lab through the real service, into a
+# throwaway PostgreSQL ($$DATABASE_URL is ignored): learning, alerts,
+# baselines. DEMOFLAGS=--keep-running keeps a live Hubble for egressd serve.
 demo: build
 	./scripts/ensure-deps.sh postgresql
-	./$(BIN) demo
+	./$(BIN) demo $(DEMOFLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
