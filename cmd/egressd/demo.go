@@ -271,7 +271,8 @@ func demoLive(ctx context.Context, out io.Writer, hubble *hubbletest.Server, hub
     %s
 
     curl -s 'http://127.0.0.1:9090/api/v1/anomalies?state=firing'
-    curl -s -H 'Authorization: Bearer %s' http://127.0.0.1:9090/api/v1/apps/%s/%s/accepted -d '{"destination":"%s","port":443}'
+    curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
+      http://127.0.0.1:9090/api/v1/apps/%s/%s/accepted -d '{"destination":"%s","port":443}'
 
     The alert resolves (in Alertmanager too, with --alertmanager-url). Ctrl-C
     here ends the demo and deletes what it created.

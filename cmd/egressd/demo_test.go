@@ -115,7 +115,7 @@ func TestDemoKeepRunningServesASandbox(t *testing.T) {
 			args[i] = listen
 		}
 	}
-	accept := regexp.MustCompile(`curl -s -H 'Authorization: Bearer (\S+)' http://127.0.0.1:9090(/api/v1/apps/\S+/accepted) -d '(.*)'`).FindStringSubmatch(out)
+	accept := regexp.MustCompile(`curl -s -H 'Authorization: Bearer (\S+)' -H 'Content-Type: application/json' \\\n\s+http://127.0.0.1:9090(/api/v1/apps/\S+/accepted) -d '(.*)'`).FindStringSubmatch(out)
 	require.NotNil(t, accept, "no accept request printed:\n%s", out)
 	require.Equal(t, token, accept[1])
 
@@ -150,6 +150,7 @@ func TestDemoKeepRunningServesASandbox(t *testing.T) {
 	req, err := http.NewRequest(http.MethodPost, "http://"+listen+accept[2], strings.NewReader(accept[3]))
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err = http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
