@@ -30,9 +30,9 @@ func TestBuild(t *testing.T) {
 		namespace string   // every namespaced object's, "" when left to overlays
 		image     string
 	}{
-		{"base", baseDir, egressd, "", "ghcr.io/egressd/egressd:latest"},
-		{"example overlay", exampleDir, sorted(append([]string{"Namespace/egressd"}, egressd...)), "egressd", "ghcr.io/egressd/egressd:v0.1.0"},
-		{"gitops", gitopsDir, []string{"CiliumNetworkPolicy/egressd-gitops", "CronJob/egressd-gitops"}, "egressd", "ghcr.io/egressd/egressd-gitops:v0.1.0"},
+		{"base", baseDir, egressd, "", "registry.example.com/egressd/egressd:latest"},
+		{"example overlay", exampleDir, sorted(append([]string{"Namespace/egressd"}, egressd...)), "egressd", "registry.example.com/egressd/egressd:v0.1.0"},
+		{"gitops", gitopsDir, []string{"CiliumNetworkPolicy/egressd-gitops", "CronJob/egressd-gitops"}, "egressd", "registry.example.com/egressd/egressd-gitops:v0.1.0"},
 	}
 	hash := regexp.MustCompile(`^(ConfigMap/.*)-[a-z0-9]{10}$`)
 	for _, tt := range tests {
