@@ -6,10 +6,22 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test demo lint bench fuzz clean
+.PHONY: build image test demo lint bench fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/egressd
+
+# egressd's container image without a Docker daemon: a static binary FROM
+# scratch, run as user 65532 (deploy/image). Writes bin/egressd-image.tar for
+# docker load, podman load, crane push or skopeo copy docker-archive:.
+# IMAGE names it; GOARCH=arm64 builds for arm64.
+IMAGE ?= egressd:$(VERSION)
+GOARCH ?= $(shell $(GO) env GOARCH)
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
+		-o bin/egressd-linux-$(GOARCH) ./cmd/egressd
+	$(GO) run ./deploy/image --binary bin/egressd-linux-$(GOARCH) --arch $(GOARCH) \
+		--version $(VERSION) --commit "$(COMMIT)" --tag $(IMAGE) --out bin/egressd-image.tar
 
 # Installs what the tests need when missing (Debian's postgresql), then
 # runs all tests. TEST_DATABASE_URL points them at an existing server.
@@ -29,7 +41,7 @@ lint:
 	$(GO) vet ./...
 
 # The Go benchmarks beside the code (hot paths, by cardinality), then the
-# end-to-end harness, which prints every DESIGN.md target with its figure and
+# end-to-end harness, which prints every performance target with its figure and
 # ratio (BENCHMARKS.md). BENCHTIME=3s for steadier Go figures.
 BENCHTIME ?= 1s
 bench: build

@@ -30,8 +30,8 @@ import (
 
 const benchUsage = `Usage: egressd bench [flags]
 
-Measures DESIGN.md's performance targets on this machine and prints each
-figure with its target and ratio, min/median/max over --runs runs:
+Measures egressd's performance targets (BENCHMARKS.md) on this machine and
+prints each figure with its target and ratio, min/median/max over --runs runs:
 
   decode   selective decode vs full proto.Unmarshal of the same responses
   ingest   loopback gRPC -> decode -> attribute -> aggregate -> PostgreSQL,

@@ -41,11 +41,13 @@ Usage:
                               CiliumNetworkPolicies (toFQDNs) from the baseline files
   egressd accept NAMESPACE/APP DESTINATION[:PORT]
                               accept a destination (it joins the app's baseline; its alert resolves)
-  egressd demo                nine days of a home lab in seconds: learning, alerts, baselines
+  egressd demo                nine days of a home lab in seconds: learning, alerts, baselines;
+                              --keep-running: then a live Hubble to try serve and accept on
   egressd bench               measure the performance targets on this machine (BENCHMARKS.md)
   egressd version             version, commit and Go version (also: egressd --version)
 
-Every command but baseline policy takes --database-url (default $DATABASE_URL).
+Every command but baseline policy takes --database-url (default $DATABASE_URL,
+which the demo ignores).
 Durations are written 30s, 5m, 24h, 7d, 2w. Run 'egressd COMMAND --help' for
 a command's flags.
 `

@@ -128,14 +128,21 @@ func TestDemoKeepRunningServesASandbox(t *testing.T) {
 	serveDone := make(chan int, 1)
 	go func() { serveDone <- serve.Run(serveCtx, args) }()
 
-	waitUntil(t, "serve is ready against the demo's Hubble", func() bool {
-		resp, err := http.Get("http://" + listen + "/readyz")
-		if err != nil {
-			return false
+	// Ready: serve took the stream over (under load, priming from nine
+	// days of data takes a while).
+	for ready := false; !ready; {
+		select {
+		case code := <-serveDone:
+			t.Fatalf("serve ended (%d):\n%s", code, serveErr.String())
+		case <-ctx.Done():
+			t.Fatalf("serve never ready against the demo's Hubble:\n%s", serveErr.String())
+		case <-time.After(100 * time.Millisecond):
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+		if resp, err := http.Get("http://" + listen + "/readyz"); err == nil {
+			resp.Body.Close()
+			ready = resp.StatusCode == http.StatusOK
+		}
+	}
 	labels := map[string]string{
 		"alertname": "EgressNovelDestination", "namespace": "media", "app": "recyclarr",
 		"destination": demoLiveName, "port": "443/TCP",
