@@ -221,7 +221,7 @@ func TestServeFlags(t *testing.T) {
 	bin := egressdBinary(t)
 	help := run(t, 0, "", nil, bin, "serve", "-h")
 	defined := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(help, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^  --([a-z0-9-]+)`).FindAllStringSubmatch(help, -1) {
 		defined[m[1]] = true
 	}
 	require.Contains(t, defined, "hubble-address", "serve -h output:\n%s", help)
