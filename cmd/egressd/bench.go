@@ -26,6 +26,7 @@ import (
 	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/collector/flowgen"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 )
 
 const benchUsage = `Usage: egressd bench [flags]
@@ -168,7 +169,7 @@ func (c *CLI) bench(ctx context.Context, args []string) error {
 	if cfg.only["ingest"] || cfg.only["latency"] || cfg.only["flush"] || cfg.only["export"] {
 		if cm.databaseURL == "" {
 			fmt.Fprintln(out, "==> starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")
-			eph, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+			eph, err := pgserver.Start(ctx, pgserver.Options{})
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 )
 
 const demoUsage = `Usage: egressd demo [flags]
@@ -72,7 +73,7 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 
 	if cm.databaseURL == "" {
 		fmt.Fprintln(out, "==> starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")
-		eph, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+		eph, err := pgserver.Start(ctx, pgserver.Options{})
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/egressd/egressd/collector/flowgen"
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 	"github.com/egressd/egressd/postgres/pgtest"
 )
 
@@ -48,7 +49,7 @@ func TestFaultPostgresRestartWhileFlowsStream(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			pg, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+			pg, err := pgserver.Start(ctx, pgserver.Options{})
 			require.NoError(t, err)
 			t.Cleanup(func() { pg.Close() })
 			opts := postgres.DefaultOptions()
