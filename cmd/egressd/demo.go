@@ -149,7 +149,7 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 		fmt.Fprintf(out, "    day %d (%s): %d records streamed, %s\n", day+1, phase, len(batch), end.Format("Mon Jan 2"))
 	}
 	// Let the detector record and print what it raised last.
-	for m.detector.Pending() > 0 {
+	for m.Pending() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
