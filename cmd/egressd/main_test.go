@@ -303,7 +303,7 @@ func TestUsageHidesTheDatabasePassword(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": "postgres://egressd:s3cret-password@db.example:5432/egressd"}
 	for _, args := range [][]string{
 		{"serve", "--frob"}, {"migrate", "--frob"}, {"replay", "--frob"}, {"baseline", "export", "--frob"},
-		{"accept", "--frob"}, {"demo", "--frob"}, {"bench", "--frob"},
+		{"accept", "--frob"}, {"demo", "--frob"},
 	} {
 		r := run(t, env, args...)
 		require.Equal(t, 2, r.code, "%v", args)
