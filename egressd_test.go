@@ -107,3 +107,12 @@ func TestErrors(t *testing.T) {
 	require.Equal(t, "internal error", egressd.ErrorMessage(plain))
 	require.Equal(t, "", egressd.ErrorCode(nil))
 }
+
+func TestNameSourceString(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[egressd.NameSource]string{
+		egressd.NameFromFlow: "flow", egressd.NameFromDNS: "dns", egressd.NameIsIP: "ip", 0: "unknown", 200: "unknown",
+	} {
+		require.Equal(t, want, s.String(), "NameSource(%d)", uint8(s))
+	}
+}

@@ -396,7 +396,7 @@ func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bo
 		return egressd.Anomaly{}, false
 	}
 	a := anomalyOf(o, st, egressd.AnomalyNovelDestination, egressd.NoveltyFingerprint(o.App, o.Destination))
-	a.Details = map[string]string{"verdict": o.Verdict.String(), "name_source": nameSource(o.NameSource)}
+	a.Details = map[string]string{"verdict": o.Verdict.String(), "name_source": o.NameSource.String()}
 	a.Summary = fmt.Sprintf("%s reached %s, new for this app", o.App, o.Destination)
 	if o.Verdict.Denied() {
 		a.Summary = fmt.Sprintf("%s tried to reach %s, new for this app (%s)", o.App, o.Destination, o.Verdict)
@@ -531,18 +531,6 @@ func isNumericLast(name string) bool {
 	i := strings.LastIndexByte(name, '.')
 	_, err := strconv.Atoi(name[i+1:])
 	return err == nil
-}
-
-func nameSource(s egressd.NameSource) string {
-	switch s {
-	case egressd.NameFromFlow:
-		return "flow"
-	case egressd.NameFromDNS:
-		return "dns"
-	case egressd.NameIsIP:
-		return "ip"
-	}
-	return "unknown"
 }
 
 // Advance moves the volume rule's clock with the flows of source.
