@@ -55,7 +55,7 @@ type Options struct {
 	Volume VolumeOptions
 }
 
-// DefaultOptions returns DESIGN.md's defaults.
+// DefaultOptions returns the documented defaults.
 func DefaultOptions() Options {
 	return Options{
 		LearningPeriod: 24 * time.Hour,
@@ -100,7 +100,7 @@ type key struct {
 
 // keyHash identifies a key in the index of judged keys: a 128-bit keyed
 // hash instead of the key's strings, so that the index costs about 20
-// bytes per key and holds no destination name alive (DESIGN.md: <= 300
+// bytes per key and holds no destination name alive (BENCHMARKS.md: <= 300
 // bytes per active key at 1M keys, with the aggregator). Two keys share a
 // hash with probability about n^2/2^129 (1.5e-27 at 1M keys); the seeds
 // are random per process, so flow content cannot aim at a collision, and
