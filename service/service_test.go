@@ -206,3 +206,33 @@ func TestServiceLastRoundDeliversAnomalyRaisedAtStop(t *testing.T) {
 	order, _ := logs.stopped(t)
 	require.Equal(t, []string{"collector", "refresh", "detector", "alerts", "lease", "http"}, order)
 }
+
+// TestServiceStopsWhenTheStreamEnds: Hubble ending the stream (no
+// --follow) stops the service like a signal, in the same order, after the
+// last flush; Run returns nil.
+func TestServiceStopsWhenTheStreamEnds(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	hub := hubbletest.NewServer(hubbletest.Options{})
+	addr, err := hub.Start()
+	require.NoError(t, err)
+	t.Cleanup(hub.Stop)
+	hub.Add(hubbletest.Response(novelFlow("stream-ends-1", "api.github.com")), hubbletest.Response(novelFlow("stream-ends-2", "ghcr.io")))
+	db := pgtest.NewDB(t)
+	store := &recordStore{db: db, raised: make(chan egressd.Anomaly, 10)}
+	cfg := testConfig(db, addr, store)
+	cfg.Client.Follow = false
+	logs := &syncBuffer{}
+	s, err := service.New(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	require.NoError(t, err)
+	require.NoError(t, s.Run(ctx))
+
+	order, cause := logs.stopped(t)
+	require.Equal(t, "collector", cause)
+	require.Equal(t, []string{"collector", "refresh", "detector", "lease", "http"}, order)
+	total, err := db.FlowTotal(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), total)
+	require.Len(t, store.raised, 2, "the anomalies of the last flows were not recorded")
+}
