@@ -116,3 +116,10 @@ func TestNameSourceString(t *testing.T) {
 		require.Equal(t, want, s.String(), "NameSource(%d)", uint8(s))
 	}
 }
+
+func TestLeaseLost(t *testing.T) {
+	t.Parallel()
+	require.True(t, egressd.LeaseLost(fmt.Errorf("renew: %w", egressd.ErrLeaseLost)))
+	require.False(t, egressd.LeaseLost(egressd.Errorf(egressd.ECONFLICT, "another conflict")))
+	require.False(t, egressd.LeaseLost(nil))
+}
