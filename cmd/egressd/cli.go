@@ -43,7 +43,6 @@ Usage:
                               accept a destination (it joins the app's baseline; its alert resolves)
   egressd demo                nine days of a home lab in seconds: learning, alerts, baselines;
                               --keep-running: then a live Hubble to try serve and accept on
-  egressd bench               measure the performance targets on this machine (BENCHMARKS.md)
   egressd version             version, commit and Go version (also: egressd --version)
 
 Every command but baseline policy takes --database-url (default $DATABASE_URL,
@@ -82,7 +81,9 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 	case "accept":
 		err = c.accept(ctx, rest)
 	case "bench":
-		err = c.bench(ctx, rest)
+		// The harness links test infrastructure the server must not, so it
+		// is its own binary; there is no 'egressd bench --help' to point to.
+		err = egressd.Errorf(egressd.EINVALID, "bench is its own binary: run make bench, or go run ./cmd/egressd-bench --help")
 	case "version", "--version", "-version", "-v":
 		if len(rest) > 0 && cmd == "version" && rest[0] != "-h" && rest[0] != "--help" {
 			err = usageError("version: unexpected argument %q", rest[0])

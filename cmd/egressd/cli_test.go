@@ -14,7 +14,7 @@ import (
 // commands are every command line that has flags of its own.
 var commands = [][]string{
 	{"serve"}, {"migrate"}, {"replay"}, {"baseline", "export"}, {"baseline", "diff"},
-	{"baseline", "policy"}, {"accept"}, {"demo"}, {"bench"},
+	{"baseline", "policy"}, {"accept"}, {"demo"},
 }
 
 func TestVersion(t *testing.T) {

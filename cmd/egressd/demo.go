@@ -25,6 +25,7 @@ import (
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 )
 
 const demoUsage = `Usage: egressd demo [flags]
@@ -92,7 +93,7 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 		fmt.Fprintf(out, "==> writing the demo's made-up home lab into %s (--database-url); it stays there\n", postgres.DSN(cm.databaseURL))
 	} else {
 		fmt.Fprintln(out, "==> starting a throwaway PostgreSQL (deleted when the demo ends)")
-		eph, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+		eph, err := pgserver.Start(ctx, pgserver.Options{})
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
@@ -169,7 +170,7 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 		fmt.Fprintf(out, "    day %d (%s): %d records streamed, until %s\n", day+1, phase, len(batch), dayEnd.Format("Mon Jan 2 15:04"))
 	}
 	// Let the detector record and print what it raised last.
-	for m.detector.Pending() > 0 {
+	for m.Pending() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

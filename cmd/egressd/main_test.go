@@ -302,7 +302,7 @@ func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
 func TestUsageHidesTheDatabasePassword(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"DATABASE_URL": "postgres://egressd:s3cret-password@db.example:5432/egressd"}
-	for _, cmd := range [][]string{{"serve"}, {"migrate"}, {"replay"}, {"baseline", "export"}, {"accept"}, {"demo"}, {"bench"}} {
+	for _, cmd := range [][]string{{"serve"}, {"migrate"}, {"replay"}, {"baseline", "export"}, {"accept"}, {"demo"}} {
 		r := run(t, env, append(cmd, "--help")...)
 		require.Equal(t, 0, r.code, "%v", cmd)
 		require.Contains(t, r.stdout, "--database-url", "%v prints its flags", cmd)
