@@ -15,6 +15,7 @@ import (
 	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 )
 
 // TestNoveltyNotLostWhenDatabaseDown: with PostgreSQL stopped, one novel
@@ -27,7 +28,7 @@ func TestNoveltyNotLostWhenDatabaseDown(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pg, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+	pg, err := pgserver.Start(ctx, pgserver.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { pg.Close() })
 	opts := postgres.DefaultOptions()
