@@ -98,6 +98,10 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready answers /readyz; nil is always ready.
 	Ready ReadyFunc
+	// ReadyDetail, when set, says what is degraded without making egressd
+	// unready (the volume rule's Prometheus failing): a non-empty answer is
+	// the "detail" of a 200 /readyz.
+	ReadyDetail func() string
 	// ReadyTimeout bounds one readiness check.
 	ReadyTimeout time.Duration
 	// Token authorizes mutations (Authorization: Bearer TOKEN). Empty
@@ -218,7 +222,13 @@ func (s *server) router() chi.Router {
 				return
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		body := map[string]string{"status": "ready"}
+		if s.opts.ReadyDetail != nil {
+			if d := s.opts.ReadyDetail(); d != "" {
+				body["detail"] = d
+			}
+		}
+		writeJSON(w, http.StatusOK, body)
 	})
 	if s.opts.Gatherer != nil {
 		r.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))

@@ -137,6 +137,27 @@ func TestOptionsValidate(t *testing.T) {
 	require.NoError(t, httpapi.DefaultOptions().Validate(), "no token: mutations disabled, valid")
 }
 
+func TestReadyzDetailKeepsReady(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, detail, want string
+	}{
+		{"nothing degraded", "", `{"status":"ready"}`},
+		{"volume source down", "volume source unreachable: connection refused",
+			`{"status":"ready","detail":"volume source unreachable: connection refused"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOpts{options: func(o *httpapi.Options) {
+				o.ReadyDetail = func() string { return tc.detail }
+			}})
+			r := e.get("/readyz")
+			require.Equal(t, http.StatusOK, r.status)
+			require.JSONEq(t, tc.want, string(r.body))
+		})
+	}
+}
+
 func TestReadyzReportsWhy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{options: func(o *httpapi.Options) {

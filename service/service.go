@@ -236,6 +236,13 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return nil
 	}
+	apiOpts.ReadyDetail = func() string {
+		// Collection and novelty do not need Prometheus: still ready.
+		if err := s.detector.VolumeSourceErr(); err != nil {
+			return "volume source unreachable: " + err.Error()
+		}
+		return ""
+	}
 	handler, err := httpapi.New(apiOpts, httpapi.Backends{
 		Apps: db, Destinations: db, Anomalies: db, Accepted: db,
 		Flags: s.detector,
