@@ -14,20 +14,21 @@
 // each row's cluster. Times are RFC 3339 in UTC. A window is a Go duration
 // (168h), greater than 0 and at most 2160h (90 days).
 //
-//	GET /api/v1/apps[?window=168h]
+//	GET /api/v1/apps[?window=168h][&limit=100][&after=CURSOR]
 //	    {"apps":[{"cluster","namespace","app","first_seen","last_seen",
-//	    "destinations","firing_anomalies","learning","learning_until","unbounded"}]}
-//	    Every app, sorted by cluster, namespace and app. destinations counts
+//	    "destinations","firing_anomalies","learning","learning_until","unbounded"}],
+//	    "next":"CURSOR"}
+//	    A page of apps (see Pages), sorted by cluster, namespace and app. destinations counts
 //	    the destinations (any verdict) last seen within the window, all of
 //	    them without one. learning is true until first_seen plus the
 //	    detector's learning period (Options.LearningPeriod), judged by the
 //	    server's clock. unbounded comes from the detector (AppFlags).
 //
-//	GET /api/v1/apps/{namespace}/{app}/destinations[?window=168h][&cluster=C]
+//	GET /api/v1/apps/{namespace}/{app}/destinations[?window=168h][&cluster=C][&limit=100][&after=CURSOR]
 //	    {"namespace","app","destinations":[{"cluster","destination","port",
 //	    "protocol","first_seen","last_seen","flows","dropped_flows","verdicts",
-//	    "example_pod","name_source"}]}
-//	    The app's destinations with lifetime totals, those last seen within
+//	    "example_pod","name_source"}],"next":"CURSOR"}
+//	    A page of the app's destinations with lifetime totals, those last seen within
 //	    the window when one is given, sorted by cluster, name, port and
 //	    protocol. verdicts are Hubble's names (FORWARDED, DROPPED, ...);
 //	    name_source is flow, dns or ip. 404 for an app never seen.
@@ -43,12 +44,8 @@
 //	GET /api/v1/anomalies[?state=firing|resolved|all][&app=NAMESPACE/APP[&cluster=C]]
 //	    [&kind=novel_destination|novel_destination_flood|egress_volume|dns_tunnel][&limit=100][&after=CURSOR]
 //	    {"anomalies":[...],"next":"CURSOR"}
-//	    Anomalies newest first (start time, then fingerprint), state all by
-//	    default, limit 1 to 1000 (default 100). next is present when the page
-//	    is full: pass it as after, with the same filters, for the next page;
-//	    a page that is not full (possibly empty) ends the listing. Pages
-//	    never skip or repeat an anomaly, whatever is recorded meanwhile. The
-//	    cursor is opaque.
+//	    A page of anomalies, newest first (start time, then fingerprint),
+//	    state all by default.
 //
 //	GET /api/v1/anomalies/{fingerprint}
 //	    {"anomaly":{"fingerprint","kind","alertname","state","cluster",
@@ -74,6 +71,20 @@
 //	    Takes back the acceptance stored under that key (the same defaults
 //	    as POST). 204; 404 when it was not accepted. Alerts it resolved stay
 //	    resolved.
+//
+// # Pages
+//
+// Every listing (apps, an app's destinations, anomalies) is answered a page
+// at a time, so that no request reads or holds more than a page however
+// many apps are stored: limit is 1 to 1000 (default 100). next is present
+// when the page is full: pass it as after, with the same other parameters,
+// for the next page; a page that is not full (possibly empty) ends the
+// listing. Pages never skip or repeat a row, whatever is stored meanwhile
+// (a row stored behind the cursor shows up in the next full listing). The
+// cursor is opaque, and belongs to its route: another route's cursor, or
+// anything else, is a 400 naming after. The baseline route is not a
+// listing: it answers the whole file, bounded by the collector's names per
+// app.
 //
 // # Authorization
 //

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/egressd/egressd"
-	"github.com/egressd/egressd/postgres"
 )
 
 // ReadyFunc reports whether egressd can do its job; a non-nil error makes
@@ -25,20 +24,21 @@ type ReadyFunc func(ctx context.Context) error
 
 // AppReader lists apps (*postgres.DB).
 type AppReader interface {
-	AppSummaries(ctx context.Context, since time.Time) ([]postgres.AppSummary, error)
+	// AppSummaries returns the page of apps f selects.
+	AppSummaries(ctx context.Context, f egressd.AppFilter) ([]egressd.AppSummary, error)
 	AppClusters(ctx context.Context, namespace, name string) ([]string, error)
 }
 
 // DestinationReader reads what an app reached (*postgres.DB). Both methods
 // return an error matching egressd.ErrNotFound for an unknown app.
 type DestinationReader interface {
-	AppDestinations(ctx context.Context, app egressd.App, since time.Time) ([]egressd.DestinationRollup, error)
+	AppDestinations(ctx context.Context, f egressd.DestinationFilter) ([]egressd.DestinationRollup, error)
 	AppWindowEntries(ctx context.Context, app egressd.App, from, to time.Time) ([]egressd.WindowEntry, error)
 }
 
 // AnomalyReader reads anomalies (*postgres.DB).
 type AnomalyReader interface {
-	Anomalies(ctx context.Context, f postgres.AnomalyFilter) ([]egressd.Anomaly, error)
+	Anomalies(ctx context.Context, f egressd.AnomalyFilter) ([]egressd.Anomaly, error)
 	Anomaly(ctx context.Context, fingerprint string) (egressd.Anomaly, error)
 }
 
