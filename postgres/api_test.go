@@ -351,3 +351,39 @@ func TestIsAccepted(t *testing.T) {
 	_, err = db.IsAccepted(context.Background(), egressd.App{Namespace: "../x", Name: "a"}, github)
 	require.Equal(t, egressd.EINVALID, egressd.ErrorCode(err))
 }
+
+// TestAPIPool checks that the API's pool is its own: with every API
+// connection taken, API reads wait (until their deadline) while the
+// collector's pool still answers at once.
+func TestAPIPool(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	opts := postgres.DefaultOptions()
+	opts.URL = pgtest.URL(t)
+	opts.MaxConns, opts.APIMaxConns = 2, 1
+	db, err := postgres.Open(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	seedAPI(t, db)
+	api := db.API()
+
+	release, err := postgres.HoldAPIConn(ctx, db)
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = api.AppSummaries(short, egressd.AppFilter{})
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the API's only connection is taken")
+	for range 2 { // more than the main pool's size: each read returns its connection
+		apps, err := db.Apps(ctx)
+		require.NoError(t, err, "the main pool is not the API's")
+		require.Len(t, apps, 3)
+	}
+	release()
+	page, err := api.AppSummaries(ctx, egressd.AppFilter{})
+	require.NoError(t, err)
+	require.Len(t, page, 3)
+
+	opts.APIMaxConns = -1
+	_, err = postgres.Open(ctx, opts)
+	require.ErrorContains(t, err, "Options.APIMaxConns")
+}

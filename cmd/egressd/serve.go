@@ -281,8 +281,11 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		return nil
 	}
+	// The API reads on a pool of its own: it cannot starve flushes and
+	// lease renewals.
+	apiDB := db.API()
 	handler, err := httpapi.New(apiOpts, httpapi.Backends{
-		Apps: db, Destinations: db, Anomalies: db, Accepted: db,
+		Apps: apiDB, Destinations: apiDB, Anomalies: apiDB, Accepted: apiDB,
 		Flags: m.detector,
 		AcceptedChanged: func() {
 			// The resolve is due now, and the detector should know at once.
