@@ -91,27 +91,47 @@
 // Reads are open to whoever reaches the listener (put egressd behind the
 // cluster's network policy or an authenticating proxy). Mutations need
 // "Authorization: Bearer TOKEN" with the token of Options.Token
-// (EGRESSD_API_TOKEN), compared in constant time through SHA-256; 401
-// otherwise, before anything in the request is validated. Without a token
-// mutations are disabled and answer 503. The token is never logged, and
-// Options print it redacted.
+// (EGRESSD_API_TOKEN), compared in constant time through SHA-256; the
+// scheme is case-insensitive (RFC 9110, 11.1: "bearer" works too). 401
+// otherwise, before anything in the request is validated; refusals are
+// counted and logged at debug level only, since anyone can send them.
+// Without a token mutations are disabled and answer 503. The token is
+// never logged, and Options print it redacted.
 //
 // # Errors and limits
 //
 // Every error answers {"error":{"code":"...","message":"..."}}; the message
 // says what to fix and names the parameter or field. Codes and statuses:
-// invalid 400, unauthorized 401, not_found 404, method_not_allowed 405,
-// conflict 409, too_large 413, disabled 503, timeout 504, internal 500
-// (a generic message; the error itself is logged once). Unknown or repeated
-// query parameters, unknown body fields, and anything after the body's one
-// JSON object are errors, not ignored. Bodies are at most
-// Options.MaxBodyBytes (64 KiB); each request gets Options.RequestTimeout
-// (10 s).
+// invalid 400, unauthorized 401, not_found 404, method_not_allowed 405
+// (with Allow), conflict 409, too_large 413, too_many_requests 429 (with
+// Retry-After), disabled 503, timeout 504, internal 500 (a generic message;
+// the error itself is logged once). Unknown or repeated query parameters,
+// unknown body fields, and anything after the body's one JSON object are
+// errors, not ignored. Bodies are at most Options.MaxBodyBytes (64 KiB);
+// each request gets Options.RequestTimeout (10 s).
+//
+// HEAD is answered on every GET route as GET without the body, and OPTIONS
+// on every route with 204 and the allowed methods in Allow (RFC 9110).
+//
+// # Keeping the API from starving the collector
+//
+// The API shares the process and the database with the collector, so it is
+// bounded on every side: listings are paged (see Pages); the stores are
+// wired to a small database pool of their own (cmd/egressd gives it
+// postgres' DB.API), so flushes and lease renewals always find a
+// connection; a client (remote IP address; IPv6 by /64) has at most
+// Options.MaxClientRequests (4) /api requests in flight, one more is
+// answered 429 with Retry-After; and NewServer cuts connections that send
+// their header too slowly (10 s), their whole request too slowly (15 s),
+// read their answer too slowly (30 s) or sit idle (60 s). Behind a proxy
+// every request has the proxy's address: limit per client there.
 //
 // # Metrics
 //
 // egressd_httpapi_requests_total{method,route,code} and
 // egressd_httpapi_request_duration_seconds{method,route}, where route is the
 // chi route pattern ("/api/v1/apps/{namespace}/{app}/destinations"), never
-// the request's path.
+// the request's path; egressd_httpapi_unauthorized_requests_total{reason}
+// (no_token, wrong_token) and
+// egressd_httpapi_client_limited_requests_total (429s).
 package httpapi

@@ -302,7 +302,11 @@ func (m *Main) Run(ctx context.Context) error {
 		lis.Close()
 		return err
 	}
-	srv := &http.Server{Handler: m.collectorHeader(handler), ReadHeaderTimeout: 10 * time.Second}
+	srv, err := httpapi.NewServer(apiOpts, m.collectorHeader(handler))
+	if err != nil {
+		lis.Close()
+		return err
+	}
 
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	detCtx, stopDet := context.WithCancel(context.WithoutCancel(ctx))
