@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/collector"
+	"github.com/egressd/egressd/collector/hubbletest"
+	"github.com/egressd/egressd/detector"
+	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgtest"
+)
+
+// lockedLog is a log destination safe for the service's goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// floodTimes are the service's timings in TestAPIFloodLeavesCollectorAlone:
+// short, so that a starved renewal or flush shows within seconds.
+const (
+	floodFlush      = 200 * time.Millisecond
+	floodLeaseTTL   = 2 * time.Second
+	floodLeaseRenew = 400 * time.Millisecond
+	floodDuration   = 6 * time.Second
+	floodClients    = 20 // remote addresses 127.0.0.2 to 127.0.0.21
+	floodPerClient  = 6  // requests each keeps in flight (2 over the cap)
+	floodApps       = 5000
+	// floodMaxGap is the longest time between two flushes the test
+	// accepts: a few intervals, for a loaded machine, and well under the
+	// lease TTL.
+	floodMaxGap = 5 * floodFlush
+)
+
+// TestAPIFloodLeavesCollectorAlone floods the API of a running serve, from
+// many clients at once, with the heaviest reads it has while flows stream
+// in, and checks that the collector is untouched: the lease is never lost
+// (a standby replica waits to take it over the moment it expires) nor its
+// renewal failed, and flushes keep their interval.
+func TestAPIFloodLeavesCollectorAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.URL(t)
+	open := func() *postgres.DB {
+		opts := postgres.DefaultOptions()
+		opts.URL = dsn
+		opts.MaxConns = 4 // small, as a shared pool would starve first
+		db, err := postgres.Open(ctx, opts)
+		require.NoError(t, err)
+		t.Cleanup(db.Close)
+		return db
+	}
+	db := open()
+	seedFloodApps(t, db)
+
+	srv, addr := startHubble(t, hubbletest.Options{})
+	cfg := func(db *postgres.DB, replica string) ServeConfig {
+		co := collector.DefaultClientOptions()
+		co.Address = addr
+		co.BackoffMin, co.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
+		agg := collector.DefaultAggregatorOptions()
+		agg.FlushInterval = floodFlush
+		return ServeConfig{
+			DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
+			Detect: detector.DefaultOptions(), ReplicaID: replica,
+			LeaseTTL: floodLeaseTTL, LeaseRenew: floodLeaseRenew, LeasePoll: 100 * time.Millisecond,
+		}
+	}
+	logs := &lockedLog{}
+	m, err := NewMain(cfg(db, "active"), slog.New(slog.NewTextHandler(logs, nil)))
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	waitUntil(t, "the first replica holds the lease", func() bool { return testutil.ToFloat64(m.metrics.LeaseHeld) == 1 })
+	standby, _ := runMain(t, cfg(open(), "standby"))
+	waitUntil(t, "the second replica is a standby", func() bool { return standby.standbyOf.Load() != nil })
+
+	feed := startFaultFeed(t, srv, 2*time.Millisecond)
+	flushes := func() float64 { return testutil.ToFloat64(m.metrics.Flushes.WithLabelValues("ok")) }
+	waitUntil(t, "flows are flushed", func() bool { return flushes() >= 2 })
+
+	// Each flush that commits moves the counter; sample it while the
+	// flood runs.
+	var (
+		flushedAt []time.Time
+		sampling  = make(chan struct{})
+		sampled   = make(chan struct{})
+	)
+	go func() {
+		defer close(sampled)
+		last := flushes()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sampling:
+				return
+			case now := <-tick.C:
+				if n := flushes(); n > last {
+					flushedAt, last = append(flushedAt, now), n
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	statuses := flood(t, m.Addr(ctx), floodDuration)
+	close(sampling)
+	<-sampled
+	elapsed := time.Since(start)
+	feed.Stop()
+
+	maxGap := flushedAt[0].Sub(start)
+	for i := 1; i < len(flushedAt); i++ {
+		maxGap = max(maxGap, flushedAt[i].Sub(flushedAt[i-1]))
+	}
+	t.Logf("flood of %s: answers by status %v; %d flushes (one per %s expected), longest gap %s",
+		elapsed.Round(time.Millisecond), statuses, len(flushedAt), floodFlush, maxGap.Round(time.Millisecond))
+	require.Positive(t, statuses[http.StatusOK], "the flood was answered")
+	require.Positive(t, statuses[http.StatusTooManyRequests], "clients over the cap were refused")
+	require.GreaterOrEqual(t, len(flushedAt), int(elapsed/floodFlush)/2, "flushes kept (about) their interval")
+	require.Less(t, maxGap, floodMaxGap, "no flush waited for the API")
+	require.NotContains(t, logs.String(), "lease_renew_failed")
+	require.NotContains(t, logs.String(), "lease_lost")
+	require.Equal(t, 0.0, testutil.ToFloat64(m.metrics.LeaseLost))
+	require.Equal(t, 1.0, testutil.ToFloat64(m.metrics.LeaseHeld))
+	require.Equal(t, 0.0, testutil.ToFloat64(standby.metrics.LeaseHeld))
+}
+
+// seedFloodApps stores floodApps apps with a destination each, so that a
+// page of apps costs the database real work.
+func seedFloodApps(t *testing.T, db *postgres.DB) {
+	t.Helper()
+	at := time.Now().UTC().Add(-time.Hour)
+	var r egressd.Rollup
+	for i := range floodApps {
+		app := egressd.App{Cluster: "homelab", Namespace: "flood", Name: fmt.Sprintf("app-%05d", i)}
+		d := egressd.Destination{Name: fmt.Sprintf("d%d.example.com", i), Port: 443, Protocol: egressd.ProtoTCP}
+		r.Destinations = append(r.Destinations, egressd.DestinationRollup{App: app, Destination: d, FirstSeen: at, LastSeen: at, Flows: 1,
+			Verdicts: egressd.VerdictSet(0).Add(egressd.VerdictForwarded)})
+		r.Hourly = append(r.Hourly, egressd.HourlyRollup{App: app, Destination: d, Hour: at.Truncate(time.Hour), Flows: 1})
+	}
+	require.NoError(t, db.WriteRollup(context.Background(), &r))
+}
+
+// flood sends the API's heaviest reads (whole listings, a page of 1000 at a
+// time) from floodClients addresses, floodPerClient at a time each, for d,
+// and returns how many answers had each status.
+func flood(t *testing.T, httpAddr string, d time.Duration) map[int]int {
+	t.Helper()
+	var (
+		mu       sync.Mutex
+		statuses = map[int]int{}
+		wg       sync.WaitGroup
+		stop     atomic.Bool
+	)
+	for c := range floodClients {
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+c))}}
+		client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: floodPerClient}, Timeout: 30 * time.Second}
+		for range floodPerClient {
+			wg.Go(func() {
+				next := ""
+				for !stop.Load() {
+					u := "http://" + httpAddr + "/api/v1/apps?window=168h&limit=1000"
+					if next != "" {
+						u += "&after=" + url.QueryEscape(next)
+					}
+					resp, err := client.Get(u)
+					if err != nil {
+						continue // a connection the server cut: counted nowhere
+					}
+					var page struct {
+						Next string `json:"next"`
+					}
+					if resp.StatusCode == http.StatusOK {
+						_ = json.NewDecoder(resp.Body).Decode(&page)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					next = page.Next
+					mu.Lock()
+					statuses[resp.StatusCode]++
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	return statuses
+}
