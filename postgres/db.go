@@ -44,6 +44,10 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		// nothing until the API is used.
 		apiCfg := cfg.Copy()
 		apiCfg.MaxConns, apiCfg.MinConns = opts.APIMaxConns, 0
+		// API reads are a page of rows each. PostgreSQL's JIT compiler,
+		// which a misestimated plan (fresh statistics pending) can switch
+		// on, costs a quarter of a second per statement for nothing.
+		apiCfg.ConnConfig.RuntimeParams["jit"] = "off"
 		if opts.ApplicationName != "" && apiCfg.ConnConfig.RuntimeParams["application_name"] == opts.ApplicationName {
 			apiCfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName + "-api"
 		}
