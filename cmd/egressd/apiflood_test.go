@@ -55,9 +55,10 @@ const (
 	floodApps       = 2000
 	floodWide       = 100_000
 	// floodMaxGap is the longest time between two flushes the test
-	// accepts: several intervals, for a loaded machine, and under the
-	// lease TTL. With the API on the collector's pool it reaches 2.5 s.
-	floodMaxGap = 7 * floodFlush
+	// accepts: ten intervals, for a machine other test binaries load, and
+	// under the lease TTL. With the API on the collector's pool the gap
+	// reaches 2.5 s and only 2 flushes in 7 s commit.
+	floodMaxGap = 10 * floodFlush
 )
 
 // TestAPIFloodLeavesCollectorAlone floods the API of a running serve, from
@@ -71,8 +72,10 @@ const (
 // Measured with and without -race: 34 to 37 flushes in 7 s, the longest
 // gap 330 ms. With the API on the collector's pool (Options.APIMaxConns 0)
 // the same flood leaves 2 flushes and a gap of 2.5 s, and this test fails.
+//
+// It does not run in parallel with the package's other tests: it measures
+// intervals, and they would compete for the same two cores.
 func TestAPIFloodLeavesCollectorAlone(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	dsn := pgtest.URL(t)
 	open := func() *postgres.DB {
