@@ -46,6 +46,6 @@
 // filters and are paged by keyset: a page walks an index from the previous
 // page's last key, so it costs the same wherever it starts.
 //
-// StartEphemeral runs a throwaway PostgreSQL server from the local binaries,
-// for `egressd demo` and for tests (see package pgtest).
+// A throwaway server for the demo and the tests is package pgserver's job,
+// not this one's.
 package postgres

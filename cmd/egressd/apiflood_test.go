@@ -113,12 +113,12 @@ func TestAPIFloodLeavesCollectorAlone(t *testing.T) {
 		cancel()
 		require.NoError(t, <-done)
 	})
-	waitUntil(t, "the first replica holds the lease", func() bool { return testutil.ToFloat64(m.metrics.LeaseHeld) == 1 })
+	waitUntil(t, "the first replica holds the lease", func() bool { return testutil.ToFloat64(m.CollectorMetrics().LeaseHeld) == 1 })
 	standby, _ := runMain(t, cfg(open(), "standby"))
-	waitUntil(t, "the second replica is a standby", func() bool { return standby.standbyOf.Load() != nil })
+	waitUntil(t, "the second replica is a standby", func() bool { _, ok := standby.StandbyOf(); return ok })
 
 	feed := startFaultFeed(t, srv, 2*time.Millisecond)
-	flushes := func() float64 { return testutil.ToFloat64(m.metrics.Flushes.WithLabelValues("ok")) }
+	flushes := func() float64 { return testutil.ToFloat64(m.CollectorMetrics().Flushes.WithLabelValues("ok")) }
 	waitUntil(t, "flows are flushed", func() bool { return flushes() >= 2 })
 
 	// Each flush that commits moves the counter; sample it while the
@@ -186,9 +186,9 @@ func TestAPIFloodLeavesCollectorAlone(t *testing.T) {
 	require.Zero(t, notReady.Load(), "/readyz answered other than 200 during the flood")
 	t.Logf("lease renewals that failed: %d", strings.Count(logs.String(), "lease_renew_failed"))
 	require.NotContains(t, logs.String(), "lease_lost")
-	require.Equal(t, 0.0, testutil.ToFloat64(m.metrics.LeaseLost))
-	require.Equal(t, 1.0, testutil.ToFloat64(m.metrics.LeaseHeld))
-	require.Equal(t, 0.0, testutil.ToFloat64(standby.metrics.LeaseHeld))
+	require.Equal(t, 0.0, testutil.ToFloat64(m.CollectorMetrics().LeaseLost))
+	require.Equal(t, 1.0, testutil.ToFloat64(m.CollectorMetrics().LeaseHeld))
+	require.Equal(t, 0.0, testutil.ToFloat64(standby.CollectorMetrics().LeaseHeld))
 }
 
 // seedFloodApps stores floodApps apps with a destination each, and the app
