@@ -377,8 +377,9 @@ func (c *Collector) term(ctx context.Context, l egressd.Lease) (lost bool, err e
 		return false, fmt.Errorf("read cursor: %w", err)
 	}
 	if c.opts.OnTerm != nil {
-		// The stream resumes at the cursor, so that is "now" for what was
-		// stored before it (docs/architecture.md, "State and restarts").
+		// The stream resumes at the cursor, so that is "now" for what
+		// was stored before it (docs/architecture.md, "Where state
+		// lives, and how a restart recovers it").
 		resume := cur
 		if err != nil || resume.IsZero() { // no cursor yet
 			resume = time.Now()

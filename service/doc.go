@@ -1,9 +1,11 @@
 // Package service is the long-running egressd service (`egressd serve`) as
 // an ordered set of components, each a Run(ctx) error, and the lifecycle
 // that ties them together: who collects a Hubble source (a lease in
-// PostgreSQL, hand-over to a standby replica), what is reread while running
-// (accepted destinations, baseline files, alert TTLs), what is dropped
-// (retention), and the order in which everything stops.
+// PostgreSQL, hand-over to a standby replica), what each term of that lease
+// loads from storage before it streams (the detector's state, DNS answers,
+// pods), what is reread while running (accepted destinations, baseline
+// files, alert TTLs), what is dropped (retention), and the order in which
+// everything stops.
 //
 // Stop order, whatever stops the service (a signal, a component failing,
 // Hubble finishing a stream without --follow):

@@ -101,10 +101,10 @@ type Service struct {
 	metrics      *collector.Metrics
 	refresher    *Refresher
 	volumeSource detector.RateSource
+	addr         chan string
 	// pods is the Prometheus source's pod -> app map, nil without
 	// Prometheus; each term loads the stored pods into it.
 	pods *detector.PodAppMap
-	addr chan string
 }
 
 // New checks the configuration, builds the components and registers the
