@@ -2,6 +2,8 @@ package collector
 
 import (
 	"encoding/binary"
+	"log/slog"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -44,6 +46,42 @@ type Pipeline struct {
 	obs       egressd.Observation
 	keyBuf    []byte
 	delivered int64
+	// bound is a recent Now()+MaxClockSkew in Unix ns. It only lags the
+	// real bound, so a flow at or before it is in time without reading
+	// the clock; one after it reads the clock again.
+	bound    int64
+	clockLog rateLimited
+	log      *slog.Logger
+	// cov, in a replay, replaces the per-source cursor: see ReplayFrom.
+	cov    *coverage
+	newest int64 // the newest valid flow time handled, Unix ns
+}
+
+// Bounds of a believable flow time, in Unix seconds. Hubble has no flows
+// from before 2000; past maxFlowSec (2262), a time no longer fits int64
+// nanoseconds, and a year-9999 time would wrap into 1816.
+const (
+	minFlowSec = 946_684_800 // 2000-01-01T00:00:00Z
+	maxFlowSec = math.MaxInt64/1_000_000_000 - 1
+)
+
+// rateLimited lets one log line through per interval and counts the
+// others, which the next line reports.
+type rateLimited struct {
+	last       int64 // Unix ns of the last line
+	suppressed int64
+}
+
+// clockLogInterval is the least time between two rejected-flow lines.
+const clockLogInterval = 10 * time.Second
+
+func (r *rateLimited) allow(now int64) (suppressed int64, ok bool) {
+	if r.last != 0 && now-r.last < int64(clockLogInterval) && now >= r.last {
+		r.suppressed++
+		return 0, false
+	}
+	suppressed, r.suppressed, r.last = r.suppressed, 0, now
+	return suppressed, true
 }
 
 // sourceState is what the pipeline keeps per flow source.
@@ -101,6 +139,10 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 		d, _ = normalizeDomain(d)
 		p.domains = append(p.domains, d)
 	}
+	p.log = opts.Log
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
 	p.dns = newDNSCache(opts.DNSMaxEntries, m)
 	p.dedup = newDedup(opts.DedupWindow, opts.DedupMaxEntries, m)
 	p.intern.max = 100_000
@@ -130,6 +172,15 @@ func (p *Pipeline) source(name string) *sourceState {
 	}
 	p.cur, p.curName = st, name
 	return st
+}
+
+// Newest returns the time of the newest flow handled whose time was valid,
+// stored or not; zero before any.
+func (p *Pipeline) Newest() time.Time {
+	if p.newest == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, p.newest).UTC()
 }
 
 // Delivered returns how many observations the pipeline handed its sinks.
@@ -176,11 +227,32 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 			return nil
 		}
 	}
-	if nanos < 0 || nanos >= 1e9 || sec < 0 || sec > 1<<40 {
+	if nanos < 0 || nanos >= 1e9 {
 		p.metrics.unattr(unattrNoTime)
 		return nil
 	}
+	if len(f.nodeName) == 0 {
+		f.nodeName = r.nodeName
+	}
+	// Time is validated before anything else reads it: a flow from the
+	// future would otherwise become the cursor, and a restarted collector
+	// would skip every real flow until then.
+	if sec < minFlowSec || sec > maxFlowSec {
+		p.rejectClock(f.nodeName, sec, nanos)
+		return nil
+	}
 	ts := sec*1e9 + nanos
+	if ts > p.bound {
+		p.bound = p.opts.Now().Add(p.opts.MaxClockSkew).UnixNano()
+		if ts > p.bound {
+			p.rejectClock(f.nodeName, sec, nanos)
+			return nil
+		}
+	}
+	p.newest = max(p.newest, ts)
+	if p.cov != nil {
+		return p.handleReplayed(source, f, ts, sec, nanos)
+	}
 	st := p.source(source)
 	if st.hasSkip && ts <= st.skipUntil {
 		p.metrics.skip(skipAlreadyStored)
@@ -190,14 +262,64 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 		st.last = ts
 	}
 	t := time.Unix(sec, nanos).UTC()
-	if len(f.nodeName) == 0 {
-		f.nodeName = r.nodeName
-	}
 	err := p.process(source, f, ts, t)
 	for _, s := range p.sinks {
 		s.Advance(source, t)
 	}
 	return err
+}
+
+// ReplayFrom makes the pipeline a replay's: instead of one cursor per
+// source, each node's flows advance the cursor of their span of flow time
+// (ReplaySource), and a flow inside a span of the stored cursors (those
+// named with ReplaySourcePrefix) was stored by an earlier replay, whatever
+// file or pipe it came from: it is skipped as already_stored. Call it
+// before the first Handle.
+func (p *Pipeline) ReplayFrom(stored []egressd.Cursor) {
+	p.cov = newCoverage(stored)
+}
+
+// handleReplayed is Handle for a replay's flow, whose time is valid.
+func (p *Pipeline) handleReplayed(source string, f *decodedFlow, ts, sec, nanos int64) error {
+	cursor, covered := p.cov.place(p.cov.nodeKey(f.nodeName), ts)
+	t := time.Unix(sec, nanos).UTC()
+	if covered {
+		if f.hasDNS && f.l7Type == l7Response {
+			// Stored or not, an answer names the addresses that flows
+			// after the stored span (an overlapping capture) connect to.
+			if err := p.dec.endpoints(f); err != nil {
+				p.metrics.DecodeErrors.Inc()
+				return err
+			}
+			p.processDNS(source, f, ts, t)
+			return nil
+		}
+		p.metrics.skip(skipAlreadyStored)
+		return nil
+	}
+	err := p.process(source, f, ts, t)
+	for _, s := range p.sinks {
+		s.Advance(cursor, t)
+	}
+	return err
+}
+
+// rejectClock counts a flow whose time is not believable and logs it, at
+// most once per clockLogInterval, with its node.
+func (p *Pipeline) rejectClock(node []byte, sec, nanos int64) {
+	p.metrics.rejectedClock.Inc()
+	now := p.opts.Now()
+	suppressed, ok := p.clockLog.allow(now.UnixNano())
+	if !ok {
+		return
+	}
+	if len(node) > egressd.MaxNameLen {
+		node = node[:egressd.MaxNameLen]
+	}
+	// The time is printed as numbers: time.Unix of them may not be a
+	// time Go can format faithfully, and they are what the flow said.
+	p.log.Warn("flow_rejected_clock", "node", string(node), "flow_time_sec", sec, "flow_time_nanos", nanos,
+		"now", now.UTC(), "max_clock_skew", p.opts.MaxClockSkew, "rejected_since_last_line", suppressed)
 }
 
 func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time) error {
@@ -281,6 +403,8 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 			p.metrics.unattr(unattrDNSNoAskerPod)
 			return
 		}
+		// An answer is never an observation itself, whatever it teaches.
+		p.metrics.skip(skipDNSAnswer)
 		if f.dnsRcode != 0 || f.nDNSIPs == 0 {
 			return
 		}

@@ -212,13 +212,15 @@ func (m *Main) term(ctx context.Context, l postgres.Lease, sinks []collector.Sin
 	if err != nil {
 		return false, err
 	}
-	pipe, err := collector.NewPipeline(m.cfg.Pipeline, m.metrics, append([]collector.Sink{agg}, sinks...)...)
+	popts := m.cfg.Pipeline
+	popts.Log = m.log.With("component", "collector")
+	pipe, err := collector.NewPipeline(popts, m.metrics, append([]collector.Sink{agg}, sinks...)...)
 	if err != nil {
 		return false, err
 	}
 	// Read after acquiring: a former holder's last flush has committed
 	// (the fence's row lock held the takeover back until then).
-	cur, err := m.cfg.DB.Cursor(ctx, l.Source)
+	cur, err := m.cfg.DB.ResumeCursor(ctx, l.Source, popts.Now().Add(popts.MaxClockSkew), m.log)
 	switch {
 	case err == nil:
 		pipe.SkipUntil(l.Source, cur)

@@ -359,20 +359,28 @@ func (m *Main) Run(ctx context.Context) error {
 	return errors.Join(collectErr, detErr, sendErr, httpErr)
 }
 
-// retention drops hourly buckets older than the retention period, at start
+// retention drops hourly buckets older than the retention period before the
+// newest stored flow (postgres.DB.RetentionCutoff), at start
 // and then every hour, until ctx ends. A failure is logged and retried at the
 // next round: retention never stops the service.
 func (m *Main) retention(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		cutoff := time.Now().Add(-m.cfg.Retention)
-		if n, err := m.cfg.DB.DropBucketsBefore(ctx, cutoff); err != nil && ctx.Err() == nil {
-			m.log.Warn("retention_failed", "err", err)
-		} else if n > 0 {
-			m.log.Info("retention_dropped_days", "days", n, "before", cutoff)
+		cutoff, err := m.cfg.DB.RetentionCutoff(ctx, time.Now(), m.cfg.Retention)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				m.log.Warn("retention_failed", "err", err)
+			}
+		default:
+			if n, err := m.cfg.DB.DropBucketsBefore(ctx, cutoff); err != nil && ctx.Err() == nil {
+				m.log.Warn("retention_failed", "err", err)
+			} else if n > 0 {
+				m.log.Info("retention_dropped_days", "days", n, "before", cutoff)
+			}
+			m.cfg.DB.Prune(ctx, cutoff, m.log) // old outbox rows, resolved anomalies, destinations, DNS names, empty apps
 		}
-		m.cfg.DB.Prune(ctx, cutoff, m.log) // old outbox rows, resolved anomalies, destinations, DNS names, empty apps
 		select {
 		case <-ctx.Done():
 			return

@@ -1,0 +1,153 @@
+package collector_test
+
+import (
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/collector"
+)
+
+// spanSink keeps the newest time of each cursor source, as the database
+// does (greatest), across replays.
+type spanSink struct {
+	obs     int
+	cursors map[string]time.Time
+}
+
+func (s *spanSink) Observe(*egressd.Observation) { s.obs++ }
+func (s *spanSink) Advance(source string, t time.Time) {
+	if t.After(s.cursors[source]) {
+		s.cursors[source] = t
+	}
+}
+
+func (s *spanSink) stored() []egressd.Cursor {
+	var out []egressd.Cursor
+	for src, t := range s.cursors {
+		out = append(out, egressd.Cursor{Source: src, Time: t})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Source < out[j].Source })
+	return out
+}
+
+// replayFlows runs one replay of flows over what db stored, and returns the
+// observations it delivered and its already_stored count.
+func replayFlows(t *testing.T, db *spanSink, flows ...*flowpb.Flow) (obs int, already float64) {
+	t.Helper()
+	m := collector.NewMetrics(prometheus.NewRegistry())
+	run := &spanSink{cursors: map[string]time.Time{}}
+	opts := collector.DefaultOptions()
+	opts.Now = func() time.Time { return t0.Add(30 * 24 * time.Hour) }
+	p, err := collector.NewPipeline(opts, m, run)
+	require.NoError(t, err)
+	p.ReplayFrom(db.stored())
+	for _, f := range flows {
+		b, err := proto.Marshal(resp(f))
+		require.NoError(t, err)
+		require.NoError(t, p.Handle("replay", b))
+	}
+	for src, tm := range run.cursors {
+		require.True(t, strings.HasPrefix(src, collector.ReplaySourcePrefix), src)
+		db.Advance(src, tm)
+	}
+	return run.obs, testutil.ToFloat64(m.Skipped.WithLabelValues("already_stored"))
+}
+
+// nodeFlows returns n flows of node, one a minute from start, to distinct
+// addresses (so the duplicate filter plays no part).
+func nodeFlows(node string, start time.Time, n int) []*flowpb.Flow {
+	var out []*flowpb.Flow
+	for i := range n {
+		f := podFlow(start.Add(time.Duration(i)*time.Minute), "140.82.112."+strings.Repeat("1", 1+i%3), 443)
+		f.NodeName = node
+		out = append(out, f)
+	}
+	return out
+}
+
+func TestReplayCoverage(t *testing.T) {
+	t.Parallel()
+	a := nodeFlows("k8s-node-1", t0, 10)
+	b := nodeFlows("k8s-node-2", t0, 10)
+	capture := append(append([]*flowpb.Flow{}, a...), b...)
+
+	t.Run("the same flows twice count once", func(t *testing.T) {
+		t.Parallel()
+		db := &spanSink{cursors: map[string]time.Time{}}
+		obs, already := replayFlows(t, db, capture...)
+		require.Equal(t, 20, obs)
+		require.Zero(t, already)
+		require.Len(t, db.cursors, 2, "one span per node: %v", db.cursors)
+		obs, already = replayFlows(t, db, capture...)
+		require.Zero(t, obs)
+		require.Equal(t, 20.0, already)
+	})
+	t.Run("an interrupted replay resumes where it stopped", func(t *testing.T) {
+		t.Parallel()
+		db := &spanSink{cursors: map[string]time.Time{}}
+		obs, _ := replayFlows(t, db, append(append([]*flowpb.Flow{}, a[:4]...), b[:6]...)...)
+		require.Equal(t, 10, obs)
+		obs, already := replayFlows(t, db, capture...)
+		require.Equal(t, 10, obs)
+		require.Equal(t, 10.0, already)
+	})
+	t.Run("different captures are not confused", func(t *testing.T) {
+		t.Parallel()
+		db := &spanSink{cursors: map[string]time.Time{}}
+		obs, _ := replayFlows(t, db, nodeFlows("k8s-node-1", t0.Add(24*time.Hour), 10)...)
+		require.Equal(t, 10, obs)
+		// An older capture of the same node, replayed after a newer
+		// one, is stored: a cursor per node would have skipped it.
+		obs, already := replayFlows(t, db, capture...)
+		require.Equal(t, 20, obs)
+		require.Zero(t, already)
+		// Another node at the same times is another capture too.
+		obs, _ = replayFlows(t, db, nodeFlows("k8s-node-3", t0, 10)...)
+		require.Equal(t, 10, obs)
+	})
+	t.Run("overlapping captures store the overlap once", func(t *testing.T) {
+		t.Parallel()
+		db := &spanSink{cursors: map[string]time.Time{}}
+		first := nodeFlows("k8s-node-1", t0, 20)
+		obs, _ := replayFlows(t, db, first[:12]...)
+		require.Equal(t, 12, obs)
+		obs, already := replayFlows(t, db, first[8:]...)
+		require.Equal(t, 8, obs)
+		require.Equal(t, 4.0, already)
+	})
+	t.Run("a flow stamped far ahead covers only itself", func(t *testing.T) {
+		t.Parallel()
+		db := &spanSink{cursors: map[string]time.Time{}}
+		stray := podFlow(t0.Add(10*24*time.Hour), "140.82.112.9", 443)
+		stray.NodeName = "k8s-node-1"
+		obs, _ := replayFlows(t, db, append(append([]*flowpb.Flow{}, a[:5]...), stray)...)
+		require.Equal(t, 6, obs)
+		// A capture of the days between is not taken for stored.
+		obs, already := replayFlows(t, db, nodeFlows("k8s-node-1", t0.Add(2*24*time.Hour), 10)...)
+		require.Equal(t, 10, obs)
+		require.Zero(t, already)
+	})
+	t.Run("node names that are not names are hashed", func(t *testing.T) {
+		t.Parallel()
+		db := &spanSink{cursors: map[string]time.Time{}}
+		odd := nodeFlows("node with spaces@and/an@sign\n", t0, 3)
+		obs, _ := replayFlows(t, db, odd...)
+		require.Equal(t, 3, obs)
+		for src := range db.cursors {
+			require.Contains(t, src, "fnv64a:")
+			require.NotContains(t, src, " ")
+		}
+		obs, already := replayFlows(t, db, odd...)
+		require.Zero(t, obs)
+		require.Equal(t, 3.0, already)
+	})
+}
