@@ -13,7 +13,14 @@ import (
 // field answers empty.
 type fakeStore struct {
 	appSummaries func(ctx context.Context, since time.Time) ([]postgres.AppSummary, error)
+	appClusters  func(ctx context.Context, namespace, name string) ([]string, error)
 	accept       func(ctx context.Context, a egressd.Accepted) error
+}
+
+// seenEverywhere answers AppClusters as if every app had been seen in the
+// clusters "" and "edge".
+func seenEverywhere(context.Context, string, string) ([]string, error) {
+	return []string{"", "edge"}, nil
 }
 
 func (f *fakeStore) backends() *httpapi.Backends {
@@ -27,8 +34,11 @@ func (f *fakeStore) AppSummaries(ctx context.Context, since time.Time) ([]postgr
 	return f.appSummaries(ctx, since)
 }
 
-func (f *fakeStore) AppClusters(context.Context, string, string) ([]string, error) {
-	return nil, nil
+func (f *fakeStore) AppClusters(ctx context.Context, namespace, name string) ([]string, error) {
+	if f.appClusters == nil {
+		return nil, nil
+	}
+	return f.appClusters(ctx, namespace, name)
 }
 
 func (f *fakeStore) AppDestinations(context.Context, egressd.App, time.Time) ([]egressd.DestinationRollup, error) {
