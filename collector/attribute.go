@@ -213,6 +213,7 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 	case kindFlow:
 	case kindLostEvents:
 		p.metrics.lost(r.lostSrc, r.lostNum)
+		p.metrics.skip(skipLostEvents)
 		return nil
 	default:
 		p.metrics.skip(skipNotFlow)

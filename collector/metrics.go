@@ -18,6 +18,7 @@ const (
 	skipDuplicate     = "duplicate"
 	skipDNSOther      = "dns_other"
 	skipDNSAnswer     = "dns_answer"
+	skipLostEvents    = "lost_events" // the record, not the events it reports lost
 )
 
 // Reasons a flow is refused before any processing, as values of
@@ -193,7 +194,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.obsDNS = m.Observations.WithLabelValues("dns_query")
 	m.rejectedClock = m.Rejected.WithLabelValues(rejectClock)
 	m.skipped = map[string]prometheus.Counter{}
-	for _, r := range []string{skipNotFlow, skipNotEgress, skipReply, skipInCluster, skipInternalCIDR, skipAlreadyStored, skipDuplicate, skipDNSOther, skipDNSAnswer} {
+	for _, r := range []string{skipNotFlow, skipNotEgress, skipReply, skipInCluster, skipInternalCIDR, skipAlreadyStored, skipDuplicate, skipDNSOther, skipDNSAnswer, skipLostEvents} {
 		m.skipped[r] = m.Skipped.WithLabelValues(r)
 	}
 	m.unattributed = map[string]prometheus.Counter{}

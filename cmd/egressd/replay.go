@@ -118,6 +118,9 @@ func printReplay(w io.Writer, st replayResult, inputs int, detect bool, now time
 			fmt.Fprintf(w, "  %9d  %s\n", r.n, r.reason)
 		}
 	}
+	if st.lostEvents > 0 {
+		fmt.Fprintf(w, "Hubble reported %d events lost before they were recorded (they are not in the input)\n", st.lostEvents)
+	}
 	if detect {
 		fmt.Fprintf(w, "detected %d new anomalies\n", st.anomalies)
 	}
@@ -153,6 +156,8 @@ type replayResult struct {
 	newest time.Time
 	// interrupted is set when ctx ended before the inputs did.
 	interrupted bool
+	// lostEvents is what the input's lost-events records report.
+	lostEvents int64
 }
 
 // reasonCount is one line of a replay's breakdown.
@@ -289,6 +294,9 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 		return res, fmt.Errorf("store replayed observations: %w", err)
 	}
 	res.notKept = notKept(reg)
+	for _, lv := range counterLabels(reg, "egressd_collector_hubble_lost_events_total", "source") {
+		res.lostEvents += lv.n
+	}
 	if printed != nil {
 		res.anomalies = printed.n
 	}
@@ -307,6 +315,7 @@ var notKeptReasons = []struct {
 	{"egressd_collector_flows_skipped_total", "dns_answer", "dns_answer: a DNS answer (it names addresses; it is not a destination)"},
 	{"egressd_collector_flows_skipped_total", "dns_other", "dns_other: another DNS record"},
 	{"egressd_collector_flows_skipped_total", "not_flow", "not_flow: a node status record"},
+	{"egressd_collector_flows_skipped_total", "lost_events", "lost_events: Hubble's report of events it lost (see below)"},
 	{"egressd_collector_flows_skipped_total", "duplicate", "duplicate: the same flow twice in the input"},
 	{"egressd_collector_flows_skipped_total", "already_stored", "already_stored: stored by an earlier replay (same node, same span of time)"},
 	{"egressd_flows_rejected_total", "clock", "clock: stamped before 2000 or more than --max-clock-skew ahead of now"},
