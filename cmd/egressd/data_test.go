@@ -146,6 +146,7 @@ func TestReplayExplainsWhatWasNotKept(t *testing.T) {
 	env := dbEnv(t)
 	r := run(t, env, "replay", capture)
 	require.Equal(t, 0, r.code, r.stderr)
+	t.Log(r.stderr)
 	m := regexp.MustCompile(`: (\d+) flow records, (\d+) observations stored`).FindStringSubmatch(r.stderr)
 	require.NotNil(t, m, r.stderr)
 	records, _ := strconv.Atoi(m[1])

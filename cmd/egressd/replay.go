@@ -106,8 +106,12 @@ const replayHintWindow = 168 * time.Hour
 // one line per reason a flow was not, and, when the newest flow is older
 // than the default baseline window, how to export it.
 func printReplay(w io.Writer, st replayResult, inputs int, detect bool, now time.Time) {
-	fmt.Fprintf(w, "replayed %d lines from %d inputs: %d flow records, %d observations stored, %d bad lines\n",
-		st.lines, inputs, st.messages, st.observations, st.badLines)
+	plural := "s"
+	if inputs == 1 {
+		plural = ""
+	}
+	fmt.Fprintf(w, "replayed %d lines from %d input%s: %d flow records, %d observations stored, %d bad lines\n",
+		st.lines, inputs, plural, st.messages, st.observations, st.badLines)
 	if len(st.notKept) > 0 {
 		var total int64
 		for _, r := range st.notKept {
