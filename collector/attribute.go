@@ -2,6 +2,7 @@ package collector
 
 import (
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"math"
 	"net/netip"
@@ -55,6 +56,16 @@ type Pipeline struct {
 	// cov, in a replay, replaces the per-source cursor: see ReplayFrom.
 	cov    *coverage
 	newest int64 // the newest valid flow time handled, Unix ns
+	// In a replay, replayRef is the newest flow time accepted, and held a
+	// copy of a flow more than MaxClockSkew after it, held back until the
+	// next flow says whether time really moved on (see replayOrder).
+	// heldAt is its time, heldNode its node; heldBuf keeps the storage.
+	replayRef  int64
+	held       []byte
+	heldBuf    []byte
+	heldAt     int64
+	heldNode   []byte
+	heldSource string
 }
 
 // Bounds of a believable flow time, in Unix seconds. Hubble has no flows
@@ -204,6 +215,12 @@ func (p *Pipeline) Resume(source string) time.Time {
 // cannot be decoded is counted and reported; it never stops the stream.
 func (p *Pipeline) Handle(source string, msg []byte) error {
 	p.metrics.Messages.Inc()
+	return p.handle(source, msg, false)
+}
+
+// handle is Handle without the message count; confirmed says the message
+// is a replayed flow held back by replayOrder and since confirmed.
+func (p *Pipeline) handle(source string, msg []byte, confirmed bool) error {
 	r := &p.resp
 	if err := p.dec.decode(msg, r); err != nil {
 		p.metrics.DecodeErrors.Inc()
@@ -250,10 +267,28 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 			return nil
 		}
 	}
-	p.newest = max(p.newest, ts)
 	if p.cov != nil {
+		if !confirmed {
+			switch p.replayOrder(source, f.nodeName, ts, msg) {
+			case orderHold:
+				return nil
+			case orderReleaseHeld:
+				// The held flow goes first, then this one, decoded
+				// again (decoding the held one overwrote it) and
+				// judged against the held one's time.
+				held := p.held
+				p.held = p.held[:0]
+				p.heldAt = 0
+				herr := p.handle(p.heldSource, held, true)
+				p.heldBuf = held
+				return errors.Join(herr, p.handle(source, msg, false))
+			}
+		}
+		p.newest = max(p.newest, ts)
+		p.replayRef = max(p.replayRef, ts)
 		return p.handleReplayed(source, f, ts, sec, nanos)
 	}
+	p.newest = max(p.newest, ts)
 	st := p.source(source)
 	if st.hasSkip && ts <= st.skipUntil {
 		p.metrics.skip(skipAlreadyStored)
@@ -274,10 +309,69 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 // source, each node's flows advance the cursor of their span of flow time
 // (ReplaySource), and a flow inside a span of the stored cursors (those
 // named with ReplaySourcePrefix) was stored by an earlier replay, whatever
-// file or pipe it came from: it is skipped as already_stored. Call it
-// before the first Handle.
+// file or pipe it came from: it is skipped as already_stored. Flow times
+// are also bounded by the capture's own flows (see replayOrder), so the
+// replay ends with FinishReplay. Call ReplayFrom before the first Handle.
 func (p *Pipeline) ReplayFrom(stored []egressd.Cursor) {
 	p.cov = newCoverage(stored)
+}
+
+// What replayOrder decides for a replayed flow.
+const (
+	orderHandle      = iota // handle it now
+	orderHold               // it is held back; nothing else to do
+	orderReleaseHeld        // handle the held flow, then this one
+)
+
+// replayOrder bounds a replayed flow's time by the capture's own flows: a
+// capture is recorded before it is replayed, so the receiving clock bounds
+// it only loosely. A flow more than MaxClockSkew after the newest flow
+// accepted so far (or the first flow of the replay) is held back. The next
+// flow decides: if it is not more than MaxClockSkew before the held one,
+// time really moved on (a quiet period, a later file) and both are
+// handled; otherwise the held flow was a stray stamp (a misbehaving node
+// clock, a crafted line) and is rejected like a flow from the future. A
+// stray that stood would cover itself in the replay's cursors, and move
+// the newest stored flow that retention counts from.
+func (p *Pipeline) replayOrder(source string, node []byte, ts int64, msg []byte) int {
+	skew := int64(p.opts.MaxClockSkew)
+	if p.heldAt != 0 {
+		if ts >= p.heldAt-skew {
+			return orderReleaseHeld
+		}
+		sec, nanos := p.heldAt/1e9, p.heldAt%1e9
+		p.rejectClock(p.heldNode, sec, nanos)
+		p.held, p.heldAt = p.held[:0], 0
+	}
+	if p.replayRef != 0 && ts <= p.replayRef+skew {
+		return orderHandle
+	}
+	p.held = append(p.heldBuf[:0], msg...)
+	p.heldBuf = p.held
+	p.heldNode = append(p.heldNode[:0], node...)
+	p.heldAt, p.heldSource = ts, source
+	return orderHold
+}
+
+// FinishReplay ends a replay's input, whose last flow may still be held
+// back (see replayOrder) with nothing after it to confirm its time. It is
+// handled when it is the replay's only flow, and rejected otherwise: a
+// last flow after more than MaxClockSkew of silence cannot be told from a
+// stray stamp, and a stray would stretch its node's span over time whose
+// flows were never read.
+func (p *Pipeline) FinishReplay() error {
+	if p.heldAt == 0 {
+		return nil
+	}
+	held, at := p.held, p.heldAt
+	p.held, p.heldAt = p.held[:0], 0
+	if p.replayRef != 0 {
+		p.rejectClock(p.heldNode, at/1e9, at%1e9)
+		return nil
+	}
+	err := p.handle(p.heldSource, held, true)
+	p.heldBuf = held
+	return err
 }
 
 // handleReplayed is Handle for a replay's flow, whose time is valid.

@@ -45,9 +45,21 @@
 // its node at most once per 10 seconds. A cursor is where a restarted
 // collector resumes: one flow stamped 2100 would otherwise make it skip every
 // real flow until then. Seconds beyond 2262 cannot be nanoseconds in an
-// int64 and are rejected before any arithmetic. Replay uses the same bound
-// (now plus the skew): a capture is recorded before it is replayed, so none
-// of its flows can be later than that.
+// int64 and are rejected before any arithmetic.
+//
+// In a replay the receiving clock bounds little (a capture is recorded
+// before it is replayed), so the bound is also relative to the capture's own
+// flows: a flow more than MaxClockSkew after the newest flow accepted so far
+// is held back until the next flow. If that one is not more than the skew
+// before it, time really moved on (a quiet spell, the next file) and both
+// are handled; otherwise the held flow was a stray stamp and is rejected
+// like one from the future. The last flow of a replay has no next one: it
+// is rejected when it is more than the skew after the flows before it. A
+// stray that stood would cover the time up to it in its node's replay
+// cursor (below) and become the newest stored flow that retention counts
+// from. Limits: two or more consecutive strays confirm each other; a
+// node whose clock runs ahead is rejected only while its flows are
+// interleaved with others'.
 //
 // # Replay: what was stored, by flow identity
 //

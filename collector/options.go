@@ -39,7 +39,9 @@ type Options struct {
 	// not an observation and does not move its source's cursor (a cursor
 	// in the future would make a restarted collector skip every real
 	// flow). It is counted in egressd_flows_rejected_total{reason="clock"}
-	// and logged, rate limited, with its node.
+	// and logged, rate limited, with its node. In a replay, a flow more
+	// than MaxClockSkew after the capture's flows before it is also
+	// rejected unless the flows after it confirm the jump (see ReplayFrom).
 	MaxClockSkew time.Duration
 	// Now is the receiving clock that MaxClockSkew is measured from.
 	Now func() time.Time

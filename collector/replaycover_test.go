@@ -42,6 +42,13 @@ func (s *spanSink) stored() []egressd.Cursor {
 // replayFlows runs one replay of flows over what db stored, and returns the
 // observations it delivered and its already_stored count.
 func replayFlows(t *testing.T, db *spanSink, flows ...*flowpb.Flow) (obs int, already float64) {
+	obs, already, _ = replayFlowsClock(t, db, flows...)
+	return obs, already
+}
+
+// replayFlowsClock is replayFlows that also returns the flows rejected for
+// their time.
+func replayFlowsClock(t *testing.T, db *spanSink, flows ...*flowpb.Flow) (obs int, already, clock float64) {
 	t.Helper()
 	m := collector.NewMetrics(prometheus.NewRegistry())
 	run := &spanSink{cursors: map[string]time.Time{}}
@@ -55,11 +62,12 @@ func replayFlows(t *testing.T, db *spanSink, flows ...*flowpb.Flow) (obs int, al
 		require.NoError(t, err)
 		require.NoError(t, p.Handle("replay", b))
 	}
+	require.NoError(t, p.FinishReplay())
 	for src, tm := range run.cursors {
 		require.True(t, strings.HasPrefix(src, collector.ReplaySourcePrefix), src)
 		db.Advance(src, tm)
 	}
-	return run.obs, testutil.ToFloat64(m.Skipped.WithLabelValues("already_stored"))
+	return run.obs, testutil.ToFloat64(m.Skipped.WithLabelValues("already_stored")), testutil.ToFloat64(m.Rejected.WithLabelValues("clock"))
 }
 
 // nodeFlows returns n flows of node, one a minute from start, to distinct
@@ -124,17 +132,59 @@ func TestReplayCoverage(t *testing.T) {
 		require.Equal(t, 8, obs)
 		require.Equal(t, 4.0, already)
 	})
-	t.Run("a flow stamped far ahead covers only itself", func(t *testing.T) {
+	t.Run("a stray stamp among a node's flows is rejected", func(t *testing.T) {
 		t.Parallel()
 		db := &spanSink{cursors: map[string]time.Time{}}
 		stray := podFlow(t0.Add(10*24*time.Hour), "140.82.112.9", 443)
 		stray.NodeName = "k8s-node-1"
-		obs, _ := replayFlows(t, db, append(append([]*flowpb.Flow{}, a[:5]...), stray)...)
-		require.Equal(t, 6, obs)
-		// A capture of the days between is not taken for stored.
+		for _, at := range []int{0, 5, 10} {
+			flows := append(append(append([]*flowpb.Flow{}, a[:at]...), stray), a[at:]...)
+			obs, _, clock := replayFlowsClock(t, &spanSink{cursors: map[string]time.Time{}}, flows...)
+			require.Equal(t, 10, obs, "stray after %d flows", at)
+			require.Equal(t, 1.0, clock, "stray after %d flows", at)
+		}
+		obs, _, _ := replayFlowsClock(t, db, append(append([]*flowpb.Flow{}, a[:5]...), stray)...)
+		require.Equal(t, 5, obs)
+		// Nothing claims the days up to the stray's stamp.
 		obs, already := replayFlows(t, db, nodeFlows("k8s-node-1", t0.Add(2*24*time.Hour), 10)...)
 		require.Equal(t, 10, obs)
 		require.Zero(t, already)
+	})
+	t.Run("a jump in time that the next flows confirm is kept", func(t *testing.T) {
+		t.Parallel()
+		db := &spanSink{cursors: map[string]time.Time{}}
+		later := nodeFlows("k8s-node-1", t0.Add(2*24*time.Hour), 5)
+		obs, _, clock := replayFlowsClock(t, db, append(append([]*flowpb.Flow{}, a[:5]...), later...)...)
+		require.Equal(t, 10, obs)
+		require.Zero(t, clock)
+		// The last flow is kept within the skew of the one before it;
+		// after a longer silence nothing confirms it, and it is rejected.
+		last := func(after time.Duration) *flowpb.Flow {
+			f := podFlow(later[4].GetTime().AsTime().Add(after), "140.82.112.9", 443)
+			f.NodeName = "k8s-node-1"
+			return f
+		}
+		obs, _, clock = replayFlowsClock(t, db, append(append([]*flowpb.Flow{}, later...), last(4*time.Minute))...)
+		require.Equal(t, 1, obs, "only the new flow")
+		require.Zero(t, clock)
+		obs, _, clock = replayFlowsClock(t, db, append(append([]*flowpb.Flow{}, later...), last(time.Hour))...)
+		require.Zero(t, obs)
+		require.Equal(t, 1.0, clock)
+		// A single flow has nothing to be judged against: it is kept.
+		obs, _, clock = replayFlowsClock(t, &spanSink{cursors: map[string]time.Time{}}, a[0])
+		require.Equal(t, 1, obs)
+		require.Zero(t, clock)
+	})
+	t.Run("a node whose clock runs ahead is rejected", func(t *testing.T) {
+		t.Parallel()
+		var flows []*flowpb.Flow
+		ahead := nodeFlows("k8s-node-2", t0.Add(time.Hour), 10)
+		for i := range 10 {
+			flows = append(flows, a[i], ahead[i])
+		}
+		obs, _, clock := replayFlowsClock(t, &spanSink{cursors: map[string]time.Time{}}, flows...)
+		require.Equal(t, 10, obs)
+		require.Equal(t, 10.0, clock)
 	})
 	t.Run("node names that are not names are hashed", func(t *testing.T) {
 		t.Parallel()

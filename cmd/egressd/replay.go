@@ -33,8 +33,9 @@ bare flows, plain or gzip-compressed; - reads standard input. Time is the
 flows' time. Replaying flows again counts nothing twice, whatever file or
 pipe they come from: each node's spans of flow time already replayed are
 skipped. Unreadable lines are reported with file:line and skipped; the exit
-status is then 1. A flow stamped before 2000 or more than --max-clock-skew
-ahead of now is rejected and counted. SIGINT or SIGTERM stops the replay:
+status is then 1. A flow stamped before 2000, more than --max-clock-skew
+ahead of now, or that far ahead of the flows around it (a stray stamp) is
+rejected and counted. SIGINT or SIGTERM stops the replay:
 what was read is stored, the statistics are printed, and the exit status
 is 2.
 
@@ -283,6 +284,9 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 	}
 	mu.Lock()
 	abandoned = true
+	// The last flow may be held back until a next one confirms its time;
+	// there is none. (An error is a decode error, counted already.)
+	_ = pipe.FinishReplay()
 	res.interrupted = ctx.Err() != nil
 	if res.interrupted {
 		// The file being read when the signal came is not in res yet.
@@ -322,7 +326,7 @@ var notKeptReasons = []struct {
 	{"egressd_collector_flows_skipped_total", "lost_events", "lost_events: Hubble's report of events it lost (see below)"},
 	{"egressd_collector_flows_skipped_total", "duplicate", "duplicate: the same flow twice in the input"},
 	{"egressd_collector_flows_skipped_total", "already_stored", "already_stored: stored by an earlier replay (same node, same span of time)"},
-	{"egressd_flows_rejected_total", "clock", "clock: stamped before 2000 or more than --max-clock-skew ahead of now"},
+	{"egressd_flows_rejected_total", "clock", "clock: stamped before 2000, or more than --max-clock-skew ahead of now or of the flows before it"},
 	{"egressd_collector_decode_errors_total", "", "undecodable: not a valid Hubble message"},
 	{"egressd_collector_observations_sampled_total", "", "sampled: past --max-keys-per-app names for its app in the hour"},
 	{"egressd_collector_observations_dropped_total", "", "dropped: past --max-keys while the database was slow"},

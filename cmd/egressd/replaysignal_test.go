@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -77,6 +78,7 @@ func TestReplayStopsOnSignal(t *testing.T) {
 		_, err = w.Write(first)
 		require.NoError(t, err)
 		reading(t, p, fifo)
+		waitUntil(t, "replay reads the line", func() bool { return unread(t, w) == 0 })
 		stopWithin(t, p, syscall.SIGTERM)
 		require.Contains(t, p.logs.String(), "1 flow records")
 	})
@@ -101,7 +103,24 @@ func TestReplayStopsOnSignal(t *testing.T) {
 		})
 		_, err = w.Write(first)
 		require.NoError(t, err)
-		time.Sleep(300 * time.Millisecond) // nothing tells when it has read the line
+		waitUntil(t, "replay reads the line", func() bool { return unread(t, w) == 0 })
 		stopWithin(t, p, syscall.SIGINT)
+		require.Contains(t, p.logs.String(), "1 flow records")
 	})
+}
+
+// unread returns how many bytes written to the pipe or FIFO w have not been
+// read yet (the FIONREAD ioctl).
+func unread(t *testing.T, w *os.File) int {
+	t.Helper()
+	rc, err := w.SyscallConn()
+	require.NoError(t, err)
+	var n int32
+	var errno syscall.Errno
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		const fionread = 0x541B // Linux
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, fionread, uintptr(unsafe.Pointer(&n)))
+	}))
+	require.Zero(t, errno, "FIONREAD")
+	return int(n)
 }
