@@ -37,6 +37,7 @@ func TestReplayStopsOnSignal(t *testing.T) {
 			t.Fatalf("replay still runs 5 s after %v", sig)
 		}
 		took := time.Since(start)
+		t.Logf("stopped %s after %v", took.Round(time.Millisecond), sig)
 		require.Less(t, took, time.Second, "replay took %s to stop after %v", took, sig)
 		var ee *exec.ExitError
 		require.True(t, errors.As(p.err, &ee), "exit status: %v", p.err)
