@@ -61,6 +61,40 @@ func gunzipFile(t *testing.T, path string) []byte {
 	return b
 }
 
+// homeLab returns d of generated home-lab traffic from start as JSON lines:
+// smaller than the committed week, so that the tests that replay it several
+// times stay quick.
+func homeLab(t *testing.T, start time.Time, d time.Duration) []byte {
+	t.Helper()
+	resps, err := flowgen.HomeLab(start, d).Generate()
+	require.NoError(t, err)
+	var b bytes.Buffer
+	require.NoError(t, flowgen.WriteJSONLines(&b, resps))
+	return b.Bytes()
+}
+
+// writeFile writes b into dir/name and returns the path.
+func writeFile(t *testing.T, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+	return p
+}
+
+// gzipBytes compresses b.
+func gzipBytes(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	_, err := zw.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	return out.Bytes()
+}
+
+// october1 starts the generated captures, weeks before the tests' now.
+var october1 = time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+
 var storedRe = regexp.MustCompile(`(\d+) observations stored`)
 
 // storedCount reads "N observations stored" from a replay's output.
@@ -78,26 +112,24 @@ func storedCount(t *testing.T, stderr string) int {
 func TestReplayCountsFlowsOnceWhateverTheirInput(t *testing.T) {
 	t.Parallel()
 	env := dbEnv(t)
-	plain := gunzipFile(t, capture)
+	plain := homeLab(t, october1, 24*time.Hour)
 	r := runStdin(t, env, plain, "replay", "-")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Positive(t, storedCount(t, r.stderr))
 	before := destinationRows(t, env)
 
 	dir := t.TempDir()
-	renamed := filepath.Join(dir, "renamed.jsonl")
-	require.NoError(t, os.WriteFile(renamed, plain, 0o600))
-	gz, err := os.ReadFile(capture)
-	require.NoError(t, err)
-	gzCopy := filepath.Join(dir, "copy.json.gz")
-	require.NoError(t, os.WriteFile(gzCopy, gz, 0o600))
+	gz := gzipBytes(t, plain)
+	original := writeFile(t, dir, "capture.jsonl.gz", gz)
+	renamed := writeFile(t, dir, "renamed.jsonl", plain)
+	gzCopy := writeFile(t, t.TempDir(), "copy.json.gz", gz)
 
 	for _, in := range []struct {
 		name  string
 		args  []string
 		stdin []byte
 	}{
-		{"the gzip file by its path", []string{"replay", capture}, nil},
+		{"a gzip file by its path", []string{"replay", original}, nil},
 		{"standard input again", []string{"replay", "-"}, plain},
 		{"gzip on standard input", []string{"replay", "-"}, gz},
 		{"a renamed copy", []string{"replay", renamed}, nil},
@@ -115,15 +147,8 @@ func TestReplayCountsFlowsOnceWhateverTheirInput(t *testing.T) {
 // are both stored, each as it would be alone.
 func TestReplayDifferentCapturesOnStdin(t *testing.T) {
 	t.Parallel()
-	gen := func(start time.Time) []byte {
-		resps, err := flowgen.HomeLab(start, 24*time.Hour).Generate()
-		require.NoError(t, err)
-		var b bytes.Buffer
-		require.NoError(t, flowgen.WriteJSONLines(&b, resps))
-		return b.Bytes()
-	}
-	a := gen(time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC))
-	b := gen(time.Date(2026, 10, 5, 0, 0, 0, 0, time.UTC))
+	a := homeLab(t, october1, 12*time.Hour)
+	b := homeLab(t, october1.AddDate(0, 0, 4), 12*time.Hour)
 
 	both := dbEnv(t)
 	ra := runStdin(t, both, a, "replay", "-")
@@ -144,7 +169,7 @@ func TestReplayDifferentCapturesOnStdin(t *testing.T) {
 func TestReplayExplainsWhatWasNotKept(t *testing.T) {
 	t.Parallel()
 	env := dbEnv(t)
-	r := run(t, env, "replay", capture)
+	r := run(t, env, "replay", writeFile(t, t.TempDir(), "day.jsonl", homeLab(t, october1, 24*time.Hour)))
 	require.Equal(t, 0, r.code, r.stderr)
 	t.Log(r.stderr)
 	m := regexp.MustCompile(`: (\d+) flow records, (\d+) observations stored`).FindStringSubmatch(r.stderr)
@@ -164,8 +189,8 @@ func TestReplayExplainsWhatWasNotKept(t *testing.T) {
 	for _, reason := range []string{"reply:", "in_cluster:", "internal_cidr:", "not_egress:", "dns_answer:", "duplicate:"} {
 		require.Contains(t, r.stderr, reason)
 	}
-	// The capture ends on 2026-11-08, weeks before now.
-	require.Regexp(t, `older than the default baseline window \(168h\) before now: export it with\n  egressd baseline export --dir DIR --at 2026-11-0[78]T`, r.stderr)
+	// The capture ends on 2026-10-02, weeks before now.
+	require.Regexp(t, `older than the default baseline window \(168h\) before now: export it with\n  egressd baseline export --dir DIR --at 2026-10-0[12]T`, r.stderr)
 	at := regexp.MustCompile(`--at (\S+)`).FindStringSubmatch(r.stderr)[1]
 	dir := t.TempDir()
 	e := run(t, env, "baseline", "export", "--dir", dir, "--at", at)
@@ -177,7 +202,7 @@ func TestReplayExplainsWhatWasNotKept(t *testing.T) {
 func TestAcceptUnknownApp(t *testing.T) {
 	t.Parallel()
 	env := dbEnv(t)
-	require.Equal(t, 0, run(t, env, "replay", capture).code)
+	require.Equal(t, 0, runStdin(t, env, homeLab(t, october1, 6*time.Hour), "replay", "-").code)
 
 	r := run(t, env, "accept", "nosuch/app", "api.github.com:443")
 	require.Equal(t, 2, r.code)
@@ -205,7 +230,7 @@ func TestAcceptUnknownApp(t *testing.T) {
 func TestRetentionFollowsTheNewestFlow(t *testing.T) {
 	t.Parallel()
 	env := dbEnv(t)
-	require.Equal(t, 0, run(t, env, "replay", capture).code)
+	require.Equal(t, 0, runStdin(t, env, homeLab(t, october1, 3*24*time.Hour), "replay", "-").code)
 	db := openEnvDB(t, env)
 	ctx := context.Background()
 	days, err := db.HourlyPartitions(ctx)
@@ -218,7 +243,7 @@ func TestRetentionFollowsTheNewestFlow(t *testing.T) {
 	co.Address = addr
 	var logs syncBuffer
 	cfg := ServeConfig{DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: collector.DefaultAggregatorOptions(),
-		Listen: "127.0.0.1:0", Detect: detector.DefaultOptions(), Retention: 3 * 24 * time.Hour}
+		Listen: "127.0.0.1:0", Detect: detector.DefaultOptions(), Retention: 24 * time.Hour}
 	m, err := NewMain(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
@@ -232,7 +257,7 @@ func TestRetentionFollowsTheNewestFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, days, "the capture's last days survive:\n%s", logs.String())
 	require.Equal(t, newest, days[len(days)-1])
-	require.False(t, days[0].Before(newest.AddDate(0, 0, -3)), "days older than the period before the newest flow are dropped: %v", days)
+	require.Len(t, days, 2, "the first of three days is dropped, the last two are kept: %v", days)
 	apps, err := db.Apps(ctx)
 	require.NoError(t, err)
 	require.NotEmpty(t, apps)
