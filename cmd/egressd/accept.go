@@ -37,7 +37,7 @@ func (c *CLI) accept(ctx context.Context, args []string) error {
 	remove := fs.Bool("remove", false, "take the acceptance back")
 	cluster := fs.String("cluster", "", "accept in this cluster only (default: every cluster)")
 	force := fs.Bool("force", false, "accept for an app egressd has not seen yet (ahead of its first flow)")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), acceptUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), acceptUsage); printFlags(fs) }
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
