@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,7 +58,7 @@ func (f *fakeLeases) WriteRollupFenced(context.Context, *egressd.Rollup, egressd
 	return nil
 }
 
-func (f *fakeLeases) Cursor(context.Context, string) (time.Time, error) {
+func (f *fakeLeases) ResumeCursor(context.Context, string, time.Time, *slog.Logger) (time.Time, error) {
 	if !f.cursor.IsZero() {
 		return f.cursor, nil
 	}
