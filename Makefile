@@ -29,7 +29,7 @@ lint:
 BENCHTIME ?= 1s
 bench: build
 	./scripts/ensure-deps.sh postgresql alertmanager
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m ./...
 	./$(BIN) bench
 
 # Runs every fuzz target for FUZZTIME each (default 30s); FUZZ=regexp picks

@@ -8,9 +8,23 @@
 # volume tests the real Prometheus (Debian's prometheus), each on loopback
 # ports of its own. On a machine with systemd, Debian's packages also enable
 # and start their services (Prometheus on :9090, Alertmanager on :9093).
+#
+# One line per package is printed as soon as that package finishes
+# (gotestsum reads go test's JSON stream), then the output of every failed
+# or skipped test. The only tests that may skip are those reading recorded
+# Hubble flows from ../shared/hubble-samples, absent from a plain clone.
+#
+# TEST_TIMEOUT bounds each package's test binary (go test -timeout);
+# TEST_PARALLEL is how many packages, and how many parallel tests within a
+# package, run at once: most tests wait on PostgreSQL, Prometheus or
+# Alertmanager, so more than the CPU count keeps the CPUs busy.
+# Arguments are passed on to go test (e.g. -run TestSamples).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/ensure-deps.sh postgresql alertmanager prometheus
 
-exec go test -count=1 -race "$@" ./...
+timeout=${TEST_TIMEOUT:-10m}
+parallel=${TEST_PARALLEL:-4}
+exec go run gotest.tools/gotestsum@v1.13.0 --format pkgname-and-test-fails --format-icons text -- \
+	-count=1 -race -timeout "$timeout" -p "$parallel" -parallel "$parallel" "$@" ./...
