@@ -14,7 +14,8 @@
 # or skipped test. The only tests that may skip are those reading recorded
 # Hubble flows from ../shared/hubble-samples, absent from a plain clone.
 #
-# TEST_TIMEOUT bounds each package's test binary (go test -timeout);
+# TEST_TIMEOUT bounds each package's test binary (go test -timeout; 20m,
+# far above what a package takes, so that only a hang trips it);
 # TEST_PARALLEL is how many packages, and how many parallel tests within a
 # package, run at once: most tests wait on PostgreSQL, Prometheus or
 # Alertmanager, so more than the CPU count keeps the CPUs busy.
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 ./scripts/ensure-deps.sh postgresql alertmanager prometheus
 
-timeout=${TEST_TIMEOUT:-10m}
+timeout=${TEST_TIMEOUT:-20m}
 parallel=${TEST_PARALLEL:-4}
 exec go run gotest.tools/gotestsum@v1.13.0 --format pkgname-and-test-fails --format-icons text -- \
 	-count=1 -race -timeout "$timeout" -p "$parallel" -parallel "$parallel" "$@" ./...
