@@ -8,7 +8,8 @@ build:
 	$(GO) build -o $(BIN) ./cmd/egressd
 
 # Installs what the tests need when missing (Debian's postgresql), then
-# runs all tests. TEST_DATABASE_URL points them at an existing server.
+# runs all tests, printing a line per package as it finishes.
+# TEST_DATABASE_URL points them at an existing server.
 test:
 	./scripts/test.sh
 
