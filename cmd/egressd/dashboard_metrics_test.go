@@ -125,11 +125,11 @@ func TestDashboardsShowDataOnAFreshInstall(t *testing.T) {
 	prom := promtest.Start(t, promtest.Options{Targets: []promtest.Target{{Job: "egressd", Address: addr}}})
 
 	// rate() and increase() need two samples in their range: wait for a
-	// scrape a second after the first one.
+	// scrape a second after the first one, and query when both are stored.
 	const selector = `egressd_collector_messages_received_total{job="egressd"}`
 	prom.WaitScraped(t, selector, time.Now(), 60*time.Second)
-	at := time.Now().Add(time.Second)
-	prom.WaitScraped(t, selector, at, 60*time.Second)
+	prom.WaitScraped(t, selector, time.Now().Add(time.Second), 60*time.Second)
+	at := time.Now()
 
 	c, err := api.NewClient(api.Config{Address: prom.URL()})
 	require.NoError(t, err)
@@ -137,7 +137,7 @@ func TestDashboardsShowDataOnAFreshInstall(t *testing.T) {
 	vars := map[string]string{
 		// In a regexp matcher, escaped as Grafana does inside a PromQL string.
 		"instance":        strings.ReplaceAll(regexp.QuoteMeta(addr), `\`, `\\`),
-		"__rate_interval": "1m",
+		"__rate_interval": "5m",
 		"__interval":      "15s",
 		"__range":         "1h",
 	}
