@@ -2,7 +2,7 @@ package egressd
 
 // HostNamespace is the namespace under which host-network traffic is
 // attributed: a node's own egress is the app host/<node>. A real namespace
-// called "host" would share these apps; DESIGN.md chose the readable form.
+// called "host" would share these apps; the readable form was chosen anyway.
 const HostNamespace = "host"
 
 // Length limits for names read from flows. They follow Kubernetes (a namespace

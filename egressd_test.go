@@ -107,3 +107,19 @@ func TestErrors(t *testing.T) {
 	require.Equal(t, "internal error", egressd.ErrorMessage(plain))
 	require.Equal(t, "", egressd.ErrorCode(nil))
 }
+
+func TestNameSourceString(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[egressd.NameSource]string{
+		egressd.NameFromFlow: "flow", egressd.NameFromDNS: "dns", egressd.NameIsIP: "ip", 0: "unknown", 200: "unknown",
+	} {
+		require.Equal(t, want, s.String(), "NameSource(%d)", uint8(s))
+	}
+}
+
+func TestLeaseLost(t *testing.T) {
+	t.Parallel()
+	require.True(t, egressd.LeaseLost(fmt.Errorf("renew: %w", egressd.ErrLeaseLost)))
+	require.False(t, egressd.LeaseLost(egressd.Errorf(egressd.ECONFLICT, "another conflict")))
+	require.False(t, egressd.LeaseLost(nil))
+}

@@ -84,6 +84,20 @@ const (
 	NameIsIP
 )
 
+// String names the source as the API and anomaly details show it: "flow",
+// "dns", "ip", or "unknown" (rows stored before it was recorded).
+func (s NameSource) String() string {
+	switch s {
+	case NameFromFlow:
+		return "flow"
+	case NameFromDNS:
+		return "dns"
+	case NameIsIP:
+		return "ip"
+	}
+	return "unknown"
+}
+
 // Observation is one attributed flow: an app reached a destination, or asked
 // DNS for a name, at a time, from a pod.
 type Observation struct {

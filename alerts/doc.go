@@ -24,8 +24,8 @@
 //     proxy or a misconfiguration produce: 401, 403, 404, 408, 429...):
 //     DeliveryFailed, due again after an exponential, capped and jittered
 //     backoff by the delivery's attempts. Dropping on those would lose
-//     alerts to a mistake the operator can fix (DESIGN.md: an outage loses
-//     no alert).
+//     alerts to a mistake the operator can fix (an outage must lose no
+//     alert).
 //
 // [Sender.Wake] starts a round at once, so an anomaly recorded by the
 // detector reaches Alertmanager in milliseconds; PollInterval is only the
@@ -33,7 +33,7 @@
 // were queued by another replica.
 //
 // [PostableAlert] maps a delivery to the Alertmanager model: the labels and
-// annotations of DESIGN.md (Alerts). Label and annotation values are made
+// annotations listed in docs/architecture.md (Alerts). Label and annotation values are made
 // valid UTF-8 and cut at MaxLabelValueLen and MaxAnnotationLen bytes (ending
 // in "...(truncated)"), so a hostile destination name can neither make
 // Alertmanager refuse the alert nor grow a notification without bound.

@@ -166,3 +166,30 @@ func TestAlertmanagerEveryTarget(t *testing.T) {
 		require.Equal(t, "7a29e75", got.Annotations["fingerprint"])
 	}
 }
+
+// TestSenderLastRoundDelivers: an anomaly recorded just before the stop,
+// with no Wake and no poll due, is claimed and posted by the Sender's last
+// round before Run returns; the outbox records the success.
+func TestSenderLastRoundDelivers(t *testing.T) {
+	t.Parallel()
+	ctx := deadline(t)
+	rcv := amtest.NewReceiver(t)
+	am := amtest.Start(t, amtest.Options{WebhookURL: rcv.URL()})
+	ob := newMemOutbox()
+	opts := integrationOptions(am.URL())
+	opts.PollInterval = time.Hour // only the last round can claim it
+	s, _ := newSender(t, ob, opts)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+
+	id := ob.Add(am.URL(), testAnomaly("1a57"))
+	stop()
+	require.NoError(t, <-done)
+
+	require.Equal(t, 1, ob.Row(id).Sent, "the outbox does not record the last round's POST")
+	got, err := am.Alerts(ctx, `app="recyclarr"`)
+	require.NoError(t, err)
+	require.Len(t, got, 1, "Alertmanager does not list the alert of the last round")
+	require.Equal(t, "1a57", got[0].Annotations["fingerprint"])
+}

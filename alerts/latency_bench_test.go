@@ -11,7 +11,7 @@ import (
 	"github.com/egressd/egressd/alerts/amtest"
 )
 
-// BenchmarkDeliveryLatency measures the alert stage of DESIGN.md's target
+// BenchmarkDeliveryLatency measures the alert stage of BENCHMARKS.md's target
 // "flow received -> alert accepted by a real Alertmanager: p99 < 1 s": from a
 // delivery becoming due in the outbox and Wake, to the real Alertmanager
 // listing the alert in GET /api/v2/alerts (p50-ms, p99-ms, max-ms). The

@@ -54,7 +54,7 @@ type Options struct {
 	Now func() time.Time
 }
 
-// DefaultOptions returns the defaults DESIGN.md describes, without targets.
+// DefaultOptions returns the documented defaults, without targets.
 func DefaultOptions() Options {
 	return Options{
 		ResendInterval: time.Minute,

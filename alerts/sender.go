@@ -85,18 +85,57 @@ func (s *Sender) Wake() {
 	}
 }
 
-// Run claims and delivers until ctx is cancelled, then returns nil once
-// every in-flight POST has ended and its outcome is recorded. Outbox errors
-// are logged, counted and retried at the next poll; they never stop Run.
+// Run claims and delivers until ctx is cancelled, then gives the outbox a
+// last round: it claims what is due once more (an anomaly recorded just
+// before the stop included) and posts it, and returns nil once every POST
+// has ended and its outcome is recorded, or after LastRoundTimeout, when
+// the POSTs still in flight are cancelled and their leases left to run out
+// (another replica, or the next start, sends them). Outbox errors are
+// logged, counted and retried at the next poll; they never stop Run.
 //
 // One goroutine per Alertmanager posts what the claiming loop hands it, so
 // a slow or unreachable Alertmanager never holds up another one.
 func (s *Sender) Run(ctx context.Context) error {
+	// The workers outlive ctx for the last round; finish tells them to
+	// return once they have posted everything handed to them.
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorkers()
+	finish := make(chan struct{})
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	for _, t := range s.targets {
-		wg.Go(func() { s.work(ctx, t) })
+		wg.Go(func() { s.work(wctx, t, finish) })
 	}
+	s.loop(ctx)
+
+	last, cancel := context.WithTimeout(wctx, s.lastRoundTimeout())
+	defer cancel()
+	for {
+		full, err := s.claim(last)
+		if !full || err != nil || last.Err() != nil {
+			break
+		}
+	}
+	close(finish)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-last.Done():
+		s.log.Warn("alerts_last_round_timeout", "timeout", s.lastRoundTimeout())
+		stopWorkers()
+		<-done
+	}
+	return nil
+}
+
+// lastRoundTimeout bounds the last round: a claim and a POST per batch, the
+// POST bounded by Options.Timeout.
+func (s *Sender) lastRoundTimeout() time.Duration {
+	return 2 * s.opts.Timeout
+}
+
+// loop claims until ctx is cancelled.
+func (s *Sender) loop(ctx context.Context) {
 	poll := time.NewTicker(s.opts.PollInterval)
 	defer poll.Stop()
 	trim := time.NewTicker(TrimInterval)
@@ -105,7 +144,7 @@ func (s *Sender) Run(ctx context.Context) error {
 	for {
 		full, err := s.claim(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if full && err == nil {
 			// More may be due: claim again without waiting.
@@ -118,7 +157,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-wake:
 		case <-poll.C:
 		case <-trim.C:
@@ -207,13 +246,16 @@ func (s *Sender) deferUnknown(ctx context.Context, raw string, ds []egressd.Deli
 }
 
 // work posts what claim hands to one Alertmanager, batch by batch, until
-// ctx is cancelled.
-func (s *Sender) work(ctx context.Context, t *target) {
+// ctx is cancelled, or until finish is closed and nothing is left to post.
+func (s *Sender) work(ctx context.Context, t *target, finish <-chan struct{}) {
 	for {
+		finishing := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.kick:
+		case <-finish:
+			finishing = true
 		}
 		for ctx.Err() == nil {
 			batch := t.take(s.opts.Now(), s.opts.BatchSize, s.opts.Lease-s.opts.Timeout)
@@ -221,6 +263,9 @@ func (s *Sender) work(ctx context.Context, t *target) {
 				break
 			}
 			s.deliver(ctx, t, batch)
+		}
+		if finishing {
+			return
 		}
 	}
 }

@@ -29,7 +29,7 @@ func benchLive(apps, dests int) []egressd.Baseline {
 
 // BenchmarkExport exports apps x 20 destinations: "new" into an empty
 // directory (every file written), "unchanged" over its own output (every file
-// read, merged and compared, none written). DESIGN.md targets 10k apps in
+// read, merged and compared, none written). BENCHMARKS.md targets 10k apps in
 // at most 2 s.
 func BenchmarkExport(b *testing.B) {
 	for _, apps := range []int{100, 1000, 10000} {

@@ -23,7 +23,7 @@ import (
 //   - everything else is literal.
 //
 // Older Cilium releases have no multi-level wildcard: there "**" is read as
-// "*", one label (DESIGN.md: "**. for any depth where supported").
+// "*", one label ("**." matches any depth only where Cilium supports it).
 //
 // Cilium matches the regular expression once per DNS answer; egressd matches
 // on the hot path of the detector, so a pattern is split into labels once and

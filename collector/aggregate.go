@@ -83,7 +83,7 @@ func (o AggregatorOptions) Validate() error {
 }
 
 // The state between two flushes holds up to MaxKeys keys (1M by default),
-// so it is laid out for size (DESIGN.md: <= 300 bytes per active key,
+// so it is laid out for size (BENCHMARKS.md: <= 300 bytes per active key,
 // detector included). Strings that many keys share (app, protocol, pod)
 // are numbered once per state; values sit in the maps, with no pointer of
 // their own; and a destination's hour buckets are folded into it: a flush

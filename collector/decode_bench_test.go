@@ -53,7 +53,7 @@ func marshalHomeLab(b *testing.B, distinct bool) [][]byte {
 
 // BenchmarkDecode compares the selective decoder with a full proto.Unmarshal
 // of the same messages. The "ratio" sub-benchmark runs both in one loop and
-// reports selective/full time, the figure DESIGN.md targets (<= 0.15).
+// reports selective/full time, the figure BENCHMARKS.md targets (<= 0.15).
 func BenchmarkDecode(b *testing.B) {
 	msgs := benchMessages(b)
 	b.Run("selective", func(b *testing.B) {

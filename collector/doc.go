@@ -13,7 +13,7 @@
 // commutative rollups to PostgreSQL once per flush interval, and later the
 // detector.
 //
-// Attribution follows DESIGN.md. Its decisions, in order:
+// Attribution decides, in order:
 //
 //   - L7 DNS records: an answer (RESPONSE with addresses) teaches the asking
 //     pod's address->name map, honouring the TTL but at least DNSMinTTL;

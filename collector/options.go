@@ -43,7 +43,7 @@ var DefaultInternalCIDRs = []string{
 	"fc00::/7", "fe80::/10", "::1/128",
 }
 
-// DefaultOptions returns the options DESIGN.md describes.
+// DefaultOptions returns the default options.
 func DefaultOptions() Options {
 	o := Options{
 		AppPrecedence:   []string{"workload", "label:app.kubernetes.io/name", "label:app", "label:k8s-app", "pod"},

@@ -32,7 +32,7 @@ func TestDockerfile(t *testing.T) {
 	require.Contains(t, df, "ARG GO_VERSION="+goVersion[1]+"\n", "the builder's Go is go.mod's")
 
 	for _, want := range []string{
-		"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X main.version=${VERSION}"`, "./cmd/egressd",
+		"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}"`, "./cmd/egressd",
 		"\nUSER 65532:65532\n", "\nEXPOSE 9090\n", "\nENTRYPOINT [\"/egressd\"]\n", "\nCMD [\"serve\"]\n",
 	} {
 		require.Contains(t, df, want)
@@ -43,7 +43,7 @@ func TestDockerfile(t *testing.T) {
 	require.Contains(t, last, "USER 65532")
 
 	bin := egressdBinary(t) // built with -X main.version=deploy-test
-	require.Equal(t, "egressd deploy-test\n", run(t, 0, "", nil, bin, "version"))
+	require.Regexp(t, `^egressd deploy-test \(commit \S+, go1\.\S+, \S+/\S+\)\n$`, run(t, 0, "", nil, bin, "version"))
 }
 
 // TestDockerignore checks that ../.dockerignore keeps what `go build

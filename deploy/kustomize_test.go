@@ -30,9 +30,9 @@ func TestBuild(t *testing.T) {
 		namespace string   // every namespaced object's, "" when left to overlays
 		image     string
 	}{
-		{"base", baseDir, egressd, "", "ghcr.io/egressd/egressd:latest"},
-		{"example overlay", exampleDir, sorted(append([]string{"Namespace/egressd"}, egressd...)), "egressd", "ghcr.io/egressd/egressd:v0.1.0"},
-		{"gitops", gitopsDir, []string{"CiliumNetworkPolicy/egressd-gitops", "CronJob/egressd-gitops"}, "egressd", "ghcr.io/egressd/egressd-gitops:v0.1.0"},
+		{"base", baseDir, egressd, "", "registry.example.com/egressd/egressd:latest"},
+		{"example overlay", exampleDir, sorted(append([]string{"Namespace/egressd"}, egressd...)), "egressd", "registry.example.com/egressd/egressd:v0.1.0"},
+		{"gitops", gitopsDir, []string{"CiliumNetworkPolicy/egressd-gitops", "CronJob/egressd-gitops"}, "egressd", "registry.example.com/egressd/egressd-gitops:v0.1.0"},
 	}
 	hash := regexp.MustCompile(`^(ConfigMap/.*)-[a-z0-9]{10}$`)
 	for _, tt := range tests {
@@ -221,7 +221,7 @@ func TestServeFlags(t *testing.T) {
 	bin := egressdBinary(t)
 	help := run(t, 0, "", nil, bin, "serve", "-h")
 	defined := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(help, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^  --([a-z0-9-]+)`).FindAllStringSubmatch(help, -1) {
 		defined[m[1]] = true
 	}
 	require.Contains(t, defined, "hubble-address", "serve -h output:\n%s", help)

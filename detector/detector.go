@@ -55,7 +55,7 @@ type Options struct {
 	Volume VolumeOptions
 }
 
-// DefaultOptions returns DESIGN.md's defaults.
+// DefaultOptions returns the documented defaults.
 func DefaultOptions() Options {
 	return Options{
 		LearningPeriod: 24 * time.Hour,
@@ -100,7 +100,7 @@ type key struct {
 
 // keyHash identifies a key in the index of judged keys: a 128-bit keyed
 // hash instead of the key's strings, so that the index costs about 20
-// bytes per key and holds no destination name alive (DESIGN.md: <= 300
+// bytes per key and holds no destination name alive (BENCHMARKS.md: <= 300
 // bytes per active key at 1M keys, with the aggregator). Two keys share a
 // hash with probability about n^2/2^129 (1.5e-27 at 1M keys); the seeds
 // are random per process, so flow content cannot aim at a collision, and
@@ -396,7 +396,7 @@ func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bo
 		return egressd.Anomaly{}, false
 	}
 	a := anomalyOf(o, st, egressd.AnomalyNovelDestination, egressd.NoveltyFingerprint(o.App, o.Destination))
-	a.Details = map[string]string{"verdict": o.Verdict.String(), "name_source": nameSource(o.NameSource)}
+	a.Details = map[string]string{"verdict": o.Verdict.String(), "name_source": o.NameSource.String()}
 	a.Summary = fmt.Sprintf("%s reached %s, new for this app", o.App, o.Destination)
 	if o.Verdict.Denied() {
 		a.Summary = fmt.Sprintf("%s tried to reach %s, new for this app (%s)", o.App, o.Destination, o.Verdict)
@@ -531,18 +531,6 @@ func isNumericLast(name string) bool {
 	i := strings.LastIndexByte(name, '.')
 	_, err := strconv.Atoi(name[i+1:])
 	return err == nil
-}
-
-func nameSource(s egressd.NameSource) string {
-	switch s {
-	case egressd.NameFromFlow:
-		return "flow"
-	case egressd.NameFromDNS:
-		return "dns"
-	case egressd.NameIsIP:
-		return "ip"
-	}
-	return "unknown"
 }
 
 // Advance moves the volume rule's clock with the flows of source.

@@ -17,7 +17,7 @@ import (
 )
 
 // benchCardinalities are the numbers of distinct (app, destination, port)
-// keys the memory benchmarks hold; DESIGN.md's target is stated at 1M.
+// keys the memory benchmarks hold; BENCHMARKS.md's target is stated at 1M.
 var benchCardinalities = []int{10_000, 100_000, 1_000_000}
 
 // liveHeap returns the bytes reachable after a full collection.
@@ -84,7 +84,7 @@ func measure(b *testing.B, n int, setup func() (run func() (stop func()))) {
 }
 
 // BenchmarkMemory reports the heap held per distinct (app, destination,
-// port) key, DESIGN.md's "resident memory <= 300 bytes per active key at
+// port) key, BENCHMARKS.md's "resident memory <= 300 bytes per active key at
 // 1M keys": the detector (apps out of their learning period, so every key
 // joins the live window; default options, so the volume rule's per-app
 // Hubble flow counts are included), the aggregator's state for one flush

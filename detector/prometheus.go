@@ -55,7 +55,7 @@ type PrometheusOptions struct {
 	HTTPClient *http.Client
 }
 
-// DefaultPrometheusOptions returns the options DESIGN.md describes:
+// DefaultPrometheusOptions returns the documented defaults:
 // cAdvisor's container_network_transmit_bytes_total, the rate over the last
 // 2 minutes against the 24 h history. URL has no default.
 func DefaultPrometheusOptions() PrometheusOptions {

@@ -29,7 +29,7 @@ type VolumeOptions struct {
 	Unit string
 }
 
-// DefaultVolumeOptions returns DESIGN.md's defaults for the Hubble flow
+// DefaultVolumeOptions returns the documented defaults for the Hubble flow
 // rate: 100x the 24 h average, at least 5 flows/s, held for 2 minutes.
 func DefaultVolumeOptions() VolumeOptions {
 	return VolumeOptions{

@@ -62,7 +62,7 @@ func toAnomalyJSON(a egressd.Anomaly) anomalyJSON {
 		j.Verdict = a.Verdict.String()
 	}
 	if a.NameSource != 0 {
-		j.NameSource = nameSource(a.NameSource)
+		j.NameSource = a.NameSource.String()
 	}
 	return j
 }

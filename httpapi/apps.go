@@ -83,19 +83,6 @@ type destinationJSON struct {
 	NameSource   string    `json:"name_source"`
 }
 
-// nameSource names where a destination's name came from.
-func nameSource(s egressd.NameSource) string {
-	switch s {
-	case egressd.NameFromFlow:
-		return "flow"
-	case egressd.NameFromDNS:
-		return "dns"
-	case egressd.NameIsIP:
-		return "ip"
-	}
-	return "unknown"
-}
-
 // appDestinations answers GET /api/v1/apps/{namespace}/{app}/destinations
 // [?window=168h][&cluster=C].
 func (s *server) appDestinations(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +131,7 @@ func (s *server) appDestinations(w http.ResponseWriter, r *http.Request) {
 			DroppedFlows: d.DroppedFlows,
 			Verdicts:     verdicts,
 			ExamplePod:   d.ExamplePod,
-			NameSource:   nameSource(d.NameSource),
+			NameSource:   d.NameSource.String(),
 		})
 	}
 	writeJSON(w, http.StatusOK, struct {

@@ -39,6 +39,6 @@
 // Values read from flows are length-bounded before they are stored (see
 // MaxSummaryLen).
 //
-// StartEphemeral runs a throwaway PostgreSQL server from the local binaries,
-// for `egressd demo` and for tests (see package pgtest).
+// A throwaway server for the demo and the tests is package pgserver's job,
+// not this one's.
 package postgres

@@ -11,36 +11,25 @@ import (
 	"github.com/egressd/egressd"
 )
 
-// Lease is a replica's hold on a flow source: while it holds it, that
-// replica alone streams the source and writes its rollups.
-//
-// Expiry is judged by PostgreSQL's clock, so the replicas' clocks do not
-// matter. Token grows with every acquisition of the source: a rollup written
-// with WriteRollupFenced commits only if the lease row still names this
-// holder and token, so a replica that lost the lease (expired and taken over,
-// or paused past its TTL) can never add its counts after another took over.
-type Lease struct {
-	Source string
-	Holder string
-	Token  int64
-	// Expires is when the lease lapses unless renewed (database clock).
-	Expires time.Time
-}
+// Lease is a replica's hold on a flow source (egressd.Lease).
+type Lease = egressd.Lease
 
 // LeaseLost reports whether err says that a lease is not, or no longer,
 // held by the caller: AcquireLease found another holder, or RenewLease and
 // WriteRollupFenced found that another replica has taken the source over.
 func LeaseLost(err error) bool {
-	var e *leaseError
-	return errors.As(err, &e)
+	return egressd.LeaseLost(err)
 }
 
-// leaseError is an egressd.ECONFLICT error that LeaseLost tells apart from
-// other conflicts.
+// leaseError is an egressd.ECONFLICT error that also matches
+// egressd.ErrLeaseLost, so that callers tell it apart from other conflicts.
 type leaseError struct{ err *egressd.Error }
 
 func (e *leaseError) Error() string { return e.err.Error() }
 func (e *leaseError) Unwrap() error { return e.err }
+
+// Is makes errors.Is(err, egressd.ErrLeaseLost) hold.
+func (e *leaseError) Is(target error) bool { return target == egressd.ErrLeaseLost }
 
 func errLeaseLost(format string, args ...any) error {
 	return &leaseError{egressd.Errorf(egressd.ECONFLICT, format, args...)}

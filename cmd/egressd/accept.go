@@ -33,7 +33,7 @@ func (c *CLI) accept(ctx context.Context, args []string) error {
 	by := fs.String("by", defaultUser(), "who accepts (recorded)")
 	remove := fs.Bool("remove", false, "take the acceptance back")
 	cluster := fs.String("cluster", "", "accept in this cluster only (default: every cluster)")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), acceptUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), acceptUsage); printFlags(fs) }
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err

@@ -74,7 +74,7 @@ func alertingServe(t testing.TB, db *postgres.DB, hubbleAddr, amURL string) (sto
 
 // TestServeAlertsNovelDestinationThroughAlertmanager: a novel flow streamed
 // from Hubble reaches a webhook receiver through the real Alertmanager's
-// routing, with DESIGN.md's labels; accepting the destination resolves it.
+// routing, with the documented labels (docs/architecture.md); accepting the destination resolves it.
 func TestServeAlertsNovelDestinationThroughAlertmanager(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -127,7 +127,7 @@ func openTestDB(t testing.TB, url postgres.DSN) *postgres.DB {
 // BenchmarkFlowToAlertLatency measures the time from a novel flow leaving
 // the test Hubble server to the real Alertmanager listing its alert in
 // /api/v2/alerts (polled every millisecond), over b.N flows to distinct
-// destinations, and reports p50 and p99. DESIGN.md's target is p99 < 1 s.
+// destinations, and reports p50 and p99. BENCHMARKS.md's target is p99 < 1 s.
 func BenchmarkFlowToAlertLatency(b *testing.B) {
 	recv := amtest.NewReceiver(b)
 	am := amtest.Start(b, amtest.Options{WebhookURL: recv.URL()})

@@ -13,9 +13,9 @@ import (
 )
 
 const baselineUsage = `Usage:
-  egressd baseline export --dir DIR [--window 168h] [--at RFC3339] [--prune]
-  egressd baseline diff   --dir DIR [--window 168h] [--at RFC3339] [--prune]
-  egressd baseline policy --dir DIR [--out DIR]   (see egressd baseline policy -h)
+  egressd baseline export --dir DIR [--window 7d] [--at RFC3339] [--prune]
+  egressd baseline diff   --dir DIR [--window 7d] [--at RFC3339] [--prune]
+  egressd baseline policy --dir DIR [--out DIR]   (see egressd baseline policy --help)
 
 export writes DIR/<namespace>/<app>.json for every app with allowed egress in
 the window [at - window, at), merged with the files already there (unbounded,
@@ -32,20 +32,24 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 		return &exitError_{code: exitError}
 	}
 	sub, args := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(c.Stdout, baselineUsage)
+		return nil
+	}
 	if sub == "policy" {
 		return c.baselinePolicy(ctx, args)
 	}
 	if sub != "export" && sub != "diff" {
-		fmt.Fprint(c.Stderr, baselineUsage)
 		return usageError("baseline: unknown subcommand %q: want export, diff or policy", sub)
 	}
 	fs := flag.NewFlagSet("egressd baseline "+sub, flag.ContinueOnError)
 	cm := c.commonFlags(fs)
 	dir := fs.String("dir", "", "baseline directory (required)")
-	window := fs.Duration("window", 168*time.Hour, "how far back traffic counts")
+	window := durationFlag(fs, "window", 168*time.Hour, "how far back traffic counts")
 	at := fs.String("at", "", "end of the window, RFC3339 (default: now); pins exports to reproducible bytes")
 	prune := fs.Bool("prune", false, "delete files of apps without traffic in the window")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), baselineUsage+"\nFlags:\n"); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), baselineUsage+"\nFlags:\n"); printFlags(fs) }
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err

@@ -34,23 +34,22 @@ Usage:
   egressd replay FILE...      ingest Hubble JSON lines (events.log, hubble observe -o jsonpb,
                               bare flows; gzip ok; - is stdin) through the same pipeline;
                               --detect prints each anomaly as one JSON object per line
-  egressd baseline export --dir DIR [--window 168h] [--at RFC3339] [--prune]
-  egressd baseline diff   --dir DIR [--window 168h] [--at RFC3339] [--prune]
+  egressd baseline export --dir DIR [--window 7d] [--at RFC3339] [--prune]
+  egressd baseline diff   --dir DIR [--window 7d] [--at RFC3339] [--prune]
                               exit 0: no drift, 1: drift, 2: error
   egressd baseline policy --dir DIR [--out DIR]
                               CiliumNetworkPolicies (toFQDNs) from the baseline files
   egressd accept NAMESPACE/APP DESTINATION[:PORT]
                               accept a destination (it joins the app's baseline; its alert resolves)
-  egressd demo                nine days of a home lab in seconds: learning, alerts, baselines
-  egressd bench               measure the performance targets on this machine (BENCHMARKS.md)
-  egressd version
+  egressd demo                nine days of a home lab in seconds: learning, alerts, baselines;
+                              --keep-running: then a live Hubble to try serve and accept on
+  egressd version             version, commit and Go version (also: egressd --version)
 
-Every command but baseline policy takes --database-url (default $DATABASE_URL).
-Run 'egressd COMMAND -h' for a command's flags.
+Every command but baseline policy takes --database-url (default $DATABASE_URL,
+which the demo ignores).
+Durations are written 30s, 5m, 24h, 7d, 2w. Run 'egressd COMMAND --help' for
+a command's flags.
 `
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // CLI runs one egressd command. Its streams and environment are fields so
 // tests run commands in-process.
@@ -82,13 +81,23 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 	case "accept":
 		err = c.accept(ctx, rest)
 	case "bench":
-		err = c.bench(ctx, rest)
-	case "version":
-		fmt.Fprintln(c.Stdout, "egressd", version)
+		// The harness links test infrastructure the server must not, so it
+		// is its own binary; there is no 'egressd bench --help' to point to.
+		err = egressd.Errorf(egressd.EINVALID, "bench is its own binary: run make bench, or go run ./cmd/egressd-bench --help")
+	case "version", "--version", "-version", "-v":
+		if len(rest) > 0 && cmd == "version" && rest[0] != "-h" && rest[0] != "--help" {
+			err = usageError("version: unexpected argument %q", rest[0])
+			break
+		}
+		fmt.Fprintln(c.Stdout, versionLine())
 	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 && rest[0] != "help" && !strings.HasPrefix(rest[0], "-") {
+			// egressd help serve == egressd serve --help
+			return c.Run(ctx, append(append([]string{}, rest...), "--help"))
+		}
 		fmt.Fprint(c.Stdout, usage)
 	default:
-		fmt.Fprintf(c.Stderr, "egressd: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(c.Stderr, "egressd: unknown command %q\n%s\n", cmd, helpHint("egressd"))
 		return exitError
 	}
 	var ex *exitError_
@@ -102,10 +111,23 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 			fmt.Fprintln(c.Stderr, "egressd:", ex.msg)
 		}
 		return ex.code
+	case isUsageError(err):
+		fmt.Fprintf(c.Stderr, "egressd: %v\n%s\n", err, helpHint(commandName(args)))
+		return exitError
 	default:
 		fmt.Fprintln(c.Stderr, "egressd:", err)
 		return exitError
 	}
+}
+
+// commandName is the command args run, as its usage hint names it:
+// "egressd serve", "egressd baseline export".
+func commandName(args []string) string {
+	name := "egressd " + args[0]
+	if args[0] == "baseline" && len(args) > 1 && (args[1] == "export" || args[1] == "diff" || args[1] == "policy") {
+		name += " " + args[1]
+	}
+	return name
 }
 
 // exitError_ carries an exit status other than 2 out of a command.
@@ -116,10 +138,26 @@ type exitError_ struct {
 
 func (e *exitError_) Error() string { return e.msg }
 
-// usageError reports a command-line mistake.
+// usageError reports a command-line mistake: Run prints it with a hint
+// to the command's --help. Its code is egressd.EINVALID.
 func usageError(format string, args ...any) error {
-	return egressd.Errorf(egressd.EINVALID, format, args...)
+	return &cliUsageError{err: egressd.Errorf(egressd.EINVALID, format, args...)}
 }
+
+// cliUsageError marks a mistake on the command line, as opposed to bad
+// input in a file or a failure, which get no hint to --help.
+type cliUsageError struct{ err error }
+
+func (e *cliUsageError) Error() string { return e.err.Error() }
+func (e *cliUsageError) Unwrap() error { return e.err }
+
+func isUsageError(err error) bool {
+	var u *cliUsageError
+	return errors.As(err, &u)
+}
+
+// logLevels are the values of --log-level, the same for every command.
+var logLevels = []string{"debug", "info", "warn", "error"}
 
 // common holds the flags every command shares.
 type common struct {
@@ -129,14 +167,19 @@ type common struct {
 }
 
 func (c *CLI) commonFlags(fs *flag.FlagSet) *common {
-	fs.SetOutput(c.Stderr)
+	// Usage goes to stdout (-h | less); parseArgs reports mistakes.
+	fs.SetOutput(c.Stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nFlags:\n", fs.Name())
+		printFlags(fs)
+	}
 	cm := &common{}
 	fs.StringVar(&cm.databaseURL, "database-url", c.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL)")
 	// The flag package prints defaults in its usage, on -h and on every
 	// mistake: $DATABASE_URL's password must not be in it.
 	fs.Lookup("database-url").DefValue = postgres.DSN(c.Getenv("DATABASE_URL")).String()
-	fs.StringVar(&cm.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&cm.logFormat, "log-format", "text", "log format: text or json")
+	choiceVar(fs, &cm.logLevel, "log-level", "info", logLevels, "log level: "+orList(logLevels))
+	choiceVar(fs, &cm.logFormat, "log-format", "text", []string{"text", "json"}, "log format: text or json")
 	return cm
 }
 
@@ -198,8 +241,8 @@ func addPipelineFlags(fs *flag.FlagSet) *pipelineFlags {
 	fs.StringVar(&pf.clusterDomains, "cluster-domains", strings.Join(d.ClusterDomains, ","), "comma-separated DNS suffixes of in-cluster names")
 	fs.StringVar(&pf.precedence, "app-precedence", strings.Join(d.AppPrecedence, ","),
 		"where an app's name comes from, first match wins: workload, label:KEY, pod")
-	fs.DurationVar(&pf.dnsMinTTL, "dns-min-ttl", d.DNSMinTTL, "shortest time a DNS answer names its addresses")
-	fs.DurationVar(&pf.flushInterval, "flush-interval", a.FlushInterval, "how often aggregates are written to PostgreSQL")
+	durationVar(fs, &pf.dnsMinTTL, "dns-min-ttl", d.DNSMinTTL, "shortest time a DNS answer names its addresses")
+	durationVar(fs, &pf.flushInterval, "flush-interval", a.FlushInterval, "how often aggregates are written to PostgreSQL")
 	fs.IntVar(&pf.maxKeys, "max-keys", a.MaxKeys, "most distinct keys held between flushes; beyond, new keys are dropped and counted")
 	fs.IntVar(&pf.maxKeysPerApp, "max-keys-per-app", a.MaxKeysPerApp, fmt.Sprintf(
 		"most distinct destinations and DNS names one app gets in per hour (a DNS tunnel's names); past half of it, new names are sampled one in %d, and those not kept are counted", a.SampleOneIn))
@@ -245,25 +288,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// parseArgs parses flags that may be interleaved with positional arguments
-// (`replay a.json --cluster x b.json`), as operators type them.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] != "-" && strings.HasPrefix(args[0], "-") {
-			// Parse stopped at "--": everything after it is positional.
-			return append(pos, args...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,18 +25,28 @@ import (
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 )
 
 const demoUsage = `Usage: egressd demo [flags]
 
 Shows the whole pipeline with no setup: an in-process Hubble server streams
 nine days of a small home-lab cluster's traffic (generated, compressed into
-seconds) to the real egressd service, which learns each app's destinations
-for a week and then alerts on the incidents planted in the last two days.
-Each alert is printed as it fires, and the baselines are written to a
-directory the demo names. The HTTP API and /metrics are served on localhost
-while it runs. Without --database-url or DATABASE_URL it starts a throwaway
-PostgreSQL from the local binaries and deletes it afterwards.
+seconds, ending now) to the real egressd service, which learns each app's
+destinations for a week and then alerts on the incidents planted in the last
+two days. Each alert is printed as it fires, and the learnt baselines are
+printed too (and kept with --dir).
+
+The demo starts a throwaway PostgreSQL from the local binaries and deletes
+it, with everything else it created, when it ends. It ignores $DATABASE_URL:
+only a --database-url given on its command line makes it write its made-up
+data into that database (and keep it there).
+
+With --keep-running, once the story is told the simulated Hubble keeps
+streaming the home lab in real time, with a new incident, and the demo
+prints the 'egressd serve' command that reads it: run serve, open its API,
+accept the destination and watch the alert resolve (in an Alertmanager too,
+with --alertmanager-url). Ctrl-C ends the demo.
 
 Flags:
 `
@@ -42,11 +54,17 @@ Flags:
 func (c *CLI) demo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("egressd demo", flag.ContinueOnError)
 	cm := c.commonFlags(fs)
-	dir := fs.String("dir", "", "where to write the baselines (default: a new temporary directory)")
-	listen := fs.String("listen", "127.0.0.1:0", "HTTP address of the API and /metrics while the demo runs")
+	// The demo writes made-up data: $DATABASE_URL, likely a real database,
+	// is not a default it may take.
+	cm.databaseURL = ""
+	dbFlag := fs.Lookup("database-url")
+	dbFlag.DefValue = ""
+	dbFlag.Usage = "write the demo's made-up data into this PostgreSQL (and keep it) instead of a throwaway one; $DATABASE_URL is ignored"
+	dir := fs.String("dir", "", "also write the learnt baselines here, and keep them (default: printed only)")
+	listen := fs.String("listen", "127.0.0.1:0", "HTTP address of the API and /metrics while the story is told")
 	amURLs := fs.String("alertmanager-url", "", "also send the alerts to these Alertmanagers (comma-separated base URLs)")
-	keep := fs.Bool("keep-running", false, "keep serving the API after the replay, until interrupted")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), demoUsage); fs.PrintDefaults() }
+	keep := fs.Bool("keep-running", false, "afterwards, keep a simulated Hubble streaming in real time, with the database, for egressd serve; until interrupted")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), demoUsage); printFlags(fs) }
 	if rest, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
@@ -63,16 +81,19 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 	ao.Targets = splitList(*amURLs)
 	if len(ao.Targets) > 0 {
 		if err := ao.Validate(); err != nil {
-			return usageError("demo: %v", err)
+			return flagError(err, map[string]string{"Options.Targets": "alertmanager-url"})
 		}
 	}
 	// The detector prints alerts from its own goroutine while the demo
 	// prints its progress: one lock for both.
 	out := &lockedWriter{w: c.Stdout}
 
-	if cm.databaseURL == "" {
-		fmt.Fprintln(out, "==> starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")
-		eph, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+	ownDB := cm.databaseURL != ""
+	if ownDB {
+		fmt.Fprintf(out, "==> writing the demo's made-up home lab into %s (--database-url); it stays there\n", postgres.DSN(cm.databaseURL))
+	} else {
+		fmt.Fprintln(out, "==> starting a throwaway PostgreSQL (deleted when the demo ends)")
+		eph, err := pgserver.Start(ctx, pgserver.Options{})
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
@@ -85,9 +106,10 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 	}
 	defer db.Close()
 
-	// The story ends at today's midnight (UTC), so alert times read
-	// naturally, and the generated days are whole days.
-	start := time.Now().UTC().Truncate(24 * time.Hour).Add(-9 * 24 * time.Hour)
+	// The story ends now, so that the last day's alerts are recent: with
+	// --keep-running they are still firing when serve takes over.
+	end := time.Now().UTC().Truncate(time.Minute)
+	start := end.Add(-9 * 24 * time.Hour)
 	scenario := demoScenario(start)
 	resps, err := scenario.Generate()
 	if err != nil {
@@ -135,8 +157,8 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 	fmt.Fprintf(out, "==> streaming %d Hubble records: 7 days of learning, then 2 days with planted incidents\n", len(resps))
 	source := "hubble:" + hubbleAddr
 	for day := 0; day < 9; day++ {
-		end := start.Add(time.Duration(day+1) * 24 * time.Hour)
-		batch := takeUntil(&resps, end)
+		dayEnd := start.Add(time.Duration(day+1) * 24 * time.Hour)
+		batch := takeUntil(&resps, dayEnd)
 		hubble.Add(batch...)
 		if err := waitStored(ctx, db, source, batch, done, stopped); err != nil {
 			return err
@@ -145,10 +167,10 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 		if day >= 7 {
 			phase = "watching"
 		}
-		fmt.Fprintf(out, "    day %d (%s): %d records streamed, %s\n", day+1, phase, len(batch), end.Format("Mon Jan 2"))
+		fmt.Fprintf(out, "    day %d (%s): %d records streamed, until %s\n", day+1, phase, len(batch), dayEnd.Format("Mon Jan 2 15:04"))
 	}
 	// Let the detector record and print what it raised last.
-	for m.detector.Pending() > 0 {
+	for m.Pending() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -162,37 +184,143 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(out)
 
-	if *dir == "" {
-		if *dir, err = os.MkdirTemp("", "egressd-demo-"); err != nil {
+	learnt := start.Add(7 * 24 * time.Hour)
+	if err := c.demoBaselines(ctx, out, db, learnt, *dir); err != nil {
+		return err
+	}
+	if ownDB {
+		fmt.Fprintf(out, "==> the same files from your database: egressd baseline export --dir DIR --at %s\n", learnt.Format(time.RFC3339))
+	}
+
+	// The story's egressd stops here (releasing its Hubble source), so
+	// that the operator's `egressd serve` takes the stream over at once.
+	stop()
+	<-done
+	if runErr != nil || !*keep {
+		if runErr == nil && !ownDB {
+			fmt.Fprintln(out, "==> done; the throwaway database is deleted. Run 'egressd demo --keep-running' to try egressd serve, its API and accept against a live stream")
+		}
+		return runErr
+	}
+	return demoLive(ctx, out, hubble, hubbleAddr, cm.databaseURL, ownDB, ao.Targets, end)
+}
+
+// demoBaselines prints the baselines learnt by learnt, and writes them to
+// dir when one is given. Without one they are exported to a temporary
+// directory that is removed at once.
+func (c *CLI) demoBaselines(ctx context.Context, out io.Writer, db *postgres.DB, learnt time.Time, dir string) error {
+	keep := dir != ""
+	if !keep {
+		// $TMPDIR as os.TempDir reads it, through Getenv for the tests.
+		tmp, err := os.MkdirTemp(c.Getenv("TMPDIR"), "egressd-demo-")
+		if err != nil {
 			return err
 		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
 	}
-	learnt := start.Add(7 * 24 * time.Hour)
 	live, err := liveBaselines(ctx, db, learnt.Add(-168*time.Hour), learnt)
 	if err != nil {
 		return err
 	}
-	res, err := baseline.Export(*dir, live, baseline.ExportOptions{})
+	res, err := baseline.Export(dir, live, baseline.ExportOptions{})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "==> the learnt baselines (first week) are in %s:\n", *dir)
+	if keep {
+		fmt.Fprintf(out, "==> the learnt baselines (first week) are in %s:\n", dir)
+	} else {
+		fmt.Fprintln(out, "==> the learnt baselines (first week; --dir DIR keeps them):")
+	}
 	for _, p := range append(res.Written, res.Unchanged...) {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(*dir, p)
-		fmt.Fprintf(out, "--- %s\n%s", rel, b)
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(out, "--- %s\n%s", filepath.ToSlash(rel), b)
 	}
-	fmt.Fprintf(out, "==> the same files: egressd baseline export --dir DIR --at %s (against the demo's database)\n", learnt.Format(time.RFC3339))
-	if *keep {
-		fmt.Fprintf(out, "==> still serving http://%s (Ctrl-C to stop)\n", httpAddr)
-		<-ctx.Done()
+	return nil
+}
+
+// demoLiveIncident is the novelty the live stream plants a few seconds in:
+// serve raises it, and accepting it resolves it.
+const (
+	demoLiveApp  = "media/recyclarr"
+	demoLiveName = "files.example.org"
+)
+
+// demoLive keeps hubble streaming the home lab in real time from from on,
+// with a novel destination a few seconds in, and tells the operator how to
+// run serve against it, until ctx ends.
+func demoLive(ctx context.Context, out io.Writer, hubble *hubbletest.Server, hubbleAddr, dbURL string, ownDB bool, targets []string, from time.Time) error {
+	dbArg := shellQuote(dbURL)
+	if ownDB {
+		dbArg = "\"$YOUR_DATABASE_URL\"" // the one given; not printed with its password
 	}
-	stop()
-	<-done
-	return runErr
+	// A token of its own: serve refuses API mutations without one.
+	token := rand.Text()
+	serve := fmt.Sprintf("EGRESSD_API_TOKEN=%s egressd serve --hubble-address %s --database-url %s --listen 127.0.0.1:9090", token, hubbleAddr, dbArg)
+	if len(targets) > 0 {
+		serve += " --alertmanager-url " + strings.Join(targets, ",")
+	}
+	ns, app, _ := strings.Cut(demoLiveApp, "/")
+	fmt.Fprintf(out, `==> live: the simulated Hubble at %s keeps streaming the home lab in real time,
+    and %s starts reaching %s:443. The demo's own egressd has stopped;
+    run yours against the stream and the demo's database (in another terminal):
+
+    %s
+
+    curl -s 'http://127.0.0.1:9090/api/v1/anomalies?state=firing'
+    curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
+      http://127.0.0.1:9090/api/v1/apps/%s/%s/accepted -d '{"destination":"%s","port":443}'
+
+    The alert resolves (in Alertmanager too, with --alertmanager-url). Ctrl-C
+    here ends the demo and deletes what it created.
+`, hubbleAddr, demoLiveApp, demoLiveName, serve, token, ns, app, demoLiveName)
+	return streamLive(ctx, hubble, from, flowgen.NovelName(from.Add(5*time.Second), demoLiveApp, demoLiveName, netip.MustParseAddr("198.51.100.12"), 443))
+}
+
+// streamLive adds the home lab's traffic to hubble as its time comes, an
+// hour generated at a time, from from on, with extra planted, until ctx
+// ends.
+func streamLive(ctx context.Context, hubble *hubbletest.Server, from time.Time, extra ...flowgen.Event) error {
+	const chunk = time.Hour
+	var pending []*observer.GetFlowsResponse
+	next := from
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if len(pending) == 0 && next.Before(time.Now().Add(time.Minute)) {
+			s := flowgen.HomeLab(next, chunk)
+			if next.Equal(from) {
+				s.Extra = append(s.Extra, extra...)
+			}
+			resps, err := s.Generate()
+			if err != nil {
+				return fmt.Errorf("demo: generate live traffic: %w", err)
+			}
+			pending, next = resps, next.Add(chunk)
+		}
+		if batch := takeUntil(&pending, time.Now()); len(batch) > 0 {
+			hubble.Add(batch...)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./-_", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // demoScenario is nine days of the home lab with incidents planted in the

@@ -116,16 +116,16 @@ type detectFlags struct {
 func addDetectFlags(fs *flag.FlagSet) *detectFlags {
 	d := detector.DefaultOptions()
 	df := &detectFlags{}
-	fs.DurationVar(&df.learning, "learning-period", d.LearningPeriod, "how long a new app only learns its destinations")
+	durationVar(fs, &df.learning, "learning-period", d.LearningPeriod, "how long a new app only learns its destinations")
 	fs.IntVar(&df.floodThreshold, "flood-threshold", d.FloodThreshold, "novel destinations per app and flood window raised one by one; more are summarised")
 	fs.IntVar(&df.dnsFlood, "dns-flood-threshold", d.DNSFloodThreshold, "distinct names one app may ask in DNS per flood window; more raise one flood alert (a DNS tunnel); 0: off")
-	fs.DurationVar(&df.floodWindow, "flood-window", d.FloodWindow, "window of the flood summary")
+	durationVar(fs, &df.floodWindow, "flood-window", d.FloodWindow, "window of the flood summary")
 	fs.StringVar(&df.unbounded, "unbounded-apps", "", "comma-separated NAMESPACE/APP that raise no novelty (volume only)")
 	fs.StringVar(&df.baselineDir, "baseline-dir", "", "committed baseline files; an app's file, when present, is its baseline")
 	fs.Float64Var(&df.volumeFactor, "volume-factor", d.Volume.Factor, "volume anomaly when the current rate exceeds this many times the history average (0 disables)")
 	fs.Float64Var(&df.volumeFloor, "volume-floor", -1, "rate below which volume is never anomalous (default 5 flows/s from Hubble, 1048576 bytes/s from Prometheus)")
-	fs.DurationVar(&df.volumeHold, "volume-hold", d.Volume.Hold, "how long the volume condition must hold to fire, and be gone to resolve")
-	fs.DurationVar(&df.volumeHistory, "volume-history", d.Volume.HistoryWindow, "history window of the volume average")
+	durationVar(fs, &df.volumeHold, "volume-hold", d.Volume.Hold, "how long the volume condition must hold to fire, and be gone to resolve")
+	durationVar(fs, &df.volumeHistory, "volume-history", d.Volume.HistoryWindow, "history window of the volume average")
 	return df
 }
 

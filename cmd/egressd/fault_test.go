@@ -14,6 +14,7 @@ import (
 	"github.com/egressd/egressd/collector/flowgen"
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 	"github.com/egressd/egressd/postgres/pgtest"
 )
 
@@ -48,7 +49,7 @@ func TestFaultPostgresRestartWhileFlowsStream(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			pg, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+			pg, err := pgserver.Start(ctx, pgserver.Options{})
 			require.NoError(t, err)
 			t.Cleanup(func() { pg.Close() })
 			opts := postgres.DefaultOptions()
@@ -64,7 +65,7 @@ func TestFaultPostgresRestartWhileFlowsStream(t *testing.T) {
 			f := startFaultFeed(t, srv, 2*time.Millisecond)
 			waitUntil(t, "flows are stored", func() bool { return faultFlowTotal(db) > 0 })
 
-			failed := m.metrics.Flushes.WithLabelValues("error")
+			failed := m.CollectorMetrics().Flushes.WithLabelValues("error")
 			failedBefore := testutil.ToFloat64(failed)
 			pg.Stop()
 			stoppedAt := time.Now()
@@ -154,7 +155,7 @@ func TestFaultHubbleStreamCutWithRelayReplays(t *testing.T) {
 	since = reqs[2].GetSince().AsTime()
 	require.False(t, since.Before(lastStreamed(day[:b]).GetFlow().GetTime().AsTime()),
 		"the second reconnection resumes at the last flow handled, not at %v", since)
-	require.Greater(t, testutil.ToFloat64(m.metrics.Skipped.WithLabelValues("duplicate")), 0.0,
+	require.Greater(t, testutil.ToFloat64(m.CollectorMetrics().Skipped.WithLabelValues("duplicate")), 0.0,
 		"the cuts and replays brought duplicates")
 
 	want := pgtest.NewDB(t)

@@ -256,7 +256,7 @@ func TestCommandErrors(t *testing.T) {
 		{"bad cidr", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x"}, []string{"replay", "--internal-cidrs", "10.0.0.0/33", "f"}, 2, `--internal-cidrs: invalid CIDR "10.0.0.0/33"`},
 		{"bad precedence", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x"}, []string{"replay", "--app-precedence", "workload,owner", "f"}, 2, `AppPrecedence entry "owner"`},
 		{"serve without hubble", nil, []string{"serve"}, 2, "--hubble-address is required"},
-		{"unknown flag", nil, []string{"replay", "--frob"}, 2, "flag provided but not defined: -frob"},
+		{"unknown flag", nil, []string{"replay", "--frob"}, 2, "flag provided but not defined: --frob"},
 		{"missing file", map[string]string{}, []string{"replay", "--database-url", "", "nope.json"}, 2, "set --database-url"},
 	}
 	for _, tt := range tests {
@@ -297,18 +297,24 @@ func destinationRows(t *testing.T, env map[string]string) []string {
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
 
 // TestUsageHidesTheDatabasePassword: every command prints its flags'
-// defaults on a mistake, and --database-url's comes from $DATABASE_URL.
+// defaults on --help, and --database-url's comes from $DATABASE_URL; a
+// mistake prints no usage at all.
 func TestUsageHidesTheDatabasePassword(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"DATABASE_URL": "postgres://egressd:s3cret-password@db.example:5432/egressd"}
-	for _, args := range [][]string{
-		{"serve", "--frob"}, {"migrate", "--frob"}, {"replay", "--frob"}, {"baseline", "export", "--frob"},
-		{"accept", "--frob"}, {"demo", "--frob"}, {"bench", "--frob"},
-	} {
-		r := run(t, env, args...)
-		require.Equal(t, 2, r.code, "%v", args)
-		require.Contains(t, r.stderr, "database-url", "%v prints its flags", args)
-		require.Contains(t, r.stderr, "db.example", "%v shows the default, redacted", args)
-		require.NotContains(t, r.stderr+r.stdout, "s3cret-password", "%v", args)
+	for _, cmd := range [][]string{{"serve"}, {"migrate"}, {"replay"}, {"baseline", "export"}, {"accept"}, {"demo"}} {
+		r := run(t, env, append(cmd, "--help")...)
+		require.Equal(t, 0, r.code, "%v", cmd)
+		require.Contains(t, r.stdout, "--database-url", "%v prints its flags", cmd)
+		if cmd[0] == "demo" {
+			require.NotContains(t, r.stdout, "db.example", "the demo takes no database from the environment")
+		} else {
+			require.Contains(t, r.stdout, "db.example", "%v shows the default, redacted", cmd)
+		}
+		require.NotContains(t, r.stderr+r.stdout, "s3cret-password", "%v", cmd)
+
+		r = run(t, env, append(cmd, "--frob")...)
+		require.Equal(t, 2, r.code, "%v", cmd)
+		require.NotContains(t, r.stderr+r.stdout, "s3cret-password", "%v", cmd)
 	}
 }

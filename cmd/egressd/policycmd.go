@@ -55,7 +55,7 @@ func (c *CLI) baselinePolicy(ctx context.Context, args []string) error {
 		"comma-separated KEY=VALUE Cilium labels of the cluster DNS pods (k8s: labels the pod; k8s:io.kubernetes.pod.namespace its namespace)")
 	allowCIDRs := fs.String("allow-cidr", "", "comma-separated networks outside the cluster every policy allows (LAN, VPC): the collector's internal CIDRs never reach a baseline")
 	noClusterRule := fs.Bool("no-cluster-rule", false, "do not allow all in-cluster egress (when other policies govern it)")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), baselinePolicyUsage+"\nFlags:\n"); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), baselinePolicyUsage+"\nFlags:\n"); printFlags(fs) }
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err

@@ -42,7 +42,7 @@ line with kind, namespace, app, destination, port, time and details.
 
 Flags:
 `)
-		fs.PrintDefaults()
+		printFlags(fs)
 	}
 	files, err := parseArgs(fs, args)
 	if err != nil {

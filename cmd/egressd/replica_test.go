@@ -110,9 +110,9 @@ func TestReplicasCountOnceAlertOnceAndTakeOver(t *testing.T) {
 	ams := []string{am1.URL(), am2.URL()}
 
 	a := startReplica(t, db, addr, replicaOpts{id: "replica-a", amURLs: ams, ttl: ttl, renew: renew, keepLease: true})
-	waitUntil(t, "replica-a holds the lease", a.m.active.Load)
+	waitUntil(t, "replica-a holds the lease", a.m.Active)
 	b := startReplica(t, db, addr, replicaOpts{id: "replica-b", amURLs: ams, ttl: ttl, renew: renew})
-	waitUntil(t, "replica-b is a standby", func() bool { return b.m.standbyOf.Load() != nil })
+	waitUntil(t, "replica-b is a standby", func() bool { _, ok := b.m.StandbyOf(); return ok })
 
 	// The standby is ready (a rolling update must not wait for it
 	// forever) and says why; it does not stream.
@@ -182,7 +182,7 @@ func TestReplicasCountOnceAlertOnceAndTakeOver(t *testing.T) {
 	a.stop()
 	add(seq.flows(50, "recyclarr", "api.github.com", "140.82.112.6"))
 	add(seq.flows(1, "recyclarr", "exfil.example.net", "198.51.100.7"))
-	waitUntil(t, "replica-b took over", b.m.active.Load)
+	waitUntil(t, "replica-b took over", b.m.Active)
 	took := time.Since(stoppedAt)
 	require.Greater(t, took, ttl/2, "replica-b took over before the lease expired")
 	require.Less(t, took, ttl+5*time.Second, "replica-b took over long after the lease expired")
@@ -219,7 +219,7 @@ func TestReplicaDiscardsFlushAfterLosingLease(t *testing.T) {
 
 	// Renewals far apart: only the fenced flush can find the loss.
 	a := startReplica(t, db, addr, replicaOpts{id: "replica-a", ttl: time.Minute, renew: 30 * time.Second})
-	waitUntil(t, "replica-a holds the lease", a.m.active.Load)
+	waitUntil(t, "replica-a holds the lease", a.m.Active)
 	require.NoError(t, srv.WaitStreams(ctx, 1))
 	seq := &flowSeq{base: time.Now().Add(-time.Minute)}
 	first := seq.flows(100, "recyclarr", "api.github.com", "140.82.112.6")
@@ -238,8 +238,8 @@ func TestReplicaDiscardsFlushAfterLosingLease(t *testing.T) {
 	second := seq.flows(100, "recyclarr", "api.github.com", "140.82.112.6")
 	srv.Add(second...)
 	waitUntil(t, "replica-a became a standby", func() bool {
-		h := a.m.standbyOf.Load()
-		return h != nil && *h == "thief"
+		h, ok := a.m.StandbyOf()
+		return ok && h == "thief"
 	})
 	require.Equal(t, int64(len(first)), storedFlows(t, db), "a flush was written after the lease was lost")
 	require.Regexp(t, `^egressd_collector_flushes_fenced_total [1-9]`, a.metric(t, "egressd_collector_flushes_fenced_total"))
@@ -247,7 +247,7 @@ func TestReplicaDiscardsFlushAfterLosingLease(t *testing.T) {
 
 	// The thief leaves: replica-a takes over again, from the cursor.
 	require.NoError(t, db.ReleaseLease(ctx, thief))
-	waitUntil(t, "replica-a holds the lease again", a.m.active.Load)
+	waitUntil(t, "replica-a holds the lease again", a.m.Active)
 	waitUntil(t, "the second flows are stored", func() bool { return storedUpTo(t, db, addr, second[len(second)-1]) })
 	require.Equal(t, int64(len(first)+len(second)), storedFlows(t, db))
 }
@@ -264,7 +264,7 @@ func TestReplicaStandsByWhenRenewalFindsLeaseTaken(t *testing.T) {
 	source := "hubble:" + addr
 
 	a := startReplica(t, db, addr, replicaOpts{id: "replica-a", ttl: time.Minute, renew: 100 * time.Millisecond})
-	waitUntil(t, "replica-a holds the lease", a.m.active.Load)
+	waitUntil(t, "replica-a holds the lease", a.m.Active)
 	require.NoError(t, srv.WaitStreams(ctx, 1))
 
 	// Take it over; a renewal landing between the release and the
@@ -281,8 +281,8 @@ func TestReplicaStandsByWhenRenewalFindsLeaseTaken(t *testing.T) {
 		return true
 	})
 	waitUntil(t, "replica-a became a standby", func() bool {
-		h := a.m.standbyOf.Load()
-		return h != nil && *h == "thief"
+		h, ok := a.m.StandbyOf()
+		return ok && h == "thief"
 	})
 	waitUntil(t, "replica-a closed its stream", func() bool { return srv.ActiveStreams() == 0 })
 	code, role := a.readyz(t)
@@ -292,6 +292,6 @@ func TestReplicaStandsByWhenRenewalFindsLeaseTaken(t *testing.T) {
 	require.Equal(t, "egressd_collector_flushes_fenced_total 0", a.metric(t, "egressd_collector_flushes_fenced_total"))
 
 	require.NoError(t, db.ReleaseLease(ctx, thief))
-	waitUntil(t, "replica-a holds the lease again", a.m.active.Load)
+	waitUntil(t, "replica-a holds the lease again", a.m.Active)
 	require.NoError(t, srv.WaitStreams(ctx, 1))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -12,6 +13,22 @@ import (
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/httpapi"
 )
+
+const serveUsage = `Usage: egressd serve --hubble-address ADDRESS [flags]
+
+Reads Hubble flows live into PostgreSQL (migrating it first), learns each
+app's destinations, raises novel-destination, volume and DNS-tunnel
+anomalies, sends them to Alertmanager (--alertmanager-url) and serves the
+HTTP API (/api/v1), /metrics, /healthz and /readyz on --listen. Mutating API
+calls need the bearer token in $EGRESSD_API_TOKEN when it is set.
+
+Example:
+  egressd serve --hubble-address hubble-relay.kube-system:80 \
+    --database-url postgres://egressd@db:5432/egressd \
+    --alertmanager-url http://alertmanager.monitoring:9093
+
+Flags:
+`
 
 // serveSettings is what `egressd serve` reads from its flags and
 // environment, checked: everything but the open database.
@@ -32,27 +49,28 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 	pf := addPipelineFlags(fs)
 	co := collector.DefaultClientOptions()
 	fs.StringVar(&co.Address, "hubble-address", c.Getenv("HUBBLE_ADDRESS"),
-		"Hubble Relay host:port (hubble-relay.kube-system:4245) or agent socket (unix:///var/run/cilium/hubble.sock); default $HUBBLE_ADDRESS")
+		"Hubble Relay host:port (hubble-relay.kube-system:80; :443 with TLS) or agent socket (unix:///var/run/cilium/hubble.sock); default $HUBBLE_ADDRESS")
 	fs.BoolVar(&co.TLS, "hubble-tls", false, "use TLS to Hubble (implied by the other --hubble-tls-* flags)")
 	fs.StringVar(&co.TLSCAFile, "hubble-tls-ca", "", "CA certificate file that signed Hubble's certificate")
 	fs.StringVar(&co.TLSCertFile, "hubble-tls-cert", "", "client certificate file for mTLS")
 	fs.StringVar(&co.TLSKeyFile, "hubble-tls-key", "", "client key file for mTLS")
 	fs.StringVar(&co.TLSServerName, "hubble-tls-server-name", "", "name expected in Hubble's certificate (e.g. ui.hubble-relay.cilium.io)")
-	fs.DurationVar(&co.BackoffMax, "hubble-backoff-max", co.BackoffMax, "longest wait between reconnects")
+	durationVar(fs, &co.BackoffMax, "hubble-backoff-max", co.BackoffMax, "longest wait between reconnects")
 	replicaID := fs.String("replica-id", c.Getenv("POD_NAME"),
 		"this replica's name in its Hubble source's lease: a process restarted with the same name takes the lease back at once, where a new name waits for it to expire (15s); two running processes must never share one (default $POD_NAME, else the host name and a random suffix)")
 	listen := fs.String("listen", ":9090", "HTTP address of the API (/api/v1), /metrics, /healthz and /readyz")
-	retention := fs.Duration("retention", 30*24*time.Hour, "how long hourly buckets are kept (at least the baseline window); 0 keeps everything")
+	retention := durationFlag(fs, "retention", 30*24*time.Hour, "how long hourly buckets are kept (at least the baseline window); 0 keeps everything")
 	df := addDetectFlags(fs)
 	ao := alerts.DefaultOptions()
 	amURLs := fs.String("alertmanager-url", c.Getenv("ALERTMANAGER_URL"), "comma-separated Alertmanager base URLs; every one gets every alert (default $ALERTMANAGER_URL)")
 	fs.StringVar(&ao.ExternalURL, "external-url", "", "egressd's URL as operators reach it, for links in alerts")
 	fs.StringVar(&ao.Severity, "severity", ao.Severity, "severity label of alerts")
-	fs.DurationVar(&ao.ResendInterval, "alert-resend-interval", ao.ResendInterval, "how often firing alerts are sent again")
-	alertTTL := fs.Duration("alert-ttl", 24*time.Hour, "a novel-destination alert nobody accepted resolves after this")
+	durationVar(fs, &ao.ResendInterval, "alert-resend-interval", ao.ResendInterval, "how often firing alerts are sent again")
+	alertTTL := durationFlag(fs, "alert-ttl", 24*time.Hour, "a novel-destination alert nobody accepted resolves after this")
 	po := detector.DefaultPrometheusOptions()
 	fs.StringVar(&po.URL, "prometheus-url", c.Getenv("PROMETHEUS_URL"), "Prometheus with cAdvisor metrics, for the volume rule (default $PROMETHEUS_URL; without it: Hubble flow rate)")
 	redactDefaults(fs)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage); printFlags(fs) }
 
 	var s serveSettings
 	rest, err := parseArgs(fs, args)
@@ -63,7 +81,7 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 		return s, usageError("serve: unexpected argument %q", rest[0])
 	}
 	if co.Address == "" {
-		return s, usageError("serve: --hubble-address is required (e.g. hubble-relay.kube-system:4245)")
+		return s, usageError("serve: --hubble-address is required (e.g. hubble-relay.kube-system:80)")
 	}
 	if co.BackoffMax > 0 && co.BackoffMax < co.BackoffMin {
 		// --hubble-backoff-max below the first wait (1s) asks for quicker
@@ -76,7 +94,7 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 		})
 	}
 	if *retention != 0 && *retention < 168*time.Hour {
-		return s, usageError("serve: --retention %s is shorter than the default baseline window (168h): exports would lose destinations", *retention)
+		return s, usageError("serve: --retention %s is shorter than the default baseline window (7d): exports would lose destinations", formatDuration(*retention))
 	}
 	log, err := c.logger(cm)
 	if err != nil {

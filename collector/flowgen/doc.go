@@ -8,6 +8,10 @@
 // recorded flow is copied here: every address, name and identifier is made up
 // by the generator, and real recordings only informed the shapes.
 //
+// It is product code: the egressd binary links it for the demo, so it
+// imports no testing package (a test in cmd/egressd checks the binary's
+// dependencies).
+//
 // A Scenario is data: nodes, workloads with their pods, and routines (a
 // schedule plus actions such as a DNS lookup followed by a connection). HomeLab
 // returns the default scenario, whose ground truth is Truth. Generate renders

@@ -119,7 +119,7 @@ func TestLegacyLines(t *testing.T) {
 }
 
 // TestTruth attributes the week's flows with a reference implementation of
-// DESIGN.md's rules and compares the result with Truth: every destination in
+// the attribution rules (package collector) and compares the result with Truth: every destination in
 // Truth appears, forwarded, as non-reply egress of that app, and nothing
 // else does.
 func TestTruth(t *testing.T) {

@@ -61,7 +61,7 @@ func jsonLines(t testing.TB, resps []*observer.GetFlowsResponse) []byte {
 	return buf.Bytes()
 }
 
-// reference is an attribution written from DESIGN.md ("Attribution") for
+// reference is an attribution written from the rules of package collector for
 // these tests only, independent of the generator: which (app, destination)
 // pairs the flows show as internet egress, forwarded or dropped.
 type reference struct {

@@ -1,6 +1,12 @@
 // Package hubbletest provides an in-process Hubble observer for tests, demos
 // and load benchmarks, in the way net/http/httptest provides an HTTP server.
 //
+// It is product code, not test code: `egressd demo` streams its sample
+// traffic through this server, so the egressd binary links it. It is a
+// simulator of Hubble and imports no testing package (a test in
+// cmd/egressd fails if the server binary links one); despite the name,
+// nothing here needs a *testing.T.
+//
 // A [Server] implements the real observer.ObserverServer gRPC interface of
 // github.com/cilium/cilium/api/v1/observer on a loopback TCP port or a unix
 // socket, so egressd's live Hubble client talks to it exactly as it talks to

@@ -2,7 +2,7 @@
 //
 // A package's TestMain calls Main. The first test that asks for a database
 // connects to $TEST_DATABASE_URL or, when that is unset, starts one
-// throwaway server (postgres.StartEphemeral) for the whole test binary, and
+// throwaway server (pgserver.Start) for the whole test binary, and
 // migrates a template database once. Each NewDB or URL is then a fresh
 // database copied from that template, dropped when the test ends, so tests
 // may commit, run in parallel and never see each other's rows. Main stops

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 )
 
 // EnvURL names the variable that points tests at an existing server. Its
@@ -37,10 +38,10 @@ var (
 
 // server is the PostgreSQL server of this test binary.
 type server struct {
-	ephemeral *postgres.Ephemeral // nil with TEST_DATABASE_URL
-	base      postgres.DSN        // any database of the server
-	admin     *pgxpool.Pool       // connected to base, for CREATE/DROP DATABASE
-	template  string              // migrated database the tests copy
+	ephemeral *pgserver.Server // nil with TEST_DATABASE_URL
+	base      postgres.DSN     // any database of the server
+	admin     *pgxpool.Pool    // connected to base, for CREATE/DROP DATABASE
+	template  string           // migrated database the tests copy
 }
 
 // Main runs the tests of a package that uses pgtest, then stops the server
@@ -116,7 +117,7 @@ func setup(ctx context.Context) (*server, error) {
 	if u := os.Getenv(EnvURL); u != "" {
 		s.base = postgres.DSN(u)
 	} else {
-		e, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+		e, err := pgserver.Start(ctx, pgserver.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("%s is unset and %w", EnvURL, err)
 		}

@@ -1,4 +1,4 @@
-package postgres
+package pgserver
 
 import (
 	"bytes"
@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/egressd/egressd/postgres"
 )
 
 // ephemeralUser owns the throwaway cluster; the URL connects as it.
@@ -33,8 +35,8 @@ const ephemeralDatabase = "egressd"
 // installHint ends every error about missing PostgreSQL binaries.
 const installHint = "install Debian's postgresql package (apt-get install postgresql) or set DATABASE_URL (TEST_DATABASE_URL for tests) to a running server"
 
-// EphemeralOptions configures StartEphemeral. The zero value is ready to use.
-type EphemeralOptions struct {
+// Options configures Start. The zero value is ready to use.
+type Options struct {
 	// BinDir is the directory holding initdb and postgres. Empty: the
 	// directory of initdb found in PATH, else the newest
 	// /usr/lib/postgresql/VERSION/bin.
@@ -51,13 +53,13 @@ type EphemeralOptions struct {
 	StartTimeout time.Duration
 }
 
-// Ephemeral is a throwaway PostgreSQL server: a fresh cluster in a temporary
+// Server is a throwaway PostgreSQL server: a fresh cluster in a temporary
 // directory, listening on 127.0.0.1 and tuned for speed over durability
 // (fsync off). Stop and Restart take it away and bring it back with its
 // data, for fault tests; Close stops it and deletes every byte it stored.
-type Ephemeral struct {
+type Server struct {
 	dir string
-	url DSN
+	url postgres.DSN
 	log *tailWriter
 	// What start needs again to restart the server on the same port.
 	binDir   string
@@ -78,14 +80,14 @@ type Ephemeral struct {
 	closeErr  error
 }
 
-// StartEphemeral initializes a new cluster from the local PostgreSQL
+// Start initializes a new cluster from the local PostgreSQL
 // binaries, starts it on a free port of 127.0.0.1 with its Unix socket in the
 // temporary directory, and returns once it accepts connections. ctx bounds
 // the start-up only; the server runs until Close.
 //
 // Run as root, it runs initdb and the server as the user postgres, or nobody
 // when there is no such user, because PostgreSQL refuses to run as root.
-func StartEphemeral(ctx context.Context, opts EphemeralOptions) (*Ephemeral, error) {
+func Start(ctx context.Context, opts Options) (*Server, error) {
 	timeout := opts.StartTimeout
 	if timeout <= 0 {
 		timeout = 60 * time.Second
@@ -103,14 +105,14 @@ func StartEphemeral(ctx context.Context, opts EphemeralOptions) (*Ephemeral, err
 	}
 	parent := opts.Dir
 	if parent == "" {
-		parent = defaultEphemeralDir()
+		parent = defaultDir()
 	}
 	password := randomHex(16)
 	dir, err := os.MkdirTemp(parent, "egressd-pg-")
 	if err != nil {
-		return nil, fmt.Errorf("postgres: start ephemeral server: %w", err)
+		return nil, fmt.Errorf("pgserver: start throwaway server: %w", err)
 	}
-	e := &Ephemeral{dir: dir, log: &tailWriter{max: 16 << 10}, binDir: binDir, owner: owner, logTo: opts.Log, password: password}
+	e := &Server{dir: dir, log: &tailWriter{max: 16 << 10}, binDir: binDir, owner: owner, logTo: opts.Log, password: password}
 	ok := false
 	defer func() {
 		if !ok {
@@ -118,7 +120,7 @@ func StartEphemeral(ctx context.Context, opts EphemeralOptions) (*Ephemeral, err
 		}
 	}()
 	if err := owner.chown(dir); err != nil {
-		return nil, fmt.Errorf("postgres: start ephemeral server: %w", err)
+		return nil, fmt.Errorf("pgserver: start throwaway server: %w", err)
 	}
 
 	if err := e.initdb(ctx, binDir, owner, password); err != nil {
@@ -130,7 +132,7 @@ func StartEphemeral(ctx context.Context, opts EphemeralOptions) (*Ephemeral, err
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			return nil, fmt.Errorf("postgres: start ephemeral server: find a free port: %w", err)
+			return nil, fmt.Errorf("pgserver: start throwaway server: find a free port: %w", err)
 		}
 		e.mu.Lock()
 		err = e.start(ctx, port)
@@ -147,7 +149,7 @@ func StartEphemeral(ctx context.Context, opts EphemeralOptions) (*Ephemeral, err
 }
 
 // URL returns the connection URL of the server's database "egressd".
-func (e *Ephemeral) URL() DSN {
+func (e *Server) URL() postgres.DSN {
 	return e.url
 }
 
@@ -155,7 +157,7 @@ func (e *Ephemeral) URL() DSN {
 // waiting for clients) and keeps its data, so that Restart brings it back
 // with everything committed. Tests use it to take the database away from a
 // running egressd. Stopping a stopped server does nothing.
-func (e *Ephemeral) Stop() {
+func (e *Server) Stop() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.shutdown()
@@ -165,18 +167,18 @@ func (e *Ephemeral) Stop() {
 // URL, and returns once it accepts connections; a running server is stopped
 // first. ctx bounds the start-up, and so does a 60 s timeout. It fails when
 // another process took the port meanwhile, or after Close.
-func (e *Ephemeral) Restart(ctx context.Context) error {
+func (e *Server) Restart(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return errors.New("postgres: restart ephemeral server: it was closed")
+		return errors.New("pgserver: restart throwaway server: it was closed")
 	}
 	e.shutdown()
 	if err := e.start(ctx, e.port); err != nil {
 		if errors.Is(err, errPortInUse) {
-			return fmt.Errorf("postgres: restart ephemeral server: port %d was taken meanwhile: %w", e.port, err)
+			return fmt.Errorf("pgserver: restart throwaway server: port %d was taken meanwhile: %w", e.port, err)
 		}
 		return err
 	}
@@ -185,7 +187,7 @@ func (e *Ephemeral) Restart(ctx context.Context) error {
 
 // shutdown stops a running server with a fast shutdown (SIGINT), killing it
 // if it has not exited after 30 s. e.mu must be held.
-func (e *Ephemeral) shutdown() {
+func (e *Server) shutdown() {
 	if e.cmd == nil {
 		return
 	}
@@ -202,29 +204,29 @@ func (e *Ephemeral) shutdown() {
 // Close stops the server with a fast shutdown (sessions rolled back, no
 // waiting for clients) and removes its directory. It is safe to call more
 // than once.
-func (e *Ephemeral) Close() error {
+func (e *Server) Close() error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
 		e.closed = true
 		e.shutdown()
 		e.mu.Unlock()
 		if err := os.RemoveAll(e.dir); err != nil {
-			e.closeErr = fmt.Errorf("postgres: remove ephemeral server directory: %w", err)
+			e.closeErr = fmt.Errorf("pgserver: remove throwaway server directory: %w", err)
 		}
 	})
 	return e.closeErr
 }
 
-func (e *Ephemeral) dataDir() string { return filepath.Join(e.dir, "data") }
+func (e *Server) dataDir() string { return filepath.Join(e.dir, "data") }
 
-func (e *Ephemeral) initdb(ctx context.Context, binDir string, owner *osUser, password string) error {
+func (e *Server) initdb(ctx context.Context, binDir string, owner *osUser, password string) error {
 	pwfile := filepath.Join(e.dir, "pwfile")
 	if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o600); err != nil {
-		return fmt.Errorf("postgres: start ephemeral server: %w", err)
+		return fmt.Errorf("pgserver: start throwaway server: %w", err)
 	}
 	defer os.Remove(pwfile)
 	if err := owner.chown(pwfile); err != nil {
-		return fmt.Errorf("postgres: start ephemeral server: %w", err)
+		return fmt.Errorf("pgserver: start throwaway server: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"),
 		"--pgdata", e.dataDir(),
@@ -243,9 +245,9 @@ func (e *Ephemeral) initdb(ctx context.Context, binDir string, owner *osUser, pa
 	cmd.SysProcAttr = owner.procAttr()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		msg := fmt.Sprintf("postgres: start ephemeral server: initdb as user %s: %v\n%s", owner.name, err, bytes.TrimSpace(out))
+		msg := fmt.Sprintf("pgserver: start throwaway server: initdb as user %s: %v\n%s", owner.name, err, bytes.TrimSpace(out))
 		if owner.switched {
-			msg += fmt.Sprintf("\n(the server runs as %s, which must be able to reach %s; set EphemeralOptions.Dir or TMPDIR to a directory it can reach)", owner.name, e.dir)
+			msg += fmt.Sprintf("\n(the server runs as %s, which must be able to reach %s; set Options.Dir or TMPDIR to a directory it can reach)", owner.name, e.dir)
 		}
 		return errors.New(msg)
 	}
@@ -256,7 +258,7 @@ var errPortInUse = errors.New("port in use")
 
 // start starts the server on port and waits until it accepts connections;
 // the first successful start creates the database. e.mu must be held.
-func (e *Ephemeral) start(ctx context.Context, port int) error {
+func (e *Server) start(ctx context.Context, port int) error {
 	e.log.reset() // judge this attempt by its own output
 	cmd := exec.Command(filepath.Join(e.binDir, "postgres"),
 		"-D", e.dataDir(),
@@ -280,7 +282,7 @@ func (e *Ephemeral) start(ctx context.Context, port int) error {
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("postgres: start ephemeral server: %w", err)
+		return fmt.Errorf("pgserver: start throwaway server: %w", err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -311,10 +313,10 @@ func (e *Ephemeral) start(ctx context.Context, port int) error {
 			conn.Close(context.WithoutCancel(ctx))
 			if err != nil {
 				e.stop()
-				return fmt.Errorf("postgres: start ephemeral server: create database: %v", err)
+				return fmt.Errorf("pgserver: start throwaway server: create database: %v", err)
 			}
 			e.created, e.port = true, port
-			e.url = DSN(u.String())
+			e.url = postgres.DSN(u.String())
 			return nil
 		}
 		select {
@@ -324,17 +326,17 @@ func (e *Ephemeral) start(ctx context.Context, port int) error {
 			if strings.Contains(log, "Address already in use") {
 				return errPortInUse
 			}
-			return fmt.Errorf("postgres: start ephemeral server: server exited: %s\n%s", cmd.ProcessState, log)
+			return fmt.Errorf("pgserver: start throwaway server: server exited: %s\n%s", cmd.ProcessState, log)
 		case <-ctx.Done():
 			e.stop()
-			return fmt.Errorf("postgres: start ephemeral server: not accepting connections (%v; see EphemeralOptions.StartTimeout): %v\n%s", ctx.Err(), err, e.log.String())
+			return fmt.Errorf("pgserver: start throwaway server: not accepting connections (%v; see Options.StartTimeout): %v\n%s", ctx.Err(), err, e.log.String())
 		case <-tick.C:
 		}
 	}
 }
 
 // stop kills a server that failed to start.
-func (e *Ephemeral) stop() {
+func (e *Server) stop() {
 	if e.cmd == nil {
 		return
 	}
@@ -363,7 +365,7 @@ func findBinDir(dir string) (string, error) {
 	if dir != "" {
 		for _, name := range []string{"initdb", "postgres"} {
 			if !isExecutable(filepath.Join(dir, name)) {
-				return "", fmt.Errorf("postgres: EphemeralOptions.BinDir %s has no %s: %s", dir, name, installHint)
+				return "", fmt.Errorf("pgserver: Options.BinDir %s has no %s: %s", dir, name, installHint)
 			}
 		}
 		return dir, nil
@@ -384,7 +386,7 @@ func findBinDir(dir string) (string, error) {
 			return d, nil
 		}
 	}
-	return "", fmt.Errorf("postgres: no PostgreSQL server binaries (initdb and postgres in PATH or /usr/lib/postgresql/*/bin): %s", installHint)
+	return "", fmt.Errorf("pgserver: no PostgreSQL server binaries (initdb and postgres in PATH or /usr/lib/postgresql/*/bin): %s", installHint)
 }
 
 // compareVersions compares dotted version numbers such as "9.6" and "15".

@@ -1,4 +1,4 @@
-package postgres_test
+package pgserver_test
 
 import (
 	"context"
@@ -9,12 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 )
 
-func TestEphemeralStopRestartKeepsData(t *testing.T) {
+func TestStopRestartKeepsData(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	e, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+	e, err := pgserver.Start(ctx, pgserver.Options{})
 	require.NoError(t, err, "running as uid %d", os.Geteuid())
 	t.Cleanup(func() { e.Close() })
 	url := e.URL()
@@ -57,4 +58,44 @@ func pingEventually(t *testing.T, db *postgres.DB) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func TestStart(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e, err := pgserver.Start(ctx, pgserver.Options{})
+	require.NoError(t, err, "running as uid %d", os.Geteuid())
+	t.Cleanup(func() { e.Close() })
+
+	require.Regexp(t, `^postgres://egressd:xxxxx@127\.0\.0\.1:\d+/egressd\?sslmode=disable$`, e.URL().String())
+	db := open(t, e.URL())
+	require.NoError(t, db.Migrate(ctx))
+	require.NoError(t, db.Ping(ctx))
+	db.Close()
+
+	require.NoError(t, e.Close())
+	require.NoError(t, e.Close(), "second Close")
+	opts := postgres.DefaultOptions()
+	opts.URL = e.URL()
+	opts.ConnectTimeout = 2 * time.Second
+	_, err = postgres.Open(ctx, opts)
+	require.Error(t, err, "server still answers after Close")
+}
+
+func TestStartNoBinaries(t *testing.T) {
+	t.Parallel()
+	_, err := pgserver.Start(t.Context(), pgserver.Options{BinDir: t.TempDir()})
+	require.ErrorContains(t, err, "apt-get install postgresql")
+	require.ErrorContains(t, err, "TEST_DATABASE_URL")
+}
+
+func open(t testing.TB, url postgres.DSN) *postgres.DB {
+	t.Helper()
+	opts := postgres.DefaultOptions()
+	opts.URL = url
+	opts.MaxConns = 4
+	db, err := postgres.Open(context.Background(), opts)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	return db
 }

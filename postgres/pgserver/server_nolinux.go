@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package postgres
+package pgserver
 
 import (
 	"os"
@@ -11,4 +11,4 @@ import (
 // running until stopped by hand.
 func setParentDeathSignal(*syscall.SysProcAttr) {}
 
-func defaultEphemeralDir() string { return os.TempDir() }
+func defaultDir() string { return os.TempDir() }

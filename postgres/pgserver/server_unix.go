@@ -1,6 +1,6 @@
 //go:build unix
 
-package postgres
+package pgserver
 
 import (
 	"fmt"
@@ -39,7 +39,7 @@ func serverOwner() (*osUser, error) {
 		}
 		return &osUser{name: name, uid: uid, gid: gid, switched: true}, nil
 	}
-	return nil, fmt.Errorf("postgres: running as root, and neither user postgres nor nobody exists to run the server as (%v): run as another user or create the user postgres", errs)
+	return nil, fmt.Errorf("pgserver: running as root, and neither user postgres nor nobody exists to run the server as (%v): run as another user or create the user postgres", errs)
 }
 
 func (u *osUser) chown(path string) error {

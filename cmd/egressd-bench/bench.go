@@ -26,12 +26,13 @@ import (
 	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/collector/flowgen"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 )
 
-const benchUsage = `Usage: egressd bench [flags]
+const benchUsage = `Usage: egressd-bench [flags]
 
-Measures DESIGN.md's performance targets on this machine and prints each
-figure with its target and ratio, min/median/max over --runs runs:
+Measures egressd's performance targets (BENCHMARKS.md) on this machine and
+prints each figure with its target and ratio, min/median/max over --runs runs:
 
   decode   selective decode vs full proto.Unmarshal of the same responses
   ingest   loopback gRPC -> decode -> attribute -> aggregate -> PostgreSQL,
@@ -47,7 +48,7 @@ figure runs Debian's prometheus-alertmanager (make bench installs it).
 
 `
 
-// benchConfig is what egressd bench measures and how much.
+// benchConfig is what egressd-bench measures and how much.
 type benchConfig struct {
 	runs     int
 	flows    int
@@ -121,9 +122,13 @@ func fmtFig(v float64) string {
 	}
 }
 
-func (c *CLI) bench(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("egressd bench", flag.ContinueOnError)
-	cm := c.commonFlags(fs)
+func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("egressd-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	databaseURL := fs.String("database-url", getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL; empty: a throwaway server)")
+	// The flag package prints defaults: $DATABASE_URL's password must not
+	// be in them.
+	fs.Lookup("database-url").DefValue = postgres.DSN(getenv("DATABASE_URL")).String()
 	cfg := benchConfig{}
 	fs.IntVar(&cfg.runs, "runs", 3, "runs of each figure (min/median/max over them)")
 	fs.IntVar(&cfg.flows, "flows", 400_000, "flows streamed per ingest run")
@@ -136,12 +141,11 @@ func (c *CLI) bench(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the first egressd ingest run to this file")
 	only := fs.String("only", "", "comma-separated figures to measure (decode,ingest,latency,memory,flush,export); default all")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage+"Flags:\n"); fs.PrintDefaults() }
-	rest, err := parseArgs(fs, args)
-	if err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if len(rest) > 0 {
-		return usageError("bench: unexpected argument %q", rest[0])
+	if fs.NArg() > 0 {
+		return usageError("bench: unexpected argument %q", fs.Arg(0))
 	}
 	all := []string{"decode", "ingest", "latency", "memory", "flush", "export"}
 	cfg.only = map[string]bool{}
@@ -164,22 +168,22 @@ func (c *CLI) bench(ctx context.Context, args []string) error {
 	case cfg.keys < 1000 || cfg.alerts < 10 || cfg.exportN < 1:
 		return usageError("bench: --keys must be >= 1000, --alerts >= 10 and --export-apps >= 1")
 	}
-	out := c.Stdout
-	fmt.Fprintf(out, "egressd bench: %s, %d CPUs (GOMAXPROCS %d), %s/%s, %d runs\n",
+	fmt.Fprintf(out, "egressd-bench: %s, %d CPUs (GOMAXPROCS %d), %s/%s, %d runs\n",
 		runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, cfg.runs)
 
 	var db *postgres.DB
 	if cfg.only["ingest"] || cfg.only["latency"] || cfg.only["flush"] || cfg.only["export"] {
-		if cm.databaseURL == "" {
+		if *databaseURL == "" {
 			fmt.Fprintln(out, "==> starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")
-			eph, err := postgres.StartEphemeral(ctx, postgres.EphemeralOptions{})
+			eph, err := pgserver.Start(ctx, pgserver.Options{})
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)
 			}
 			defer eph.Close()
-			cm.databaseURL = string(eph.URL())
+			*databaseURL = string(eph.URL())
 		}
-		db, err = openDB(ctx, cm, true)
+		var err error
+		db, err = openDB(ctx, *databaseURL)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package postgres
+package pgserver
 
 import (
 	"os"
@@ -12,11 +12,11 @@ func setParentDeathSignal(a *syscall.SysProcAttr) {
 	a.Pdeathsig = syscall.SIGINT
 }
 
-// defaultEphemeralDir is /dev/shm when it is a tmpfs with room to spare: a
+// defaultDir is /dev/shm when it is a tmpfs with room to spare: a
 // throwaway cluster gains nothing from a disk, and creating a database there
 // is several times faster. Containers often have a small /dev/shm (64 MiB in
 // Docker); then the temporary directory is used.
-func defaultEphemeralDir() string {
+func defaultDir() string {
 	const shm = "/dev/shm"
 	const tmpfsMagic = 0x01021994
 	var st syscall.Statfs_t

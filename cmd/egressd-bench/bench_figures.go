@@ -27,6 +27,7 @@ import (
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/service"
 )
 
 // benchIngest streams the same backlog of flows over loopback gRPC twice per
@@ -118,7 +119,7 @@ func ingestOnce(ctx context.Context, db *postgres.DB, co collector.ClientOptions
 	if err != nil {
 		return res, err
 	}
-	det, err := detector.New(detector.DefaultOptions(), &detectorStore{db: db, now: time.Now}, quietLog(), detector.NewMetrics(reg))
+	det, err := detector.New(detector.DefaultOptions(), &benchStore{db: db}, quietLog(), detector.NewMetrics(reg))
 	if err != nil {
 		return res, err
 	}
@@ -210,9 +211,10 @@ func benchLatency(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*fig
 	det.FloodThreshold = 1 << 30
 	ao := alerts.DefaultOptions()
 	ao.Targets = []string{am.URL()}
-	m, err := NewMain(ServeConfig{
+	m, err := service.New(service.Config{
 		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: "127.0.0.1:0",
 		Detect: det, Alerts: ao, AlertTTL: 24 * time.Hour,
+		NewStore: func(wake func()) detector.Store { return &benchStore{db: db, targets: ao.Targets, wake: wake} },
 	}, quietLog())
 	if err != nil {
 		return nil, err
@@ -302,7 +304,7 @@ func memoryOnce(keys int) (heapPerKey, rssPerKey float64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	det, err := detector.New(detector.DefaultOptions(), &detectorStore{now: time.Now}, quietLog(), detector.NewMetrics(reg))
+	det, err := detector.New(detector.DefaultOptions(), &benchStore{}, quietLog(), detector.NewMetrics(reg))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -463,7 +465,13 @@ func benchExport(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*figu
 			return nil, err
 		}
 		t0 := time.Now()
-		live, err := liveBaselines(ctx, db, end.Add(-168*time.Hour), end)
+		// As `egressd baseline export` reads the live window.
+		entries, err := db.WindowEntries(ctx, end.Add(-168*time.Hour), end)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		live := baseline.Build(entries)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package postgres
+package pgserver
 
 import (
 	"errors"
@@ -13,11 +13,11 @@ type osUser struct {
 }
 
 func serverOwner() (*osUser, error) {
-	return nil, errors.New("postgres: StartEphemeral needs a Unix system: set DATABASE_URL (TEST_DATABASE_URL for tests) to a running server")
+	return nil, errors.New("pgserver: Start needs a Unix system: set DATABASE_URL (TEST_DATABASE_URL for tests) to a running server")
 }
 
 func (u *osUser) chown(string) error { return nil }
 
 func (u *osUser) procAttr() *syscall.SysProcAttr { return nil }
 
-func defaultEphemeralDir() string { return "" }
+func defaultDir() string { return "" }

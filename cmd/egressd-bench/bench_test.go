@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/egressd/egressd/postgres/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestBenchPrintsEveryFigure runs egressd-bench small: every figure of
+// the performance table (BENCHMARKS.md) is measured and printed with its target, the ingest run
+// through loopback gRPC and PostgreSQL loses no flow, and the decoder
+// allocates nothing. Times are printed, never asserted.
+func TestBenchPrintsEveryFigure(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": string(pgtest.URL(t))}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--runs", "1", "--flows", "5000", "--apps", "20", "--keys", "5000",
+		"--alerts", "10", "--export-apps", "50", "--decode-time", "100ms"}, &stdout, &stderr, func(k string) string { return env[k] })
+	require.Equal(t, 0, code, stderr.String())
+	r := struct{ stdout string }{stdout.String()}
+	// Figures that may be 0.
+	for _, name := range []string{"decode allocs/flow", "ingest last flush", "ingest lost flows"} {
+		require.Regexp(t, `(?m)^`+regexp.QuoteMeta(name)+` +median +[0-9.]+ `, r.stdout, "figure %q", name)
+	}
+	// Figures that are positive, min to max, or the measurement is
+	// broken (the heap per key once printed -519.125 and MET).
+	positive := `[0-9.]*[1-9][0-9.]*`
+	for _, name := range []string{
+		"decode selective/full",
+		"ingest raw client", "ingest egressd", "ingest egressd/raw",
+		"flow->alert p99", "memory heap/key", "flush 10k new keys", "flush 10k known keys", "export 50 apps x 20",
+	} {
+		require.Regexp(t, `(?m)^`+regexp.QuoteMeta(name)+` +median +`+positive+` +min +`+positive+` +max +`+positive+` `, r.stdout, "figure %q", name)
+	}
+	require.NotContains(t, r.stdout, "not measured")
+	require.Regexp(t, `(?m)^ingest lost flows +median +0\.000 +min +0\.000 +max +0\.000 +flows +target 0 +MET$`, r.stdout)
+	if !raceEnabled {
+		require.Regexp(t, `(?m)^decode allocs/flow +median +0\.000 +min +0\.000 +max +0\.000 +allocs +target 0 +MET$`, r.stdout)
+	}
+	require.Regexp(t, `observed [1-9][0-9]*, stored [1-9][0-9]*, dropped 0`, r.stdout)
+}
+
+func TestBenchUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--only", "nothing"}, `--only "nothing": want some of decode,ingest,latency,memory,flush,export`},
+		{[]string{"--runs", "0"}, "--runs must be >= 1"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tc.args, &stdout, &stderr, func(string) string { return "" })
+		require.Equal(t, 2, code, tc.args)
+		require.Contains(t, stderr.String(), tc.want)
+	}
+}
+
+// TestBenchUsageHidesTheDatabasePassword: a mistake prints the flags'
+// defaults, --database-url's from $DATABASE_URL, redacted.
+func TestBenchUsageHidesTheDatabasePassword(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://egressd:s3cret-password@db.example:5432/egressd"}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--frob"}, &stdout, &stderr, func(k string) string { return env[k] })
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr.String(), "db.example")
+	require.NotContains(t, stderr.String()+stdout.String(), "s3cret-password")
+}

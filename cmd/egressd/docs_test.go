@@ -1,0 +1,174 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const repoRoot = "../.."
+
+// docFiles are the user documentation: the README and docs/*.md.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	return append([]string{filepath.Join(repoRoot, "README.md")}, files...)
+}
+
+var (
+	mdLink    = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	mdHeading = regexp.MustCompile(`(?m)^#{1,6} (.+)$`)
+	mdFence   = regexp.MustCompile("(?ms)^```[a-z]*\n(.*?)^```")
+)
+
+// anchors returns the GitHub anchors of a Markdown file's headings.
+func anchors(md string) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range mdHeading.FindAllStringSubmatch(mdFence.ReplaceAllString(md, ""), -1) {
+		a := strings.Map(func(r rune) rune {
+			switch {
+			case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+				return r
+			case r == ' ':
+				return '-'
+			}
+			return -1
+		}, strings.ToLower(m[1]))
+		out[a] = true
+	}
+	return out
+}
+
+// TestDocLinksResolve: every relative link in the README and docs/ names a
+// file or directory of the repository (and a heading of it, after #), and
+// nothing points outside the repository.
+func TestDocLinksResolve(t *testing.T) {
+	t.Parallel()
+	root, err := filepath.Abs(repoRoot)
+	require.NoError(t, err)
+	for _, f := range docFiles(t) {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		md := string(b)
+		for _, bad := range []string{"DESIGN.md", "STYLE.md", "../shared", "hubble-relay.kube-system:4245", "ghcr.io/egressd/egressd:v0.1.0"} {
+			require.NotContains(t, md, bad, "%s cites something users do not have", f)
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(mdFence.ReplaceAllString(md, ""), -1) {
+			link := m[1]
+			if strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:") {
+				continue
+			}
+			path, anchor, _ := strings.Cut(link, "#")
+			target := f
+			if path != "" {
+				target = filepath.Join(filepath.Dir(f), path)
+			}
+			abs, err := filepath.Abs(target)
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(abs, root+string(filepath.Separator)), "%s: link %s leaves the repository", f, link)
+			_, err = os.Stat(target)
+			require.NoError(t, err, "%s: link %s", f, link)
+			if anchor != "" {
+				tb, err := os.ReadFile(target)
+				require.NoError(t, err, "%s: link %s", f, link)
+				require.True(t, anchors(string(tb))[anchor], "%s: link %s: no heading for #%s", f, link, anchor)
+			}
+		}
+	}
+}
+
+// shellWords splits a shell command line on blanks, keeping quoted words
+// whole (without their quotes).
+func shellWords(line string) []string {
+	var words []string
+	var cur strings.Builder
+	quote, in := rune(0), false
+	for _, r := range line {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, in = r, true
+		case r == ' ' || r == '\t':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteRune(r)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// readmeCommands returns the egressd and make command lines of the README's
+// shell blocks, continuation lines joined.
+func readmeCommands(t *testing.T) (egressdCmds, makeTargets [][]string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	require.NoError(t, err)
+	for _, m := range regexp.MustCompile("(?ms)^```sh\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
+		block := strings.ReplaceAll(m[1], "\\\n", " ")
+		for _, line := range strings.Split(block, "\n") {
+			line, _, _ = strings.Cut(line, "#")
+			for _, cmd := range strings.Split(line, "&&") {
+				words := shellWords(cmd)
+				for len(words) > 0 && regexp.MustCompile(`^[A-Z_]+=`).MatchString(words[0]) {
+					words = words[1:] // VAR=value before the command
+				}
+				switch {
+				case len(words) == 0:
+				case words[0] == "egressd" || words[0] == "bin/egressd":
+					egressdCmds = append(egressdCmds, words[1:])
+				case words[0] == "make":
+					makeTargets = append(makeTargets, words[1:])
+				}
+			}
+		}
+	}
+	return egressdCmds, makeTargets
+}
+
+// TestReadmeCommandsExist: every egressd command the README shows exists
+// and takes the flags written with it, and every make target exists; the
+// walkthrough shows demo, serve and the API.
+func TestReadmeCommandsExist(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	require.NoError(t, err)
+	require.LessOrEqual(t, strings.Count(string(b), "\n"), 250, "the README is read to the end")
+
+	cmds, targets := readmeCommands(t)
+	seen := map[string]bool{}
+	for _, args := range cmds {
+		require.NotEmpty(t, args)
+		seen[args[0]] = true
+		// Parsing the flags as written, then --help: an unknown flag or a
+		// bad value fails before the help is printed.
+		r := run(t, nil, append(append([]string{}, args...), "--help")...)
+		require.Equal(t, 0, r.code, "README: egressd %s: %s", strings.Join(args, " "), r.stderr)
+	}
+	for _, want := range []string{"demo", "serve"} {
+		require.True(t, seen[want], "the walkthrough shows egressd %s", want)
+	}
+	mk, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+	require.NoError(t, err)
+	for _, tg := range targets {
+		require.NotEmpty(t, tg)
+		require.Regexp(t, `(?m)^`+regexp.QuoteMeta(tg[0])+`:`, string(mk), "README: make %s", tg[0])
+	}
+	require.Contains(t, string(b), "/api/v1/apps/media/recyclarr/accepted", "the walkthrough accepts through the API")
+}
