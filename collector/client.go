@@ -45,17 +45,30 @@ type ClientOptions struct {
 	// Whitelist filters flows on the server. The default asks for egress
 	// flows and L7 DNS records, the only flows attribution reads.
 	Whitelist []*flowpb.FlowFilter
-	// BackoffMin and BackoffMax bound the wait between reconnects.
-	BackoffMin time.Duration
-	BackoffMax time.Duration
+	// BackoffMin and BackoffMax bound the wait between reconnects. The
+	// wait doubles with each stream that ends, up to BackoffMax, and goes
+	// back to BackoffMin only after a stream that stayed healthy (up, and
+	// its messages decoding) for HealthyAfter: a server that accepts the
+	// stream and breaks it, or sends garbage, is not hammered.
+	BackoffMin   time.Duration
+	BackoffMax   time.Duration
+	HealthyAfter time.Duration
+	// DecodeWindow is how often the stream's messages are judged: when
+	// most messages of a window (at least 10) fail to decode, the stream
+	// is reported undecodable (Health, a rate-limited warning) until a
+	// window decodes again.
+	DecodeWindow time.Duration
 }
 
-// DefaultClientOptions returns follow mode with a 1 s to 30 s backoff.
+// DefaultClientOptions returns follow mode with a 1 s to 30 s backoff that
+// resets after a minute of healthy stream, and messages judged every 10 s.
 func DefaultClientOptions() ClientOptions {
 	return ClientOptions{
-		Follow:     true,
-		BackoffMin: time.Second,
-		BackoffMax: 30 * time.Second,
+		Follow:       true,
+		BackoffMin:   time.Second,
+		BackoffMax:   30 * time.Second,
+		HealthyAfter: time.Minute,
+		DecodeWindow: 10 * time.Second,
 		Whitelist: []*flowpb.FlowFilter{
 			{TrafficDirection: []flowpb.TrafficDirection{flowpb.TrafficDirection_EGRESS}},
 			{Protocol: []string{"dns"}},
@@ -72,6 +85,10 @@ func (o ClientOptions) Validate() error {
 		return errors.New("collector: ClientOptions.BackoffMin must be > 0")
 	case o.BackoffMax < o.BackoffMin:
 		return errors.New("collector: ClientOptions.BackoffMax must be >= BackoffMin")
+	case o.HealthyAfter <= 0:
+		return errors.New("collector: ClientOptions.HealthyAfter must be > 0")
+	case o.DecodeWindow <= 0:
+		return errors.New("collector: ClientOptions.DecodeWindow must be > 0")
 	case (o.TLSCertFile == "") != (o.TLSKeyFile == ""):
 		return errors.New("collector: ClientOptions.TLSCertFile and TLSKeyFile go together (--hubble-tls-cert, --hubble-tls-key)")
 	}
@@ -90,7 +107,28 @@ type Client struct {
 	opts    ClientOptions
 	log     *slog.Logger
 	metrics *Metrics
+	// undecodable says why the stream is not healthy, nil while it is.
+	undecodable atomic.Pointer[string]
+	// Only Run's goroutine uses the fields below.
+	window decodeWindow
+	// healthySince is when the current stream last became healthy; zero
+	// while it is not.
+	healthySince time.Time
+	lastWarn     time.Time
+	suppressed   int // undecodable windows not warned about since lastWarn
 }
+
+// decodeWindow counts one window of a stream's messages.
+type decodeWindow struct {
+	start      time.Time
+	total, bad int
+}
+
+// minJudged is the fewest messages a window is judged on.
+const minJudged = 10
+
+// undecodableWarnEvery rate-limits the warning about an undecodable stream.
+const undecodableWarnEvery = time.Minute
 
 // NewClient returns a client; it connects when Run is called.
 func NewClient(opts ClientOptions, log *slog.Logger, m *Metrics) (*Client, error) {
@@ -102,6 +140,17 @@ func NewClient(opts ClientOptions, log *slog.Logger, m *Metrics) (*Client, error
 
 // Up reports whether the stream is established and has delivered a message.
 func (c *Client) Up() bool { return c.up.Load() }
+
+// Health returns nil unless most messages of the stream's last judged
+// window failed to decode, in which case the error says how many: what
+// /readyz reports. A stream that ended keeps its last verdict until the
+// next one is judged.
+func (c *Client) Health() error {
+	if msg := c.undecodable.Load(); msg != nil {
+		return errors.New(*msg)
+	}
+	return nil
+}
 
 // Run streams until ctx is cancelled (returning nil) or, without Follow,
 // until Hubble has sent what it has. Broken streams are reopened with a
@@ -125,6 +174,8 @@ func (c *Client) Run(ctx context.Context, since func() time.Time, handle func(ms
 	}
 	defer conn.Close()
 
+	// backoff is the wait before the next reconnect; it grows with every
+	// stream that ends and resets only after a healthy one.
 	backoff := c.opts.BackoffMin
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -139,9 +190,10 @@ func (c *Client) Run(ctx context.Context, since func() time.Time, handle func(ms
 		if err == nil && !c.opts.Follow {
 			return nil
 		}
-		if got > 0 {
+		if !c.healthySince.IsZero() && time.Since(c.healthySince) >= c.opts.HealthyAfter {
 			backoff = c.opts.BackoffMin
 		}
+		c.healthySince = time.Time{}
 		c.metrics.StreamErrors.Inc()
 		c.log.Warn("hubble_stream_ended", "address", c.opts.Address, "err", err, "messages", got, "retry_in", backoff)
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -152,6 +204,41 @@ func (c *Client) Run(ctx context.Context, since func() time.Time, handle func(ms
 		}
 		backoff = min(backoff*2, c.opts.BackoffMax)
 	}
+}
+
+// judge ends the current decode window if it is over (or if final, when
+// the stream ended) and sets the stream's health from it: undecodable when
+// most of at least minJudged messages failed to decode.
+func (c *Client) judge(now time.Time, final bool) {
+	w := &c.window
+	if !final && now.Sub(w.start) < c.opts.DecodeWindow {
+		return
+	}
+	total, bad, span := w.total, w.bad, now.Sub(w.start)
+	*w = decodeWindow{start: now}
+	if total < minJudged {
+		return
+	}
+	if bad*2 <= total {
+		if c.undecodable.Swap(nil) != nil {
+			c.log.Info("hubble_stream_decodable", "address", c.opts.Address, "messages", total, "undecodable", bad)
+		}
+		if c.healthySince.IsZero() {
+			c.healthySince = now
+		}
+		return
+	}
+	c.healthySince = time.Time{}
+	msg := fmt.Sprintf("hubble stream from %s: %d of %d messages in %s could not be decoded as GetFlowsResponse (is --hubble-address a Hubble Relay or agent?)",
+		c.opts.Address, bad, total, span.Round(time.Millisecond))
+	c.undecodable.Store(&msg)
+	if now.Sub(c.lastWarn) < undecodableWarnEvery {
+		c.suppressed++
+		return
+	}
+	c.log.Warn("hubble_stream_undecodable", "address", c.opts.Address, "messages", total, "undecodable", bad,
+		"window", span.Round(time.Millisecond), "windows_not_logged", c.suppressed)
+	c.lastWarn, c.suppressed = now, 0
 }
 
 func (c *Client) stream(ctx context.Context, conn *grpc.ClientConn, since time.Time, handle func([]byte) error) (int, error) {
@@ -196,12 +283,28 @@ func (c *Client) stream(ctx context.Context, conn *grpc.ClientConn, since time.T
 			c.up.Store(true)
 			c.metrics.StreamUp.Set(1)
 			c.log.Info("hubble_stream_up", "address", c.opts.Address, "since", since)
+			now := time.Now()
+			c.window = decodeWindow{start: now}
+			if c.undecodable.Load() == nil {
+				c.healthySince = now
+			}
 		}
 		got++
-		if err := handle(f.b); err != nil {
+		c.window.total++
+		err := handle(f.b)
+		f.release()
+		if err != nil {
+			c.window.bad++
 			c.log.Debug("hubble_message_rejected", "err", err)
 		}
-		f.release()
+		// Reading the clock costs; a window is judged at its first
+		// rejected message or 64th message after it is over.
+		if err != nil || c.window.total%64 == 0 {
+			c.judge(time.Now(), false)
+		}
+	}
+	if got > 0 {
+		c.judge(time.Now(), true)
 	}
 	if err := <-recvErr; !errors.Is(err, io.EOF) {
 		return got, err

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/egressd/egressd"
-	"github.com/egressd/egressd/postgres"
 )
 
 // anomalyJSON is an anomaly as the API shows it.
@@ -104,7 +103,8 @@ func (s *server) listAnomalies(w http.ResponseWriter, r *http.Request) {
 		out.Anomalies = append(out.Anomalies, toAnomalyJSON(a))
 	}
 	if len(page) == f.Limit {
-		out.Next = encodeCursor(page[len(page)-1])
+		last := page[len(page)-1]
+		out.Next = encodeCursor(anomalyCursor{Kind: cursorAnomalies, Time: last.Time, Fingerprint: last.Fingerprint})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -114,7 +114,7 @@ func (s *server) listAnomalies(w http.ResponseWriter, r *http.Request) {
 // the cluster: each cluster's page is read and the newest Limit kept,
 // which pages correctly because every cluster's listing continues from the
 // same cursor.
-func (s *server) appAnomalies(r *http.Request, f postgres.AnomalyFilter, clusters []string) ([]egressd.Anomaly, error) {
+func (s *server) appAnomalies(r *http.Request, f egressd.AnomalyFilter, clusters []string) ([]egressd.Anomaly, error) {
 	var all []egressd.Anomaly
 	for _, c := range clusters {
 		app := *f.App
@@ -140,19 +140,19 @@ func (s *server) appAnomalies(r *http.Request, f postgres.AnomalyFilter, cluster
 // anomalyFilter reads the listing's parameters. With app, it also returns
 // the clusters to list: the cluster parameter, or every cluster the app was
 // seen in.
-func (s *server) anomalyFilter(r *http.Request) (postgres.AnomalyFilter, []string, error) {
-	var f postgres.AnomalyFilter
+func (s *server) anomalyFilter(r *http.Request) (egressd.AnomalyFilter, []string, error) {
+	var f egressd.AnomalyFilter
 	q, err := parseQuery(r, "state", "app", "cluster", "kind", "limit", "after")
 	if err != nil {
 		return f, nil, err
 	}
 	switch v, _ := q.get("state"); v {
 	case "", "all":
-		f.State = postgres.AnomaliesAll
+		f.State = egressd.AnomaliesAll
 	case "firing":
-		f.State = postgres.AnomaliesFiring
+		f.State = egressd.AnomaliesFiring
 	case "resolved":
-		f.State = postgres.AnomaliesResolved
+		f.State = egressd.AnomaliesResolved
 	default:
 		return f, nil, egressd.Errorf(egressd.EINVALID, "state %q: want firing, resolved or all", echo(v))
 	}
@@ -169,10 +169,8 @@ func (s *server) anomalyFilter(r *http.Request) (postgres.AnomalyFilter, []strin
 	if f.Limit, err = q.limit(); err != nil {
 		return f, nil, err
 	}
-	if v, ok := q.get("after"); ok {
-		if f.After, err = decodeCursor(v); err != nil {
-			return f, nil, err
-		}
+	if f.After, err = q.anomaliesAfter(); err != nil {
+		return f, nil, err
 	}
 	cluster, err := q.cluster()
 	if err != nil {

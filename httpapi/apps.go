@@ -25,9 +25,10 @@ type appJSON struct {
 	Unbounded       bool      `json:"unbounded"`
 }
 
-// listApps answers GET /api/v1/apps[?window=168h].
+// listApps answers GET /api/v1/apps[?window=168h][&limit=100][&after=CURSOR],
+// a page of apps sorted by cluster, namespace and name.
 func (s *server) listApps(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r, "window")
+	q, err := parseQuery(r, "window", "limit", "after")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -37,12 +38,20 @@ func (s *server) listApps(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	now := s.opts.Now().UTC()
-	var since time.Time
-	if window > 0 {
-		since = now.Add(-window)
+	f := egressd.AppFilter{}
+	if f.Limit, err = q.limit(); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	apps, err := s.b.Apps.AppSummaries(r.Context(), since)
+	if f.After, err = q.appsAfter(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	now := s.opts.Now().UTC()
+	if window > 0 {
+		f.Since = now.Add(-window)
+	}
+	apps, err := s.b.Apps.AppSummaries(r.Context(), f)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -63,9 +72,17 @@ func (s *server) listApps(w http.ResponseWriter, r *http.Request) {
 			Unbounded:       s.b.Flags != nil && s.b.Flags.Unbounded(a.App),
 		})
 	}
+	var next string
+	if len(apps) == f.Limit {
+		last := apps[len(apps)-1].App
+		next = encodeCursor(appCursor{Kind: cursorApps, Cluster: last.Cluster, Namespace: last.Namespace, App: last.Name})
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Apps []appJSON `json:"apps"`
-	}{out})
+		// Next continues the listing; absent on a page that is not full,
+		// the last one.
+		Next string `json:"next,omitempty"`
+	}{out, next})
 }
 
 // destinationJSON is a destination in GET .../destinations.
@@ -84,14 +101,14 @@ type destinationJSON struct {
 }
 
 // appDestinations answers GET /api/v1/apps/{namespace}/{app}/destinations
-// [?window=168h][&cluster=C].
+// [?window=168h][&cluster=C][&limit=100][&after=CURSOR].
 func (s *server) appDestinations(w http.ResponseWriter, r *http.Request) {
 	app, err := appParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	q, err := parseQuery(r, "window", "cluster")
+	q, err := parseQuery(r, "window", "cluster", "limit", "after")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -105,11 +122,19 @@ func (s *server) appDestinations(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var since time.Time
-	if window > 0 {
-		since = s.opts.Now().UTC().Add(-window)
+	f := egressd.DestinationFilter{App: app}
+	if f.Limit, err = q.limit(); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	dests, err := s.b.Destinations.AppDestinations(r.Context(), app, since)
+	if f.After, err = q.destinationsAfter(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if window > 0 {
+		f.Since = s.opts.Now().UTC().Add(-window)
+	}
+	dests, err := s.b.Destinations.AppDestinations(r.Context(), f)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -134,11 +159,21 @@ func (s *server) appDestinations(w http.ResponseWriter, r *http.Request) {
 			NameSource:   d.NameSource.String(),
 		})
 	}
+	var next string
+	if len(dests) == f.Limit {
+		last := dests[len(dests)-1]
+		next = encodeCursor(destinationCursor{
+			Kind: cursorDestinations, Cluster: last.App.Cluster,
+			Name: last.Destination.Name, Port: last.Destination.Port, Protocol: last.Destination.Protocol,
+		})
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Namespace    string            `json:"namespace"`
 		App          string            `json:"app"`
 		Destinations []destinationJSON `json:"destinations"`
-	}{app.Namespace, app.Name, out})
+		// Next continues the listing; absent on the last page.
+		Next string `json:"next,omitempty"`
+	}{app.Namespace, app.Name, out, next})
 }
 
 // appBaseline answers GET /api/v1/apps/{namespace}/{app}/baseline

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -282,6 +283,11 @@ func TestInvalidParameters(t *testing.T) {
 		{"/api/v1/anomalies?app=../etc", []string{"app", "namespace"}},
 		{"/api/v1/anomalies?cluster=edge", []string{"cluster", "app="}},
 		{"/api/v1/anomalies?after=bm9wZQ", []string{"after", "next"}},
+		{"/api/v1/apps?limit=0", []string{"limit", "1 to 1000"}},
+		{"/api/v1/apps?limit=1001", []string{"limit"}},
+		{"/api/v1/apps?after=e30", []string{"after", "next"}},
+		{"/api/v1/apps/media/recyclarr/destinations?limit=x", []string{"limit"}},
+		{"/api/v1/apps/media/recyclarr/destinations?after=!!!", []string{"after"}},
 		{"/api/v1/anomalies?after=!!!", []string{"after"}},
 		{"/api/v1/anomalies/not%20a%20fingerprint", []string{"fingerprint"}},
 		{"/api/v1/anomalies/abc?state=firing", []string{`unknown query parameter "state"`, "takes none"}},
@@ -290,5 +296,104 @@ func TestInvalidParameters(t *testing.T) {
 		r := e.get(tt.path)
 		require.Equal(t, http.StatusBadRequest, r.status, "GET %s: %s", tt.path, r.body)
 		r.requireError(t, http.StatusBadRequest, "invalid", tt.want...)
+	}
+}
+
+type appsPageJSON struct {
+	Apps []appJSON `json:"apps"`
+	Next string    `json:"next"`
+}
+
+type destinationsPageJSON struct {
+	Namespace    string            `json:"namespace"`
+	App          string            `json:"app"`
+	Destinations []destinationJSON `json:"destinations"`
+	Next         string            `json:"next"`
+}
+
+// follow walks a listing from path (which has a query) to its end with
+// page, which decodes one page and returns its rows and next value.
+func follow[T any](e *env, path string, page func(path string) ([]T, string)) ([]T, []int) {
+	e.t.Helper()
+	var (
+		all   []T
+		sizes []int
+		next  string
+	)
+	for range 20 {
+		p := path
+		if next != "" {
+			p += "&after=" + url.QueryEscape(next)
+		}
+		rows, n := page(p)
+		all = append(all, rows...)
+		sizes = append(sizes, len(rows))
+		if n == "" {
+			return all, sizes
+		}
+		next = n
+	}
+	e.t.Fatalf("listing %s did not end after 20 pages", path)
+	return nil, nil
+}
+
+// TestListingsPage checks the apps and destinations listings page by page:
+// a full page carries next, the pages put together are the whole listing,
+// and the last page (possibly empty) has no next.
+func TestListingsPage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.seed()
+
+	var whole appsPageJSON
+	e.getJSON("/api/v1/apps", &whole)
+	require.Len(t, whole.Apps, 4)
+	require.Empty(t, whole.Next, "a page that is not full ends the listing")
+	apps, sizes := follow(e, "/api/v1/apps?window=168h&limit=2", func(p string) ([]appJSON, string) {
+		var page appsPageJSON
+		e.getJSON(p, &page)
+		return page.Apps, page.Next
+	})
+	require.Equal(t, []int{2, 2, 0}, sizes)
+	var windowed appsPageJSON
+	e.getJSON("/api/v1/apps?window=168h", &windowed)
+	if diff := cmp.Diff(windowed.Apps, apps); diff != "" {
+		t.Errorf("apps page by page (-whole +pages):\n%s", diff)
+	}
+
+	var allDests destinationsPageJSON
+	e.getJSON("/api/v1/apps/media/recyclarr/destinations", &allDests)
+	require.Len(t, allDests.Destinations, 5)
+	dests, sizes := follow(e, "/api/v1/apps/media/recyclarr/destinations?limit=2", func(p string) ([]destinationJSON, string) {
+		var page destinationsPageJSON
+		e.getJSON(p, &page)
+		require.Equal(t, "recyclarr", page.App)
+		return page.Destinations, page.Next
+	})
+	require.Equal(t, []int{2, 2, 1}, sizes)
+	if diff := cmp.Diff(allDests.Destinations, dests); diff != "" {
+		t.Errorf("destinations page by page (-whole +pages):\n%s", diff)
+	}
+
+	// A cursor belongs to its listing: another listing's is a 400 naming
+	// after, not a wrong page.
+	var first appsPageJSON
+	e.getJSON("/api/v1/apps?limit=1", &first)
+	require.NotEmpty(t, first.Next)
+	var firstDests destinationsPageJSON
+	e.getJSON("/api/v1/apps/media/recyclarr/destinations?limit=1", &firstDests)
+	require.NotEmpty(t, firstDests.Next)
+	e.record(novel(recyclarr, evil, ago(2*time.Hour)))
+	var anomalies pageJSON
+	e.getJSON("/api/v1/anomalies?limit=1", &anomalies)
+	require.NotEmpty(t, anomalies.Next)
+	for _, path := range []string{
+		"/api/v1/apps?after=" + firstDests.Next,
+		"/api/v1/apps?after=" + anomalies.Next,
+		"/api/v1/apps/media/recyclarr/destinations?after=" + first.Next,
+		"/api/v1/anomalies?after=" + first.Next,
+		"/api/v1/apps?after=" + strings.Repeat("A", 4096),
+	} {
+		e.get(path).requireError(t, http.StatusBadRequest, "invalid", "after", `"next" value`)
 	}
 }

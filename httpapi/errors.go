@@ -20,6 +20,7 @@ const (
 	codeTooLarge         = "too_large"
 	codeDisabled         = "disabled"
 	codeTimeout          = "timeout"
+	codeTooManyRequests  = "too_many_requests"
 	codeCanceled         = "canceled"
 )
 
@@ -44,6 +45,8 @@ func status(code string) int {
 		return http.StatusConflict
 	case codeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case codeTooManyRequests:
+		return http.StatusTooManyRequests
 	case codeCanceled:
 		return statusClientClosedRequest
 	case codeDisabled:

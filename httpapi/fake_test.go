@@ -6,13 +6,12 @@ import (
 
 	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/httpapi"
-	"github.com/egressd/egressd/postgres"
 )
 
 // fakeStore implements every store interface with function fields; a nil
 // field answers empty.
 type fakeStore struct {
-	appSummaries func(ctx context.Context, since time.Time) ([]postgres.AppSummary, error)
+	appSummaries func(ctx context.Context, f egressd.AppFilter) ([]egressd.AppSummary, error)
 	accept       func(ctx context.Context, a egressd.Accepted) error
 }
 
@@ -20,18 +19,18 @@ func (f *fakeStore) backends() *httpapi.Backends {
 	return &httpapi.Backends{Apps: f, Destinations: f, Anomalies: f, Accepted: f}
 }
 
-func (f *fakeStore) AppSummaries(ctx context.Context, since time.Time) ([]postgres.AppSummary, error) {
+func (f *fakeStore) AppSummaries(ctx context.Context, af egressd.AppFilter) ([]egressd.AppSummary, error) {
 	if f.appSummaries == nil {
 		return nil, nil
 	}
-	return f.appSummaries(ctx, since)
+	return f.appSummaries(ctx, af)
 }
 
 func (f *fakeStore) AppClusters(context.Context, string, string) ([]string, error) {
 	return nil, nil
 }
 
-func (f *fakeStore) AppDestinations(context.Context, egressd.App, time.Time) ([]egressd.DestinationRollup, error) {
+func (f *fakeStore) AppDestinations(context.Context, egressd.DestinationFilter) ([]egressd.DestinationRollup, error) {
 	return nil, nil
 }
 
@@ -39,7 +38,7 @@ func (f *fakeStore) AppWindowEntries(context.Context, egressd.App, time.Time, ti
 	return nil, nil
 }
 
-func (f *fakeStore) Anomalies(context.Context, postgres.AnomalyFilter) ([]egressd.Anomaly, error) {
+func (f *fakeStore) Anomalies(context.Context, egressd.AnomalyFilter) ([]egressd.Anomaly, error) {
 	return nil, nil
 }
 

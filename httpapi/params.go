@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -13,7 +14,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/egressd/egressd"
-	"github.com/egressd/egressd/postgres"
 )
 
 // Query parameter limits.
@@ -23,9 +23,9 @@ const (
 	// DefaultBaselineWindow is the baseline route's window, as
 	// `egressd baseline export` has it.
 	DefaultBaselineWindow = 168 * time.Hour
-	// DefaultLimit and MaxLimit bound a page of anomalies.
-	DefaultLimit = 100
-	MaxLimit     = 1000
+	// DefaultLimit and MaxLimit bound a page of every listing.
+	DefaultLimit = egressd.DefaultPageSize
+	MaxLimit     = egressd.MaxPageSize
 )
 
 // maxEcho bounds how much of a rejected value an error message repeats.
@@ -172,31 +172,123 @@ func durationString(d time.Duration) string {
 	return d.String()
 }
 
-// cursor is the JSON inside a page cursor. Clients treat the cursor as
-// opaque; its content may change between versions.
-type cursor struct {
+// Cursors: the "next" value of a page, passed back as the after parameter.
+// A cursor is the key of the last row of its page, as JSON in unpadded
+// base64url; "k" names the listing, so that a cursor of one listing given
+// to another is an error rather than a silently wrong page. Clients treat
+// cursors as opaque; their content may change between versions.
+const (
+	cursorApps         = "apps"
+	cursorDestinations = "destinations"
+	cursorAnomalies    = "anomalies"
+)
+
+// maxCursorLen bounds the after parameter: a cursor holds at most a few
+// names of bounded length.
+const maxCursorLen = 2048
+
+// appCursor continues GET /api/v1/apps.
+type appCursor struct {
+	Kind      string `json:"k"`
+	Cluster   string `json:"c"`
+	Namespace string `json:"n"`
+	App       string `json:"a"`
+}
+
+// destinationCursor continues GET .../destinations.
+type destinationCursor struct {
+	Kind     string `json:"k"`
+	Cluster  string `json:"c"`
+	Name     string `json:"d"`
+	Port     uint16 `json:"p"`
+	Protocol string `json:"r"`
+}
+
+// anomalyCursor continues GET /api/v1/anomalies.
+type anomalyCursor struct {
+	Kind        string    `json:"k"`
 	Time        time.Time `json:"t"`
 	Fingerprint string    `json:"f"`
 }
 
-// encodeCursor returns the cursor that continues a listing after a.
-func encodeCursor(a egressd.Anomaly) string {
-	b, _ := json.Marshal(cursor{Time: a.Time, Fingerprint: a.Fingerprint}) // cannot fail
+// encodeCursor returns the after value of a cursor.
+func encodeCursor(c any) string {
+	b, _ := json.Marshal(c) // plain structs: cannot fail
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// decodeCursor parses the after parameter.
-func decodeCursor(s string) (*postgres.AnomalyCursor, error) {
-	bad := egressd.Errorf(egressd.EINVALID, "after %q: not a cursor of this API: pass the \"next\" value of the previous page unchanged", echo(s))
+// decodeCursor parses the after parameter s into c and reports whether it
+// is well-formed; the caller checks the listing and the values.
+func decodeCursor(s string, c any) bool {
+	if len(s) > maxCursorLen {
+		return false
+	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return nil, bad
+		return false
 	}
-	var c cursor
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil || c.Time.IsZero() || !validFingerprint(c.Fingerprint) {
-		return nil, bad
+	return dec.Decode(c) == nil && !dec.More()
+}
+
+// badCursor is the error of every after value that is not a cursor of the
+// listing: it names the parameter and says what to pass instead.
+func badCursor(s string) error {
+	return egressd.Errorf(egressd.EINVALID, "after %q: not a cursor of this listing: pass the \"next\" value of the previous page of the same route unchanged, or leave after out for the first page", echo(s))
+}
+
+// appsAfter returns the after parameter of the apps listing, nil when
+// absent.
+func (q query) appsAfter() (*egressd.App, error) {
+	s, ok := q.get("after")
+	if !ok {
+		return nil, nil
 	}
-	return &postgres.AnomalyCursor{Time: c.Time, Fingerprint: c.Fingerprint}, nil
+	// Bounds, not name rules: the cursor repeats a stored app, and the
+	// listing must get past any app storage holds.
+	var c appCursor
+	if !decodeCursor(s, &c) || c.Kind != cursorApps || len(c.Cluster) > maxCursorName ||
+		!cursorName(c.Namespace) || !cursorName(c.App) {
+		return nil, badCursor(s)
+	}
+	return &egressd.App{Cluster: c.Cluster, Namespace: c.Namespace, Name: c.App}, nil
+}
+
+// destinationsAfter returns the after parameter of a destinations listing,
+// nil when absent.
+func (q query) destinationsAfter() (*egressd.DestinationCursor, error) {
+	s, ok := q.get("after")
+	if !ok {
+		return nil, nil
+	}
+	var c destinationCursor
+	if !decodeCursor(s, &c) || c.Kind != cursorDestinations || len(c.Cluster) > maxCursorName ||
+		!cursorName(c.Name) || !cursorName(c.Protocol) {
+		return nil, badCursor(s)
+	}
+	return &egressd.DestinationCursor{Cluster: c.Cluster, Destination: egressd.Destination{Name: c.Name, Port: c.Port, Protocol: c.Protocol}}, nil
+}
+
+// maxCursorName bounds each name in a cursor: a DNS name is at most 253
+// bytes, a Kubernetes name less.
+const maxCursorName = 255
+
+// cursorName reports whether s can be a name in a cursor.
+func cursorName(s string) bool {
+	return s != "" && len(s) <= maxCursorName
+}
+
+// anomaliesAfter returns the after parameter of the anomalies listing, nil
+// when absent.
+func (q query) anomaliesAfter() (*egressd.AnomalyCursor, error) {
+	s, ok := q.get("after")
+	if !ok {
+		return nil, nil
+	}
+	var c anomalyCursor
+	if !decodeCursor(s, &c) || c.Kind != cursorAnomalies || c.Time.IsZero() || !validFingerprint(c.Fingerprint) {
+		return nil, badCursor(s)
+	}
+	return &egressd.AnomalyCursor{Time: c.Time, Fingerprint: c.Fingerprint}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -16,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/egressd/egressd"
-	"github.com/egressd/egressd/postgres"
 )
 
 // ReadyFunc reports whether egressd can do its job; a non-nil error makes
@@ -25,20 +25,21 @@ type ReadyFunc func(ctx context.Context) error
 
 // AppReader lists apps (*postgres.DB).
 type AppReader interface {
-	AppSummaries(ctx context.Context, since time.Time) ([]postgres.AppSummary, error)
+	// AppSummaries returns the page of apps f selects.
+	AppSummaries(ctx context.Context, f egressd.AppFilter) ([]egressd.AppSummary, error)
 	AppClusters(ctx context.Context, namespace, name string) ([]string, error)
 }
 
 // DestinationReader reads what an app reached (*postgres.DB). Both methods
 // return an error matching egressd.ErrNotFound for an unknown app.
 type DestinationReader interface {
-	AppDestinations(ctx context.Context, app egressd.App, since time.Time) ([]egressd.DestinationRollup, error)
+	AppDestinations(ctx context.Context, f egressd.DestinationFilter) ([]egressd.DestinationRollup, error)
 	AppWindowEntries(ctx context.Context, app egressd.App, from, to time.Time) ([]egressd.WindowEntry, error)
 }
 
 // AnomalyReader reads anomalies (*postgres.DB).
 type AnomalyReader interface {
-	Anomalies(ctx context.Context, f postgres.AnomalyFilter) ([]egressd.Anomaly, error)
+	Anomalies(ctx context.Context, f egressd.AnomalyFilter) ([]egressd.Anomaly, error)
 	Anomaly(ctx context.Context, fingerprint string) (egressd.Anomaly, error)
 }
 
@@ -110,6 +111,21 @@ type Options struct {
 	RequestTimeout time.Duration
 	// MaxBodyBytes bounds a request body; a larger one is answered 413.
 	MaxBodyBytes int64
+	// MaxClientRequests bounds the /api requests one client (a remote IP
+	// address; an IPv6 /64) has in flight; one more is answered 429 with
+	// Retry-After. Behind a proxy every request comes from the proxy's
+	// address: raise it there, or limit at the proxy.
+	MaxClientRequests int
+	// ReadHeaderTimeout, ReadTimeout (header and body), WriteTimeout (from
+	// the end of the request's header to the end of the answer) and
+	// IdleTimeout (a keep-alive connection between requests) bound how
+	// long a connection can be held; NewServer sets them. WriteTimeout
+	// must exceed RequestTimeout, so that a request that runs out of time
+	// is still answered 504.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
 	// Now is the clock of learning states, default baseline times and
 	// acceptances; nil is time.Now.
 	Now func() time.Time
@@ -117,13 +133,20 @@ type Options struct {
 
 // DefaultOptions returns the options egressd serves with: no token
 // (mutations disabled), a 24 h learning period, 10 s per request, 64 KiB
-// bodies.
+// bodies, 4 API requests in flight per client; a connection gets 10 s for
+// its request header, 15 s for the whole request, 30 s for the answer, and
+// is closed after 60 s idle.
 func DefaultOptions() Options {
 	return Options{
-		ReadyTimeout:   2 * time.Second,
-		LearningPeriod: 24 * time.Hour,
-		RequestTimeout: 10 * time.Second,
-		MaxBodyBytes:   64 << 10,
+		ReadyTimeout:      2 * time.Second,
+		LearningPeriod:    24 * time.Hour,
+		RequestTimeout:    10 * time.Second,
+		MaxBodyBytes:      64 << 10,
+		MaxClientRequests: 4,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
 	}
 }
 
@@ -138,9 +161,41 @@ func (o Options) Validate() error {
 		return fmt.Errorf("httpapi: Options.RequestTimeout must be > 0, got %s", o.RequestTimeout)
 	case o.MaxBodyBytes <= 0:
 		return fmt.Errorf("httpapi: Options.MaxBodyBytes must be > 0, got %d", o.MaxBodyBytes)
+	case o.MaxClientRequests <= 0:
+		return fmt.Errorf("httpapi: Options.MaxClientRequests must be > 0, got %d", o.MaxClientRequests)
+	case o.ReadHeaderTimeout <= 0:
+		return fmt.Errorf("httpapi: Options.ReadHeaderTimeout must be > 0, got %s", o.ReadHeaderTimeout)
+	case o.ReadTimeout < o.ReadHeaderTimeout:
+		return fmt.Errorf("httpapi: Options.ReadTimeout (%s) must be >= ReadHeaderTimeout (%s)", o.ReadTimeout, o.ReadHeaderTimeout)
+	case o.WriteTimeout <= o.RequestTimeout:
+		return fmt.Errorf("httpapi: Options.WriteTimeout (%s) must be longer than RequestTimeout (%s)", o.WriteTimeout, o.RequestTimeout)
+	case o.IdleTimeout <= 0:
+		return fmt.Errorf("httpapi: Options.IdleTimeout must be > 0, got %s", o.IdleTimeout)
 	}
 	return o.Token.validate()
 }
+
+// NewServer returns the HTTP server of handler h (from New) with the
+// connection timeouts of opts: a client can hold a connection only as long
+// as it sends its request or reads its answer, and an idle keep-alive
+// connection is closed.
+func NewServer(opts Options, h http.Handler) (*http.Server, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		ReadTimeout:       opts.ReadTimeout,
+		WriteTimeout:      opts.WriteTimeout,
+		IdleTimeout:       opts.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}, nil
+}
+
+// maxHeaderBytes bounds a request's header: a bearer token and a cursor
+// fit many times over.
+const maxHeaderBytes = 64 << 10
 
 // server holds what the handlers share.
 type server struct {
@@ -149,6 +204,9 @@ type server struct {
 	log     *slog.Logger
 	metrics *Metrics
 	token   *tokenHash // nil: mutations disabled
+	// root is the router, to find the methods a path allows.
+	root    chi.Router
+	clients *clientLimiter
 }
 
 // New returns the HTTP handler of egressd serve: the operator API under
@@ -170,7 +228,7 @@ func New(opts Options, b Backends, logger *slog.Logger, m *Metrics) (http.Handle
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	s := &server{opts: opts, b: b, log: logger, metrics: m}
+	s := &server{opts: opts, b: b, log: logger, metrics: m, clients: newClientLimiter(opts.MaxClientRequests)}
 	if opts.Token != "" {
 		h := hashToken(string(opts.Token))
 		s.token = &h
@@ -178,7 +236,7 @@ func New(opts Options, b Backends, logger *slog.Logger, m *Metrics) (http.Handle
 
 	r := s.router()
 	r.Route("/api/v1", func(r chi.Router) {
-		r.Use(s.limits)
+		r.Use(s.perClient, s.limits)
 		r.Get("/apps", s.listApps)
 		r.Get("/apps/{namespace}/{app}/destinations", s.appDestinations)
 		r.Get("/apps/{namespace}/{app}/baseline", s.appBaseline)
@@ -197,14 +255,20 @@ func New(opts Options, b Backends, logger *slog.Logger, m *Metrics) (http.Handle
 // JSON answers for unknown routes and methods, and the probes.
 func (s *server) router() chi.Router {
 	r := chi.NewRouter()
+	s.root = r
 	// instrument is outermost, so it counts what recoverer answers; both
 	// are set before any route, so subrouters inherit the handlers below.
-	r.Use(s.instrument, s.recoverer)
+	// HEAD is answered as GET without the body, and OPTIONS with the
+	// methods the path allows (RFC 9110, 9.3.2 and 9.3.7).
+	r.Use(s.instrument, s.recoverer, middleware.GetHead, s.options)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND, "no route %s %s: see /api/v1 routes in the egressd README", r.Method, echo(r.URL.Path)))
+		s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND, "no route %s %s: see /api/v1 routes in the egressd README", echo(r.Method), echo(r.URL.Path)))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, egressd.Errorf(codeMethodNotAllowed, "method %s not allowed on %s", echo(r.Method), echo(r.URL.Path)))
+		// A 405 names the methods that are allowed (RFC 9110, 15.5.6).
+		allow := s.allowed(r)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.writeError(w, r, egressd.Errorf(codeMethodNotAllowed, "method %s not allowed on %s: it allows %s", echo(r.Method), echo(r.URL.Path), strings.Join(allow, ", ")))
 	})
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -221,7 +285,7 @@ func (s *server) router() chi.Router {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	if s.opts.Gatherer != nil {
-		r.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
 	}
 	return r
 }
@@ -301,15 +365,19 @@ func (s *server) authorize(next http.Handler) http.Handler {
 			s.writeError(w, r, egressd.Errorf(codeDisabled, "mutations are disabled until EGRESSD_API_TOKEN is set"))
 			return
 		}
+		// Refusals are counted and logged at debug level only: anyone who
+		// reaches the listener can send them, as fast as they like.
 		tok, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
-			s.log.Warn("http_unauthorized", "reason", "no bearer token", "method", methodLabel(r.Method), "route", routePattern(r), "remote", r.RemoteAddr)
+			s.metrics.unauthorized(unauthorizedNoToken)
+			s.log.Debug("http_unauthorized", "reason", unauthorizedNoToken, "method", methodLabel(r.Method), "route", routePattern(r), "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="egressd"`)
 			s.writeError(w, r, egressd.Errorf(egressd.EUNAUTHORIZED, "missing \"Authorization: Bearer TOKEN\" header: mutations need the token egressd was given in EGRESSD_API_TOKEN"))
 			return
 		}
 		if !s.token.equal(hashToken(tok)) {
-			s.log.Warn("http_unauthorized", "reason", "wrong token", "method", methodLabel(r.Method), "route", routePattern(r), "remote", r.RemoteAddr)
+			s.metrics.unauthorized(unauthorizedWrongToken)
+			s.log.Debug("http_unauthorized", "reason", unauthorizedWrongToken, "method", methodLabel(r.Method), "route", routePattern(r), "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="egressd", error="invalid_token"`)
 			s.writeError(w, r, egressd.Errorf(egressd.EUNAUTHORIZED, "wrong bearer token"))
 			return

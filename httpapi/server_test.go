@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/httpapi"
-	"github.com/egressd/egressd/postgres"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -70,7 +70,7 @@ func TestProbesMetricsAndUnknownRoutes(t *testing.T) {
 
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
-	f := &fakeStore{appSummaries: func(ctx context.Context, _ time.Time) ([]postgres.AppSummary, error) {
+	f := &fakeStore{appSummaries: func(ctx context.Context, _ egressd.AppFilter) ([]egressd.AppSummary, error) {
 		<-ctx.Done()
 		return nil, fmt.Errorf("read app summaries: %w", ctx.Err())
 	}}
@@ -83,7 +83,7 @@ func TestRequestTimeout(t *testing.T) {
 
 func TestInternalErrorsAreLoggedNotShown(t *testing.T) {
 	t.Parallel()
-	f := &fakeStore{appSummaries: func(context.Context, time.Time) ([]postgres.AppSummary, error) {
+	f := &fakeStore{appSummaries: func(context.Context, egressd.AppFilter) ([]egressd.AppSummary, error) {
 		return nil, errors.New(`read app summaries: connect to postgres://egressd:xxxxx@db:5432/egressd: server at 10.0.0.7 refused`)
 	}}
 	e := newEnv(t, envOpts{backends: f.backends()})
@@ -98,7 +98,7 @@ func TestInternalErrorsAreLoggedNotShown(t *testing.T) {
 
 func TestPanicAnswersJSON(t *testing.T) {
 	t.Parallel()
-	f := &fakeStore{appSummaries: func(context.Context, time.Time) ([]postgres.AppSummary, error) {
+	f := &fakeStore{appSummaries: func(context.Context, egressd.AppFilter) ([]egressd.AppSummary, error) {
 		panic("bug")
 	}}
 	reg := prometheus.NewRegistry()

@@ -304,60 +304,39 @@ WHERE a.fingerprint = $1`, fingerprint)
 	return a, nil
 }
 
-// AnomalyState selects anomalies by whether they fire.
-type AnomalyState int
+// The listing's filter and cursor are read models of the root package;
+// these aliases keep the names callers of this package know.
+type (
+	// AnomalyState is egressd.AnomalyState.
+	AnomalyState = egressd.AnomalyState
+	// AnomalyFilter is egressd.AnomalyFilter.
+	AnomalyFilter = egressd.AnomalyFilter
+	// AnomalyCursor is egressd.AnomalyCursor.
+	AnomalyCursor = egressd.AnomalyCursor
+)
 
 // Anomaly states a listing can select.
 const (
-	AnomaliesAll AnomalyState = iota
-	AnomaliesFiring
-	AnomaliesResolved
+	AnomaliesAll      = egressd.AnomaliesAll
+	AnomaliesFiring   = egressd.AnomaliesFiring
+	AnomaliesResolved = egressd.AnomaliesResolved
 )
 
 // Listing limits.
 const (
 	// DefaultAnomalyLimit is the page size of a filter without a Limit.
-	DefaultAnomalyLimit = 100
+	DefaultAnomalyLimit = egressd.DefaultPageSize
 	// MaxAnomalyLimit is the largest page; a larger Limit is lowered to it.
-	MaxAnomalyLimit = 1000
+	MaxAnomalyLimit = egressd.MaxPageSize
 )
-
-// AnomalyFilter selects anomalies for Anomalies. The zero value selects the
-// newest DefaultAnomalyLimit anomalies.
-type AnomalyFilter struct {
-	State AnomalyState
-	// App, when set, selects one app's anomalies.
-	App *egressd.App
-	// Kind, when set, selects one kind.
-	Kind egressd.AnomalyKind
-	// Since, when set, selects anomalies that started at or after it.
-	Since time.Time
-	// Limit is the page size: 0 means DefaultAnomalyLimit, and it is at
-	// most MaxAnomalyLimit.
-	Limit int
-	// After continues a listing: set it to the Time and Fingerprint of the
-	// last anomaly of the previous page to get the next one.
-	After *AnomalyCursor
-}
-
-// AnomalyCursor is a position in the order of Anomalies.
-type AnomalyCursor struct {
-	Time        time.Time
-	Fingerprint string
-}
 
 // Anomalies returns the anomalies f selects, newest first (by start time,
 // then by fingerprint, descending). Pages never skip or repeat an anomaly,
 // whatever is recorded between two calls.
 func (db *DB) Anomalies(ctx context.Context, f AnomalyFilter) ([]egressd.Anomaly, error) {
-	limit := f.Limit
-	switch {
-	case limit < 0:
-		return nil, egressd.Errorf(egressd.EINVALID, "list anomalies: limit must be >= 0, got %d", limit)
-	case limit == 0:
-		limit = DefaultAnomalyLimit
-	case limit > MaxAnomalyLimit:
-		limit = MaxAnomalyLimit
+	limit, err := egressd.PageSize("list anomalies", f.Limit)
+	if err != nil {
+		return nil, err
 	}
 	var (
 		conds []string

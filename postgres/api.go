@@ -15,37 +15,41 @@ import (
 // API's paths name an app as NAMESPACE/APP, as baseline files and alerts do,
 // and a cluster is an optional filter.
 
-// AppSummary is an app as the HTTP API lists it.
-type AppSummary struct {
-	App       egressd.App
-	FirstSeen time.Time
-	LastSeen  time.Time
-	// Destinations counts the app's destinations (any verdict) last seen
-	// at or after the since argument of AppSummaries.
-	Destinations int
-	// Firing counts the app's anomalies that have not resolved.
-	Firing int
-}
+// AppSummary is egressd.AppSummary.
+type AppSummary = egressd.AppSummary
 
-// AppSummaries returns every app with its number of destinations last seen
-// at or after since (a zero since counts them all) and its number of firing
-// anomalies, sorted by cluster, namespace and name.
-func (db *DB) AppSummaries(ctx context.Context, since time.Time) ([]AppSummary, error) {
-	// Aggregating each table once and joining scales with the number of
-	// apps better than a correlated count per app.
+// AppSummaries returns the page of apps f selects, sorted by cluster,
+// namespace and name, each with its number of destinations last seen at or
+// after f.Since (a zero Since counts them all) and its number of firing
+// anomalies. A page costs the same wherever it starts: it walks the apps'
+// unique index from the cursor and counts each app's rows through its own
+// index, so a listing of a million apps never holds more than a page.
+func (db *DB) AppSummaries(ctx context.Context, f egressd.AppFilter) ([]AppSummary, error) {
+	limit, err := egressd.PageSize("list apps", f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	args := []any{f.Since, limit}
+	after := ""
+	if f.After != nil {
+		// The key columns are COLLATE "C": the row comparison and the
+		// order are bytewise, as Go compares strings, and use the index.
+		after = "WHERE (a.cluster, a.namespace, a.name) > ($3, $4, $5)"
+		args = append(args, f.After.Cluster, f.After.Namespace, f.After.Name)
+	}
 	rows, err := db.pool.Query(ctx, `
 SELECT a.cluster, a.namespace, a.name, a.first_seen, a.last_seen,
-       coalesce(d.n, 0), coalesce(f.n, 0)
+       (SELECT count(*) FROM destinations d WHERE d.app_id = a.id AND d.last_seen >= $1),
+       (SELECT count(*) FROM anomalies f WHERE f.app_id = a.id AND f.resolved_at IS NULL)
 FROM apps a
-LEFT JOIN (SELECT app_id, count(*) AS n FROM destinations WHERE last_seen >= $1 GROUP BY app_id) d
-       ON d.app_id = a.id
-LEFT JOIN (SELECT app_id, count(*) AS n FROM anomalies WHERE resolved_at IS NULL GROUP BY app_id) f
-       ON f.app_id = a.id`, since)
+`+after+`
+ORDER BY a.cluster, a.namespace, a.name
+LIMIT $2`, args...)
 	if err != nil {
 		return nil, wrap(err, "read app summaries")
 	}
 	var (
-		out           []AppSummary
+		out           = make([]AppSummary, 0, min(limit, 64))
 		s             AppSummary
 		dests, firing int64
 	)
@@ -58,7 +62,6 @@ LEFT JOIN (SELECT app_id, count(*) AS n FROM anomalies WHERE resolved_at IS NULL
 	if err != nil {
 		return nil, wrap(err, "read app summaries")
 	}
-	slices.SortFunc(out, func(a, b AppSummary) int { return cmpApp(a.App, b.App) })
 	return out, nil
 }
 
@@ -78,62 +81,63 @@ func (db *DB) AppClusters(ctx context.Context, namespace, name string) ([]string
 	return clusters, nil
 }
 
-// AppDestinations returns the stored totals of the destinations of the app
-// namespace/name (in app.Cluster only when it is set, else in every
-// cluster, each rollup's App naming its cluster) last seen at or after
-// since, sorted by cluster, name, port and protocol. It returns an error
-// matching egressd.ErrNotFound when no such app was seen.
-func (db *DB) AppDestinations(ctx context.Context, app egressd.App, since time.Time) ([]egressd.DestinationRollup, error) {
-	// One statement answers both questions: an app without destinations in
-	// the window is one row of NULLs, an unknown app no row at all.
+// AppDestinations returns the page of the stored totals of an app's
+// destinations that f selects: those of the app f.App names by namespace
+// and name (in f.App.Cluster only when it is set, else in every cluster,
+// each rollup's App naming its cluster) last seen at or after f.Since,
+// sorted by cluster, name, port and protocol. It returns an error matching
+// egressd.ErrNotFound when no such app was seen; a known app may have an
+// empty page.
+func (db *DB) AppDestinations(ctx context.Context, f egressd.DestinationFilter) ([]egressd.DestinationRollup, error) {
+	app := f.App
+	limit, err := egressd.PageSize("list destinations of "+appName(app), f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	args := []any{app.Namespace, app.Name, app.Cluster, f.Since, limit}
+	after := ""
+	if f.After != nil {
+		after = "\n  AND (a.cluster, d.name, d.port, d.protocol) > ($6, $7, $8, $9)"
+		args = append(args, f.After.Cluster, f.After.Destination.Name, int32(f.After.Destination.Port), f.After.Destination.Protocol)
+	}
 	rows, err := db.pool.Query(ctx, `
 SELECT a.cluster, d.name, d.port, d.protocol, d.first_seen, d.last_seen, d.flows, d.dropped_flows,
        d.verdicts, d.example_pod, d.name_source
 FROM apps a
-LEFT JOIN destinations d ON d.app_id = a.id AND d.last_seen >= $4
-WHERE a.namespace = $1 AND a.name = $2 AND ($3 = '' OR a.cluster = $3)`,
-		app.Namespace, app.Name, app.Cluster, since)
+JOIN destinations d ON d.app_id = a.id
+WHERE a.namespace = $1 AND a.name = $2 AND ($3 = '' OR a.cluster = $3) AND d.last_seen >= $4`+after+`
+ORDER BY a.cluster, d.name, d.port, d.protocol
+LIMIT $5`, args...)
 	if err != nil {
 		return nil, wrap(err, "read destinations of %s", appName(app))
 	}
 	var (
-		dests       = []egressd.DestinationRollup{}
-		found       bool
-		cluster     string
-		name, proto *string
-		first, last *time.Time
-		port, verds *int32
-		flows, drop *int64
-		pod         *string
-		nameSource  *int16
+		dests      = []egressd.DestinationRollup{}
+		d          = egressd.DestinationRollup{App: app}
+		port       int32
+		verdicts   int32
+		nameSource int16
 	)
-	_, err = pgx.ForEachRow(rows, []any{&cluster, &name, &port, &proto, &first, &last, &flows, &drop, &verds, &pod, &nameSource}, func() error {
-		found = true
-		if name == nil {
-			return nil
-		}
-		dests = append(dests, egressd.DestinationRollup{
-			App:          egressd.App{Cluster: cluster, Namespace: app.Namespace, Name: app.Name},
-			Destination:  egressd.Destination{Name: *name, Port: uint16(*port), Protocol: *proto},
-			FirstSeen:    first.UTC(),
-			LastSeen:     last.UTC(),
-			Flows:        *flows,
-			DroppedFlows: *drop,
-			Verdicts:     egressd.VerdictSet(*verds),
-			ExamplePod:   *pod,
-			NameSource:   egressd.NameSource(*nameSource),
-		})
+	_, err = pgx.ForEachRow(rows, []any{
+		&d.App.Cluster, &d.Destination.Name, &port, &d.Destination.Protocol, &d.FirstSeen, &d.LastSeen,
+		&d.Flows, &d.DroppedFlows, &verdicts, &d.ExamplePod, &nameSource,
+	}, func() error {
+		d.Destination.Port = uint16(port)
+		d.Verdicts = egressd.VerdictSet(verdicts)
+		d.NameSource = egressd.NameSource(nameSource)
+		d.FirstSeen, d.LastSeen = d.FirstSeen.UTC(), d.LastSeen.UTC()
+		dests = append(dests, d)
 		return nil
 	})
 	if err != nil {
 		return nil, wrap(err, "read destinations of %s", appName(app))
 	}
-	if !found {
-		return nil, egressd.Errorf(egressd.ENOTFOUND, "app %s not found", appName(app))
+	if len(dests) > 0 {
+		return dests, nil
 	}
-	slices.SortFunc(dests, func(a, b egressd.DestinationRollup) int {
-		return cmpDest(a.App, a.Destination, b.App, b.Destination)
-	})
+	if err := db.appExists(ctx, app); err != nil {
+		return nil, err
+	}
 	return dests, nil
 }
 
@@ -154,16 +158,26 @@ func (db *DB) AppWindowEntries(ctx context.Context, app egressd.App, from, to ti
 	if err != nil || len(entries) > 0 {
 		return entries, err
 	}
-	var exists bool
-	err = db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM apps WHERE namespace = $1 AND name = $2 AND ($3 = '' OR cluster = $3))`,
-		app.Namespace, app.Name, app.Cluster).Scan(&exists)
-	if err != nil {
-		return nil, wrap(err, "read window of %s", appName(app))
-	}
-	if !exists {
-		return nil, egressd.Errorf(egressd.ENOTFOUND, "app %s not found", appName(app))
+	if err := db.appExists(ctx, app); err != nil {
+		return nil, err
 	}
 	return []egressd.WindowEntry{}, nil
+}
+
+// appExists returns nil when the app namespace/name was seen (in
+// app.Cluster only when it is set), else an error matching
+// egressd.ErrNotFound.
+func (db *DB) appExists(ctx context.Context, app egressd.App) error {
+	var exists bool
+	err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM apps WHERE namespace = $1 AND name = $2 AND ($3 = '' OR cluster = $3))`,
+		app.Namespace, app.Name, app.Cluster).Scan(&exists)
+	if err != nil {
+		return wrap(err, "look up app %s", appName(app))
+	}
+	if !exists {
+		return egressd.Errorf(egressd.ENOTFOUND, "app %s not found", appName(app))
+	}
+	return nil
 }
 
 // IsAccepted reports whether dest is accepted for app as Accept stores it:

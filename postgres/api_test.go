@@ -81,7 +81,7 @@ func TestAppSummaries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := db.AppSummaries(ctx, tt.since)
+			got, err := db.AppSummaries(ctx, egressd.AppFilter{Since: tt.since})
 			require.NoError(t, err)
 			// The apps row's first seen is the hour bucket's or the
 			// anomaly's, whichever came first; compare counts and order.
@@ -99,7 +99,7 @@ func TestAppSummaries(t *testing.T) {
 
 	apps, err := db.Apps(ctx)
 	require.NoError(t, err)
-	got, err := db.AppSummaries(ctx, time.Time{})
+	got, err := db.AppSummaries(ctx, egressd.AppFilter{})
 	require.NoError(t, err)
 	require.Len(t, got, len(apps))
 	for i, a := range apps {
@@ -108,7 +108,7 @@ func TestAppSummaries(t *testing.T) {
 		require.Equal(t, a.LastSeen, got[i].LastSeen, "last seen of %s", a.App)
 	}
 
-	empty, err := pgtest.NewDB(t).AppSummaries(ctx, time.Time{})
+	empty, err := pgtest.NewDB(t).AppSummaries(ctx, egressd.AppFilter{})
 	require.NoError(t, err)
 	require.Empty(t, empty)
 }
@@ -175,7 +175,7 @@ func TestAppDestinations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := db.AppDestinations(ctx, tt.app, tt.since)
+			got, err := db.AppDestinations(ctx, egressd.DestinationFilter{App: tt.app, Since: tt.since})
 			require.NoError(t, err)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("AppDestinations (-want +got):\n%s", diff)
@@ -191,10 +191,92 @@ func TestAppDestinations(t *testing.T) {
 		{Namespace: "media", Name: "nope"},
 		{Cluster: "staging", Namespace: "media", Name: "recyclarr"},
 	} {
-		_, err := db.AppDestinations(ctx, app, time.Time{})
+		_, err := db.AppDestinations(ctx, egressd.DestinationFilter{App: app})
 		require.ErrorIs(t, err, egressd.ErrNotFound, "%+v", app)
 		require.Contains(t, egressd.ErrorMessage(err), app.String())
 	}
+}
+
+// TestAppListingsPage walks the app and destination listings one row at a
+// time and checks that the pages, put together, are the whole listing, with
+// rows written between two pages never skipped or repeated.
+func TestAppListingsPage(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := pgtest.NewDB(t)
+	seedAPI(t, db)
+
+	whole, err := db.AppSummaries(ctx, egressd.AppFilter{})
+	require.NoError(t, err)
+	require.Len(t, whole, 3)
+	var walked []egressd.AppSummary
+	f := egressd.AppFilter{Limit: 1}
+	for range 10 {
+		page, err := db.AppSummaries(ctx, f)
+		require.NoError(t, err)
+		if len(page) == 0 {
+			break
+		}
+		require.Len(t, page, 1)
+		walked = append(walked, page...)
+		f.After = &page[0].App
+	}
+	if diff := cmp.Diff(whole, walked); diff != "" {
+		t.Errorf("apps page by page (-whole +walked):\n%s", diff)
+	}
+	// A cursor between two apps continues after it, whether or not it
+	// names a stored app.
+	page, err := db.AppSummaries(ctx, egressd.AppFilter{After: &egressd.App{Cluster: "prod", Namespace: "a", Name: "b"}})
+	require.NoError(t, err)
+	require.Equal(t, []egressd.App{apiOther, shop}, []egressd.App{page[0].App, page[1].App})
+
+	everyCluster := egressd.App{Namespace: "media", Name: "recyclarr"}
+	all, err := db.AppDestinations(ctx, egressd.DestinationFilter{App: everyCluster})
+	require.NoError(t, err)
+	require.Len(t, all, 4)
+	var dests []egressd.DestinationRollup
+	df := egressd.DestinationFilter{App: everyCluster, Limit: 1}
+	for range 10 {
+		page, err := db.AppDestinations(ctx, df)
+		require.NoError(t, err)
+		if len(page) == 0 {
+			break
+		}
+		require.Len(t, page, 1)
+		dests = append(dests, page...)
+		df.After = &egressd.DestinationCursor{Cluster: page[0].App.Cluster, Destination: page[0].Destination}
+		if len(dests) == 1 {
+			// A destination sorted before the cursor, written now, is
+			// not on a later page; one sorted after it is.
+			require.NoError(t, db.WriteRollup(ctx, &egressd.Rollup{Destinations: []egressd.DestinationRollup{
+				destRollup(DestOpts{App: recyclarr, Destination: egressd.Destination{Name: "0.example", Port: 443, Protocol: egressd.ProtoTCP}, FirstSeen: at(time.Hour), Flows: 1}),
+				destRollup(DestOpts{App: recyclarr, Destination: egressd.Destination{Name: "zz.example", Port: 443, Protocol: egressd.ProtoTCP}, FirstSeen: at(time.Hour), Flows: 1}),
+			}}))
+		}
+	}
+	names := make([]string, len(dests))
+	for i, d := range dests {
+		names[i] = d.App.Cluster + "/" + d.Destination.Name
+	}
+	want := make([]string, 0, 5)
+	for i, d := range all {
+		want = append(want, d.App.Cluster+"/"+d.Destination.Name)
+		if i == 2 { // the last destination of cluster ""
+			want = append(want, "/zz.example")
+		}
+	}
+	require.Equal(t, want, names)
+
+	// An empty page of a known app is not an unknown app.
+	last := dests[len(dests)-1]
+	empty, err := db.AppDestinations(ctx, egressd.DestinationFilter{App: everyCluster, After: &egressd.DestinationCursor{Cluster: last.App.Cluster, Destination: last.Destination}})
+	require.NoError(t, err)
+	require.Empty(t, empty)
+
+	_, err = db.AppSummaries(ctx, egressd.AppFilter{Limit: -1})
+	require.Equal(t, egressd.EINVALID, egressd.ErrorCode(err))
+	_, err = db.AppDestinations(ctx, egressd.DestinationFilter{App: everyCluster, Limit: -1})
+	require.Equal(t, egressd.EINVALID, egressd.ErrorCode(err))
 }
 
 func TestAppWindowEntries(t *testing.T) {
@@ -268,4 +350,40 @@ func TestIsAccepted(t *testing.T) {
 	require.Equal(t, egressd.EINVALID, egressd.ErrorCode(err))
 	_, err = db.IsAccepted(context.Background(), egressd.App{Namespace: "../x", Name: "a"}, github)
 	require.Equal(t, egressd.EINVALID, egressd.ErrorCode(err))
+}
+
+// TestAPIPool checks that the API's pool is its own: with every API
+// connection taken, API reads wait (until their deadline) while the
+// collector's pool still answers at once.
+func TestAPIPool(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	opts := postgres.DefaultOptions()
+	opts.URL = pgtest.URL(t)
+	opts.MaxConns, opts.APIMaxConns = 2, 1
+	db, err := postgres.Open(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	seedAPI(t, db)
+	api := db.API()
+
+	release, err := postgres.HoldAPIConn(ctx, db)
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = api.AppSummaries(short, egressd.AppFilter{})
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the API's only connection is taken")
+	for range 2 { // more than the main pool's size: each read returns its connection
+		apps, err := db.Apps(ctx)
+		require.NoError(t, err, "the main pool is not the API's")
+		require.Len(t, apps, 3)
+	}
+	release()
+	page, err := api.AppSummaries(ctx, egressd.AppFilter{})
+	require.NoError(t, err)
+	require.Len(t, page, 3)
+
+	opts.APIMaxConns = -1
+	_, err = postgres.Open(ctx, opts)
+	require.ErrorContains(t, err, "Options.APIMaxConns")
 }

@@ -22,7 +22,10 @@ const versionTable = "schema_version"
 // concurrent use.
 type DB struct {
 	pool *pgxpool.Pool
-	url  DSN
+	// apiPool is the HTTP API's own pool (see API); the main pool when
+	// Options.APIMaxConns is 0.
+	apiPool *pgxpool.Pool
+	url     DSN
 }
 
 // Open validates opts, connects and checks that the server answers.
@@ -35,17 +38,44 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, wrap(err, "open %s", opts.URL)
 	}
-	db := &DB{pool: pool, url: opts.URL}
+	db := &DB{pool: pool, apiPool: pool, url: opts.URL}
+	if opts.APIMaxConns > 0 {
+		// pgxpool dials on demand (MinConns is 0): this pool costs
+		// nothing until the API is used.
+		apiCfg := cfg.Copy()
+		apiCfg.MaxConns, apiCfg.MinConns = opts.APIMaxConns, 0
+		// API reads are a page of rows each. PostgreSQL's JIT compiler,
+		// which a misestimated plan (fresh statistics pending) can switch
+		// on, costs a quarter of a second per statement for nothing.
+		apiCfg.ConnConfig.RuntimeParams["jit"] = "off"
+		if opts.ApplicationName != "" && apiCfg.ConnConfig.RuntimeParams["application_name"] == opts.ApplicationName {
+			apiCfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName + "-api"
+		}
+		if db.apiPool, err = pgxpool.NewWithConfig(ctx, apiCfg); err != nil {
+			pool.Close()
+			return nil, wrap(err, "open %s", opts.URL)
+		}
+	}
 	if err := db.Ping(ctx); err != nil {
-		pool.Close()
+		db.Close()
 		return nil, err
 	}
 	return db, nil
 }
 
+// API returns the DB the HTTP API reads and accepts through: the same
+// database and methods on a pool of its own (Options.APIMaxConns), so that
+// however many API requests wait for a connection, the collector's flushes
+// and lease renewals on the main pool never do. Closing db closes both;
+// closing what API returns closes only the API's pool.
+func (db *DB) API() *DB {
+	return &DB{pool: db.apiPool, apiPool: db.apiPool, url: db.url}
+}
+
 // Close closes every connection, waiting for those in use to be released.
 func (db *DB) Close() {
 	db.pool.Close()
+	db.apiPool.Close() // the same pool again, without APIMaxConns: a no-op
 }
 
 // Ping checks that the database answers.

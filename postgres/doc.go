@@ -39,6 +39,13 @@
 // Values read from flows are length-bounded before they are stored (see
 // MaxSummaryLen).
 //
+// The HTTP API reads through DB.API: the same methods on a small pool of
+// its own (Options.APIMaxConns), so that no number of API requests can take
+// the connections flushes and lease renewals need. Its listings
+// (AppSummaries, AppDestinations, Anomalies) take the root package's
+// filters and are paged by keyset: a page walks an index from the previous
+// page's last key, so it costs the same wherever it starts.
+//
 // A throwaway server for the demo and the tests is package pgserver's job,
 // not this one's.
 package postgres

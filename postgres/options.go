@@ -13,9 +13,14 @@ import (
 type Options struct {
 	// URL is the database to connect to. It prints redacted.
 	URL DSN
-	// MaxConns bounds the pool. A collector uses one connection per flush;
-	// the HTTP API and baseline exports take the rest.
+	// MaxConns bounds the pool. A collector uses one connection per flush,
+	// lease renewals one more; the detector, the alert sender and baseline
+	// exports take the rest.
 	MaxConns int32
+	// APIMaxConns bounds the separate pool of the HTTP API (DB.API), so
+	// that no number of API requests can take the connections flushes and
+	// lease renewals need. It only opens connections when the API is used.
+	APIMaxConns int32
 	// ConnectTimeout bounds each attempt to open a connection.
 	ConnectTimeout time.Duration
 	// ApplicationName is shown in pg_stat_activity.
@@ -23,11 +28,13 @@ type Options struct {
 }
 
 // DefaultOptions returns the options egressd starts from: URL from
-// $DATABASE_URL, a pool of 8 connections, a 10 s connect timeout.
+// $DATABASE_URL, a pool of 8 connections and one of 3 for the HTTP API, a
+// 10 s connect timeout.
 func DefaultOptions() Options {
 	return Options{
 		URL:             DSN(os.Getenv("DATABASE_URL")),
 		MaxConns:        8,
+		APIMaxConns:     3,
 		ConnectTimeout:  10 * time.Second,
 		ApplicationName: "egressd",
 	}
@@ -47,6 +54,9 @@ func (o Options) poolConfig() (*pgxpool.Config, error) {
 	}
 	if o.MaxConns < 1 {
 		return nil, fmt.Errorf("postgres: Options.MaxConns must be >= 1, got %d", o.MaxConns)
+	}
+	if o.APIMaxConns < 0 {
+		return nil, fmt.Errorf("postgres: Options.APIMaxConns must be >= 0 (0 shares the main pool), got %d", o.APIMaxConns)
 	}
 	if o.ConnectTimeout < 0 {
 		return nil, fmt.Errorf("postgres: Options.ConnectTimeout must be >= 0, got %s", o.ConnectTimeout)

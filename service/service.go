@@ -226,10 +226,14 @@ func (s *Service) Run(ctx context.Context) error {
 		if !s.client.Up() {
 			return errors.New("hubble stream not established")
 		}
-		return nil
+		// Up, but most of what it sends cannot be decoded.
+		return s.client.Health()
 	}
+	// The API reads on a pool of its own: it cannot starve flushes and
+	// lease renewals.
+	apiDB := db.API()
 	handler, err := httpapi.New(apiOpts, httpapi.Backends{
-		Apps: db, Destinations: db, Anomalies: db, Accepted: db,
+		Apps: apiDB, Destinations: apiDB, Anomalies: apiDB, Accepted: apiDB,
 		Flags: s.detector,
 		AcceptedChanged: func() {
 			// The resolve is due now, and the detector should know at once.
@@ -243,7 +247,11 @@ func (s *Service) Run(ctx context.Context) error {
 		lis.Close()
 		return err
 	}
-	srv := &http.Server{Handler: s.collectorHeader(handler), ReadHeaderTimeout: 10 * time.Second}
+	srv, err := httpapi.NewServer(apiOpts, s.collectorHeader(handler))
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	s.addr <- lis.Addr().String()
 	s.log.Info("http_listening", "addr", lis.Addr().String())
 
