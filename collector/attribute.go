@@ -2,6 +2,9 @@ package collector
 
 import (
 	"encoding/binary"
+	"errors"
+	"log/slog"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -44,6 +47,52 @@ type Pipeline struct {
 	obs       egressd.Observation
 	keyBuf    []byte
 	delivered int64
+	// bound is a recent Now()+MaxClockSkew in Unix ns. It only lags the
+	// real bound, so a flow at or before it is in time without reading
+	// the clock; one after it reads the clock again.
+	bound    int64
+	clockLog rateLimited
+	log      *slog.Logger
+	// cov, in a replay, replaces the per-source cursor: see ReplayFrom.
+	cov    *coverage
+	newest int64 // the newest valid flow time handled, Unix ns
+	// In a replay, replayRef is the newest flow time accepted, and held a
+	// copy of a flow more than MaxClockSkew after it, held back until the
+	// next flow says whether time really moved on (see replayOrder).
+	// heldAt is its time, heldNode its node; heldBuf keeps the storage.
+	replayRef  int64
+	held       []byte
+	heldBuf    []byte
+	heldAt     int64
+	heldNode   []byte
+	heldSource string
+}
+
+// Bounds of a believable flow time, in Unix seconds. Hubble has no flows
+// from before 2000; past maxFlowSec (2262), a time no longer fits int64
+// nanoseconds, and a year-9999 time would wrap into 1816.
+const (
+	minFlowSec = 946_684_800 // 2000-01-01T00:00:00Z
+	maxFlowSec = math.MaxInt64/1_000_000_000 - 1
+)
+
+// rateLimited lets one log line through per interval and counts the
+// others, which the next line reports.
+type rateLimited struct {
+	last       int64 // Unix ns of the last line
+	suppressed int64
+}
+
+// clockLogInterval is the least time between two rejected-flow lines.
+const clockLogInterval = 10 * time.Second
+
+func (r *rateLimited) allow(now int64) (suppressed int64, ok bool) {
+	if r.last != 0 && now-r.last < int64(clockLogInterval) && now >= r.last {
+		r.suppressed++
+		return 0, false
+	}
+	suppressed, r.suppressed, r.last = r.suppressed, 0, now
+	return suppressed, true
 }
 
 // sourceState is what the pipeline keeps per flow source.
@@ -101,6 +150,10 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 		d, _ = normalizeDomain(d)
 		p.domains = append(p.domains, d)
 	}
+	p.log = opts.Log
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
 	p.dns = newDNSCache(opts.DNSMaxEntries, m)
 	p.dedup = newDedup(opts.DedupWindow, opts.DedupMaxEntries, m)
 	p.intern.max = 100_000
@@ -132,6 +185,15 @@ func (p *Pipeline) source(name string) *sourceState {
 	return st
 }
 
+// Newest returns the time of the newest flow handled whose time was valid,
+// stored or not; zero before any.
+func (p *Pipeline) Newest() time.Time {
+	if p.newest == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, p.newest).UTC()
+}
+
 // Delivered returns how many observations the pipeline handed its sinks.
 func (p *Pipeline) Delivered() int64 { return p.delivered }
 
@@ -153,6 +215,12 @@ func (p *Pipeline) Resume(source string) time.Time {
 // cannot be decoded is counted and reported; it never stops the stream.
 func (p *Pipeline) Handle(source string, msg []byte) error {
 	p.metrics.Messages.Inc()
+	return p.handle(source, msg, false)
+}
+
+// handle is Handle without the message count; confirmed says the message
+// is a replayed flow held back by replayOrder and since confirmed.
+func (p *Pipeline) handle(source string, msg []byte, confirmed bool) error {
 	r := &p.resp
 	if err := p.dec.decode(msg, r); err != nil {
 		p.metrics.DecodeErrors.Inc()
@@ -162,6 +230,7 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 	case kindFlow:
 	case kindLostEvents:
 		p.metrics.lost(r.lostSrc, r.lostNum)
+		p.metrics.skip(skipLostEvents)
 		return nil
 	default:
 		p.metrics.skip(skipNotFlow)
@@ -176,11 +245,50 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 			return nil
 		}
 	}
-	if nanos < 0 || nanos >= 1e9 || sec < 0 || sec > 1<<40 {
+	if nanos < 0 || nanos >= 1e9 {
 		p.metrics.unattr(unattrNoTime)
 		return nil
 	}
+	if len(f.nodeName) == 0 {
+		f.nodeName = r.nodeName
+	}
+	// Time is validated before anything else reads it: a flow from the
+	// future would otherwise become the cursor, and a restarted collector
+	// would skip every real flow until then.
+	if sec < minFlowSec || sec > maxFlowSec {
+		p.rejectClock(f.nodeName, sec, nanos)
+		return nil
+	}
 	ts := sec*1e9 + nanos
+	if ts > p.bound {
+		p.bound = p.opts.Now().Add(p.opts.MaxClockSkew).UnixNano()
+		if ts > p.bound {
+			p.rejectClock(f.nodeName, sec, nanos)
+			return nil
+		}
+	}
+	if p.cov != nil {
+		if !confirmed {
+			switch p.replayOrder(source, f.nodeName, ts, msg) {
+			case orderHold:
+				return nil
+			case orderReleaseHeld:
+				// The held flow goes first, then this one, decoded
+				// again (decoding the held one overwrote it) and
+				// judged against the held one's time.
+				held := p.held
+				p.held = p.held[:0]
+				p.heldAt = 0
+				herr := p.handle(p.heldSource, held, true)
+				p.heldBuf = held
+				return errors.Join(herr, p.handle(source, msg, false))
+			}
+		}
+		p.newest = max(p.newest, ts)
+		p.replayRef = max(p.replayRef, ts)
+		return p.handleReplayed(source, f, ts, sec, nanos)
+	}
+	p.newest = max(p.newest, ts)
 	st := p.source(source)
 	if st.hasSkip && ts <= st.skipUntil {
 		p.metrics.skip(skipAlreadyStored)
@@ -190,14 +298,123 @@ func (p *Pipeline) Handle(source string, msg []byte) error {
 		st.last = ts
 	}
 	t := time.Unix(sec, nanos).UTC()
-	if len(f.nodeName) == 0 {
-		f.nodeName = r.nodeName
-	}
 	err := p.process(source, f, ts, t)
 	for _, s := range p.sinks {
 		s.Advance(source, t)
 	}
 	return err
+}
+
+// ReplayFrom makes the pipeline a replay's: instead of one cursor per
+// source, each node's flows advance the cursor of their span of flow time
+// (ReplaySource), and a flow inside a span of the stored cursors (those
+// named with ReplaySourcePrefix) was stored by an earlier replay, whatever
+// file or pipe it came from: it is skipped as already_stored. Flow times
+// are also bounded by the capture's own flows (see replayOrder), so the
+// replay ends with FinishReplay. Call ReplayFrom before the first Handle.
+func (p *Pipeline) ReplayFrom(stored []egressd.Cursor) {
+	p.cov = newCoverage(stored)
+}
+
+// What replayOrder decides for a replayed flow.
+const (
+	orderHandle      = iota // handle it now
+	orderHold               // it is held back; nothing else to do
+	orderReleaseHeld        // handle the held flow, then this one
+)
+
+// replayOrder bounds a replayed flow's time by the capture's own flows: a
+// capture is recorded before it is replayed, so the receiving clock bounds
+// it only loosely. A flow more than MaxClockSkew after the newest flow
+// accepted so far (or the first flow of the replay) is held back. The next
+// flow decides: if it is not more than MaxClockSkew before the held one,
+// time really moved on (a quiet period, a later file) and both are
+// handled; otherwise the held flow was a stray stamp (a misbehaving node
+// clock, a crafted line) and is rejected like a flow from the future. A
+// stray that stood would cover itself in the replay's cursors, and move
+// the newest stored flow that retention counts from.
+func (p *Pipeline) replayOrder(source string, node []byte, ts int64, msg []byte) int {
+	skew := int64(p.opts.MaxClockSkew)
+	if p.heldAt != 0 {
+		if ts >= p.heldAt-skew {
+			return orderReleaseHeld
+		}
+		sec, nanos := p.heldAt/1e9, p.heldAt%1e9
+		p.rejectClock(p.heldNode, sec, nanos)
+		p.held, p.heldAt = p.held[:0], 0
+	}
+	if p.replayRef != 0 && ts <= p.replayRef+skew {
+		return orderHandle
+	}
+	p.held = append(p.heldBuf[:0], msg...)
+	p.heldBuf = p.held
+	p.heldNode = append(p.heldNode[:0], node...)
+	p.heldAt, p.heldSource = ts, source
+	return orderHold
+}
+
+// FinishReplay ends a replay's input, whose last flow may still be held
+// back (see replayOrder) with nothing after it to confirm its time. It is
+// handled when it is the replay's only flow, and rejected otherwise: a
+// last flow after more than MaxClockSkew of silence cannot be told from a
+// stray stamp, and a stray would stretch its node's span over time whose
+// flows were never read.
+func (p *Pipeline) FinishReplay() error {
+	if p.heldAt == 0 {
+		return nil
+	}
+	held, at := p.held, p.heldAt
+	p.held, p.heldAt = p.held[:0], 0
+	if p.replayRef != 0 {
+		p.rejectClock(p.heldNode, at/1e9, at%1e9)
+		return nil
+	}
+	err := p.handle(p.heldSource, held, true)
+	p.heldBuf = held
+	return err
+}
+
+// handleReplayed is Handle for a replay's flow, whose time is valid.
+func (p *Pipeline) handleReplayed(source string, f *decodedFlow, ts, sec, nanos int64) error {
+	cursor, covered := p.cov.place(p.cov.nodeKey(f.nodeName), ts)
+	t := time.Unix(sec, nanos).UTC()
+	if covered {
+		if f.hasDNS && f.l7Type == l7Response {
+			// Stored or not, an answer names the addresses that flows
+			// after the stored span (an overlapping capture) connect to.
+			if err := p.dec.endpoints(f); err != nil {
+				p.metrics.DecodeErrors.Inc()
+				return err
+			}
+			p.processDNS(source, f, ts, t)
+			return nil
+		}
+		p.metrics.skip(skipAlreadyStored)
+		return nil
+	}
+	err := p.process(source, f, ts, t)
+	for _, s := range p.sinks {
+		s.Advance(cursor, t)
+	}
+	return err
+}
+
+// rejectClock counts a flow whose time is not believable and logs it, at
+// most once per clockLogInterval, with its node.
+func (p *Pipeline) rejectClock(node []byte, sec, nanos int64) {
+	p.metrics.rejectedClock.Inc()
+	now := p.opts.Now()
+	suppressed, ok := p.clockLog.allow(now.UnixNano())
+	if !ok {
+		return
+	}
+	if len(node) > egressd.MaxNameLen {
+		node = node[:egressd.MaxNameLen]
+	}
+	// The time is printed as numbers: time.Unix of them may not be a
+	// time Go can format faithfully, and they are what the flow said.
+	p.log.Warn("flow_rejected_clock", "node", string(node), "flow_time_sec", sec, "flow_time_nanos", nanos,
+		"now", now.UTC(), "max_clock_skew", p.opts.MaxClockSkew, "rejected_since_last_line", suppressed)
 }
 
 func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time) error {
@@ -281,6 +498,8 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 			p.metrics.unattr(unattrDNSNoAskerPod)
 			return
 		}
+		// An answer is never an observation itself, whatever it teaches.
+		p.metrics.skip(skipDNSAnswer)
 		if f.dnsRcode != 0 || f.nDNSIPs == 0 {
 			return
 		}

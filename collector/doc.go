@@ -35,4 +35,63 @@
 // egressd_collector_flows_skipped_total or
 // egressd_collector_unattributed_flows_total; nothing read from a flow can
 // make the pipeline allocate without bound or panic.
+//
+// # Time at the door
+//
+// A flow's time is checked before anything reads it: a flow stamped before
+// 2000, or more than Options.MaxClockSkew (default 5 minutes) ahead of
+// Options.Now, is rejected. It is not an observation, moves no cursor, is
+// counted in egressd_flows_rejected_total{reason="clock"} and is logged with
+// its node at most once per 10 seconds. A cursor is where a restarted
+// collector resumes: one flow stamped 2100 would otherwise make it skip every
+// real flow until then. Seconds beyond 2262 cannot be nanoseconds in an
+// int64 and are rejected before any arithmetic.
+//
+// In a replay the receiving clock bounds little (a capture is recorded
+// before it is replayed), so the bound is also relative to the capture's own
+// flows: a flow more than MaxClockSkew after the newest flow accepted so far
+// is held back until the next flow. If that one is not more than the skew
+// before it, time really moved on (a quiet spell, the next file) and both
+// are handled; otherwise the held flow was a stray stamp and is rejected
+// like one from the future. The last flow of a replay has no next one: it
+// is rejected when it is more than the skew after the flows before it. A
+// stray that stood would cover the time up to it in its node's replay
+// cursor (below) and become the newest stored flow that retention counts
+// from. Limits: two or more consecutive strays confirm each other; a
+// node whose clock runs ahead is rejected only while its flows are
+// interleaved with others'.
+//
+// # Replay: what was stored, by flow identity
+//
+// A flow's identity is its node and its time: Hubble numbers nothing across
+// a cluster, but each node's flows come in time order, and two complete
+// captures of a node hold the same flows over the same time. So a replay
+// keeps a cursor per node and span of flow time it handled, named
+// "replay:NODE@FIRST" (FIRST the span's first flow, in Unix ns; NODE the node
+// name, or a hash of it when it is not made of name characters), whose time
+// is the span's newest flow. A flow inside a span stored by any earlier
+// replay is skipped as already_stored, whatever file, copy, compression or
+// pipe it comes from; a flow outside every stored span is handled and
+// extends this replay's span of its node. Hence:
+//
+//   - the same capture again, from a path, a renamed or gzipped copy, or
+//     standard input, stores nothing; an interrupted replay resumes where
+//     its last flush got to (the cursors are written with the rollups);
+//   - different captures (other times, other nodes) are all stored, in any
+//     order: an older capture after a newer one too;
+//   - overlapping captures of a node store the overlap once and the rest;
+//   - a flow more than an hour after its node's span opens a new span: a
+//     quiet hour costs one more cursor row, and a flow stamped far ahead of
+//     its neighbours covers only itself, not the time in between.
+//
+// Limits: two captures of the same node and time taken with different
+// filters (say `hubble observe --namespace a`, then `--namespace b`) are
+// taken for one, and the second is skipped; replay them with different
+// node names in a pre-processing step, or into one capture. A node's flows
+// out of time order by more than their span (rare: a node's ring buffer is
+// ordered) open spans of their own. A replay opens at most 1000 spans per
+// node; past that, later flows extend the newest span, which can only
+// under-state what was stored (such flows may be counted again by a later
+// replay of the same capture). Cursors of older versions (per file path)
+// are not read: a capture replayed by them is counted again once.
 package collector

@@ -17,6 +17,14 @@ const (
 	skipAlreadyStored = "already_stored"
 	skipDuplicate     = "duplicate"
 	skipDNSOther      = "dns_other"
+	skipDNSAnswer     = "dns_answer"
+	skipLostEvents    = "lost_events" // the record, not the events it reports lost
+)
+
+// Reasons a flow is refused before any processing, as values of
+// egressd_flows_rejected_total{reason}.
+const (
+	rejectClock = "clock"
 )
 
 // Reasons a flow that should be an observation could not be attributed, as
@@ -49,6 +57,9 @@ type Metrics struct {
 	Reconnects     prometheus.Counter
 	StreamErrors   prometheus.Counter
 	ReplayBadLines prometheus.Counter
+	// Rejected counts flows refused at the door, by reason ("clock": a
+	// time too far ahead of the receiving clock, or before 2000).
+	Rejected *prometheus.CounterVec
 
 	// LeaseHeld, FlushesFenced and LeaseLost are set by cmd/egressd, which
 	// lets one replica at a time collect a Hubble source (the source's
@@ -65,6 +76,7 @@ type Metrics struct {
 	FlushedRows    prometheus.Counter
 	CursorLagSecs  prometheus.Gauge
 	obsConnect     prometheus.Counter
+	rejectedClock  prometheus.Counter
 	obsDNS         prometheus.Counter
 	skipped        map[string]prometheus.Counter
 	unattributed   map[string]prometheus.Counter
@@ -142,6 +154,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "egressd_collector_replay_bad_lines_total",
 			Help: "Replay lines that were not a Hubble flow, lost-events or node-status record.",
 		}),
+		// Named without the collector_ prefix the other metrics have: it
+		// is the name operators were told to alert on.
+		Rejected: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_flows_rejected_total",
+			Help: "Flows refused before any processing, by reason (clock: stamped more than --max-clock-skew ahead of the receiving clock, or before 2000); they move no cursor.",
+		}, []string{"reason"}),
 		AggKeys: f.NewGauge(prometheus.GaugeOpts{
 			Name: "egressd_collector_aggregate_keys",
 			Help: "Distinct (app, destination) and hourly keys waiting for the next flush.",
@@ -174,8 +192,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.obsConnect = m.Observations.WithLabelValues("connect")
 	m.obsDNS = m.Observations.WithLabelValues("dns_query")
+	m.rejectedClock = m.Rejected.WithLabelValues(rejectClock)
 	m.skipped = map[string]prometheus.Counter{}
-	for _, r := range []string{skipNotFlow, skipNotEgress, skipReply, skipInCluster, skipInternalCIDR, skipAlreadyStored, skipDuplicate, skipDNSOther} {
+	for _, r := range []string{skipNotFlow, skipNotEgress, skipReply, skipInCluster, skipInternalCIDR, skipAlreadyStored, skipDuplicate, skipDNSOther, skipDNSAnswer, skipLostEvents} {
 		m.skipped[r] = m.Skipped.WithLabelValues(r)
 	}
 	m.unattributed = map[string]prometheus.Counter{}

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -33,6 +34,19 @@ type Options struct {
 	// reconnects). DedupMaxEntries bounds that memory.
 	DedupWindow     time.Duration
 	DedupMaxEntries int
+	// MaxClockSkew is how far ahead of Now a flow's time may be. A flow
+	// further ahead, or from before 2000, is rejected at the door: it is
+	// not an observation and does not move its source's cursor (a cursor
+	// in the future would make a restarted collector skip every real
+	// flow). It is counted in egressd_flows_rejected_total{reason="clock"}
+	// and logged, rate limited, with its node. In a replay, a flow more
+	// than MaxClockSkew after the capture's flows before it is also
+	// rejected unless the flows after it confirm the jump (see ReplayFrom).
+	MaxClockSkew time.Duration
+	// Now is the receiving clock that MaxClockSkew is measured from.
+	Now func() time.Time
+	// Log receives the rejected-flow lines; nil logs nothing.
+	Log *slog.Logger
 }
 
 // DefaultInternalCIDRs are the loopback, link-local, private (RFC 1918,
@@ -52,6 +66,8 @@ func DefaultOptions() Options {
 		DNSMaxEntries:   200_000,
 		DedupWindow:     5 * time.Minute,
 		DedupMaxEntries: 500_000,
+		MaxClockSkew:    5 * time.Minute,
+		Now:             time.Now,
 	}
 	for _, c := range DefaultInternalCIDRs {
 		o.InternalCIDRs = append(o.InternalCIDRs, netip.MustParsePrefix(c))
@@ -88,6 +104,12 @@ func (o Options) Validate() error {
 	}
 	if o.DedupMaxEntries <= 0 {
 		return fmt.Errorf("collector: Options.DedupMaxEntries must be > 0")
+	}
+	if o.MaxClockSkew <= 0 {
+		return fmt.Errorf("collector: Options.MaxClockSkew must be > 0 (--max-clock-skew)")
+	}
+	if o.Now == nil {
+		return fmt.Errorf("collector: Options.Now must be set")
 	}
 	for _, d := range o.ClusterDomains {
 		if _, ok := normalizeDomain(d); !ok {

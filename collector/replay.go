@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/cilium/cilium/api/v1/observer"
@@ -56,6 +57,27 @@ type Replayer struct {
 	resp      observer.GetFlowsResponse
 	fl        flowpb.Flow
 	lost      flowpb.LostEvent
+	lines     atomic.Int64
+}
+
+// Lines returns how many lines the Replayer has read, over every input so
+// far, including the one being read: a caller that stops waiting for a
+// read blocked on a pipe can still tell how far it got.
+func (rp *Replayer) Lines() int64 { return rp.lines.Load() }
+
+// ctxReader ends a read loop when ctx ends: a device such as /dev/zero never
+// runs out of bytes, nor of line, so the loop would otherwise never get to
+// look at ctx.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // protoErr returns a protojson error's message without its "proto:" prefix,
@@ -87,6 +109,10 @@ func (rp *Replayer) ReplayFile(ctx context.Context, path string, handle func(msg
 			return ReplayStats{}, fmt.Errorf("open replay input: %w", err)
 		}
 		defer f.Close()
+		// A read blocked on a FIFO whose writer is idle returns when the
+		// file is closed (os.File polls FIFOs), so ctx can end it.
+		stop := context.AfterFunc(ctx, func() { f.Close() })
+		defer stop()
 		r = f
 	}
 	return rp.Replay(ctx, path, r, handle)
@@ -97,7 +123,7 @@ func (rp *Replayer) ReplayFile(ctx context.Context, path string, handle func(msg
 // handle fails.
 func (rp *Replayer) Replay(ctx context.Context, name string, r io.Reader, handle func(msg []byte) error) (ReplayStats, error) {
 	var st ReplayStats
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(ctxReader{ctx: ctx, r: r}, 64<<10)
 	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
@@ -122,6 +148,7 @@ func (rp *Replayer) Replay(ctx context.Context, name string, r io.Reader, handle
 			return st, nil
 		}
 		st.Lines++
+		rp.lines.Add(1)
 		switch {
 		case tooLong:
 			bad(fmt.Errorf("line longer than %d bytes", MaxLineBytes))
@@ -141,6 +168,9 @@ func (rp *Replayer) Replay(ctx context.Context, name string, r io.Reader, handle
 			return st, nil
 		}
 		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return st, cerr
+			}
 			return st, fmt.Errorf("%s: after line %d: %w", name, st.Lines, err)
 		}
 	}

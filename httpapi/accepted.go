@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -21,9 +22,13 @@ const maxByLen = 253
 type acceptBody struct {
 	acceptKey
 	By string `json:"by"`
+	// Force accepts for an app egressd has not seen (yet): without it, an
+	// unknown app is a 404, so that a typo does not go unnoticed while the
+	// real alert keeps firing.
+	Force bool `json:"force"`
 }
 
-const acceptFields = `"destination" (required), "port", "protocol", "cluster" and "by"`
+const acceptFields = `"destination" (required), "port", "protocol", "cluster", "by" and "force"`
 
 // unacceptBody is the body of DELETE .../accepted: the key the acceptance
 // was stored under.
@@ -127,8 +132,9 @@ func (s *server) readAcceptKey(r *http.Request, body any, key *acceptKey, fields
 
 // accept answers POST /api/v1/apps/{namespace}/{app}/accepted: 201 when the
 // destination is newly accepted, 200 when it was already (who and when are
-// updated). Accepting resolves the app's firing novel-destination alert for
-// it.
+// updated), 404 when egressd has never seen the app (in the body's cluster,
+// if it names one) unless the body says "force": true. Accepting resolves
+// the app's firing novel-destination alert for it.
 func (s *server) accept(w http.ResponseWriter, r *http.Request) {
 	var body acceptBody
 	app, dest, err := s.readAcceptKey(r, &body, &body.acceptKey, acceptFields)
@@ -143,6 +149,18 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) {
 	if !validBy(by) {
 		s.writeError(w, r, egressd.Errorf(egressd.EINVALID, "by: want at most %d printable characters", maxByLen))
 		return
+	}
+	if !body.Force {
+		clusters, err := s.b.Apps.AppClusters(r.Context(), app.Namespace, app.Name)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if len(clusters) == 0 || app.Cluster != "" && !slices.Contains(clusters, app.Cluster) {
+			s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND,
+				`unknown app %s; "force": true to accept ahead of its first flow`, echo(appInCluster(app))))
+			return
+		}
 	}
 	// Whether it existed only chooses between 201 and 200; a concurrent
 	// accept of the same key may make both callers see 201.
@@ -202,4 +220,13 @@ func (s *server) unaccept(w http.ResponseWriter, r *http.Request) {
 		s.b.AcceptedChanged()
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// appInCluster names an app as NAMESPACE/APP, with " in cluster CLUSTER"
+// when it is limited to one.
+func appInCluster(app egressd.App) string {
+	if app.Cluster == "" {
+		return app.String()
+	}
+	return app.String() + " in cluster " + app.Cluster
 }

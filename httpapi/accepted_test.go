@@ -154,6 +154,7 @@ func TestAcceptInvalid(t *testing.T) {
 func TestAuth(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
+	e.record(novel(recyclarr, github, now))
 	body := `{"destination":"api.github.com","port":443}`
 	tests := []struct {
 		name string
@@ -206,4 +207,37 @@ func TestMutationsDisabledWithoutToken(t *testing.T) {
 	acc, err := e.db.AcceptedAll(context.Background())
 	require.NoError(t, err)
 	require.Empty(t, acc)
+}
+
+// TestAcceptUnknownApp: accepting for an app egressd never saw is a 404
+// (a typo would otherwise go unnoticed while the real alert keeps firing),
+// unless the body forces it.
+func TestAcceptUnknownApp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.record(novel(recyclarr, github, ago(time.Hour)))
+	ctx := context.Background()
+
+	e.do(http.MethodPost, "/api/v1/apps/media/nosuch/accepted", `{"destination":"api.github.com","port":443}`, bearer).
+		requireError(t, http.StatusNotFound, "not_found", `unknown app media/nosuch; "force": true to accept ahead of its first flow`)
+	e.do(http.MethodPost, acceptedPath, `{"destination":"api.github.com","port":443,"cluster":"edge"}`, bearer).
+		requireError(t, http.StatusNotFound, "not_found", "unknown app media/recyclarr in cluster edge")
+	acc, err := e.db.AcceptedAll(ctx)
+	require.NoError(t, err)
+	require.Empty(t, acc, "nothing is stored for an unknown app")
+	require.Zero(t, e.changed.Load())
+
+	// Known in its cluster, or in every cluster: accepted.
+	r := e.do(http.MethodPost, acceptedPath, `{"destination":"api.github.com","port":443,"cluster":"default"}`, bearer)
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+
+	// Forced: accepted ahead of the app's first flow.
+	r = e.do(http.MethodPost, "/api/v1/apps/media/nosuch/accepted", `{"destination":"api.github.com","port":443,"force":true}`, bearer)
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	var got acceptedJSON
+	r.json(t, &got)
+	require.Equal(t, "nosuch", got.Accepted.App)
+	acc, err = e.db.AcceptedAll(ctx)
+	require.NoError(t, err)
+	require.Len(t, acc, 2)
 }

@@ -65,6 +65,9 @@
 //	    protocol, TCP when a port is given, else ANY; without cluster, every
 //	    cluster; by (default "api") is recorded. 201 {"accepted":{...}} when
 //	    new, 200 when it was accepted already (by and time are updated).
+//	    404 when egressd has never seen the app (in that cluster, when the
+//	    body names one), so that a typo does not go unnoticed; "force": true
+//	    accepts ahead of the app's first flow.
 //
 //	DELETE /api/v1/apps/{namespace}/{app}/accepted
 //	    body {"destination":"api.github.com","port":443,"protocol":"TCP","cluster":""}

@@ -12,7 +12,14 @@ import (
 // field answers empty.
 type fakeStore struct {
 	appSummaries func(ctx context.Context, f egressd.AppFilter) ([]egressd.AppSummary, error)
+	appClusters  func(ctx context.Context, namespace, name string) ([]string, error)
 	accept       func(ctx context.Context, a egressd.Accepted) error
+}
+
+// seenEverywhere answers AppClusters as if every app had been seen in the
+// clusters "" and "edge".
+func seenEverywhere(context.Context, string, string) ([]string, error) {
+	return []string{"", "edge"}, nil
 }
 
 func (f *fakeStore) backends() *httpapi.Backends {
@@ -26,8 +33,11 @@ func (f *fakeStore) AppSummaries(ctx context.Context, af egressd.AppFilter) ([]e
 	return f.appSummaries(ctx, af)
 }
 
-func (f *fakeStore) AppClusters(context.Context, string, string) ([]string, error) {
-	return nil, nil
+func (f *fakeStore) AppClusters(ctx context.Context, namespace, name string) ([]string, error) {
+	if f.appClusters == nil {
+		return nil, nil
+	}
+	return f.appClusters(ctx, namespace, name)
 }
 
 func (f *fakeStore) AppDestinations(context.Context, egressd.DestinationFilter) ([]egressd.DestinationRollup, error) {

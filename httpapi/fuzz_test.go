@@ -38,7 +38,7 @@ func FuzzAcceptBody(f *testing.F) {
 		f.Add([]byte(seed), true)
 	}
 	var stored error
-	store := &fakeStore{accept: func(_ context.Context, a egressd.Accepted) error {
+	store := &fakeStore{appClusters: seenEverywhere, accept: func(_ context.Context, a egressd.Accepted) error {
 		stored = validKey(a)
 		return nil
 	}}

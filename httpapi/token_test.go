@@ -68,7 +68,7 @@ func TestTokenNeverLogged(t *testing.T) {
 	e.do(http.MethodPost, acceptedPath+"?token="+testToken, body, "") // 401; the query is not logged either
 
 	// The internal-error path, through a store that fails.
-	f := &fakeStore{accept: func(context.Context, egressd.Accepted) error { return errors.New("accept: connection reset") }}
+	f := &fakeStore{appClusters: seenEverywhere, accept: func(context.Context, egressd.Accepted) error { return errors.New("accept: connection reset") }}
 	fe := newEnv(t, envOpts{backends: f.backends()})
 	fe.do(http.MethodPost, acceptedPath, body, bearer).requireError(t, http.StatusInternalServerError, "internal")
 

@@ -22,7 +22,14 @@
 // created on demand by the writer that first needs it (creation serialized
 // by an advisory lock) and dropped whole by DropBucketsBefore. Retention and
 // writers exclude each other through a second advisory lock, so a writer's
-// partition cannot vanish between its check and its insert.
+// partition cannot vanish between its check and its insert. Retention is
+// measured back from the newest stored flow, not from the clock
+// (RetentionCutoff): a replayed capture older than the period survives
+// until newer flows arrive.
+//
+// Collector cursors say where a source resumes. ResumeCursor repairs one
+// that lies in the future (stored by a version that accepted future-dated
+// flows) from the newest stored data not after the bound, with a log line.
 //
 // Detection state lives here too. Anomalies are stored once under their
 // fingerprint (RecordAnomaly: INSERT ... ON CONFLICT DO NOTHING), and only the

@@ -49,9 +49,11 @@ type Leases interface {
 	ReleaseLease(ctx context.Context, l egressd.Lease) error
 	// WriteRollupFenced writes r only while l is still the source's lease.
 	WriteRollupFenced(ctx context.Context, r *egressd.Rollup, l egressd.Lease) error
-	// Cursor is the time up to which source's flows are stored, or an
-	// egressd.ENOTFOUND error.
-	Cursor(ctx context.Context, source string) (time.Time, error)
+	// ResumeCursor is the time up to which source's flows are stored, or
+	// an egressd.ENOTFOUND error; a cursor after bound (the receiving
+	// clock plus the allowed skew) is repaired first, and the repair
+	// logged to log.
+	ResumeCursor(ctx context.Context, source string, bound time.Time, log *slog.Logger) (time.Time, error)
 }
 
 // Stream is a flow source (collector.Client): Run streams from since()
@@ -353,13 +355,15 @@ func (c *Collector) term(ctx context.Context, l egressd.Lease) (lost bool, err e
 	if err != nil {
 		return false, err
 	}
-	pipe, err := collector.NewPipeline(c.opts.Pipeline, c.metrics, append([]collector.Sink{agg}, c.sinks...)...)
+	popts := c.opts.Pipeline
+	popts.Log = c.log.With("component", "collector")
+	pipe, err := collector.NewPipeline(popts, c.metrics, append([]collector.Sink{agg}, c.sinks...)...)
 	if err != nil {
 		return false, err
 	}
 	// Read after acquiring: a former holder's last flush has committed
 	// (the fence's row lock held the takeover back until then).
-	cur, err := c.leases.Cursor(ctx, l.Source)
+	cur, err := c.leases.ResumeCursor(ctx, l.Source, popts.Now().Add(popts.MaxClockSkew), c.log)
 	switch {
 	case err == nil:
 		pipe.SkipUntil(l.Source, cur)

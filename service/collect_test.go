@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,7 +56,7 @@ func (f *fakeLeases) WriteRollupFenced(context.Context, *egressd.Rollup, egressd
 	return nil
 }
 
-func (f *fakeLeases) Cursor(context.Context, string) (time.Time, error) {
+func (f *fakeLeases) ResumeCursor(context.Context, string, time.Time, *slog.Logger) (time.Time, error) {
 	return time.Time{}, egressd.Errorf(egressd.ENOTFOUND, "no cursor")
 }
 

@@ -126,11 +126,28 @@ func TestRefresherTrigger(t *testing.T) {
 	require.NoError(t, stop())
 }
 
-// retentionDB records the cutoffs it is given.
+// retentionDB records the cutoffs it is given; newest, when set, is the
+// newest stored flow, and cutoffErr fails RetentionCutoff.
 type retentionDB struct {
-	mu      sync.Mutex
-	dropped []time.Time
-	pruned  []time.Time
+	mu        sync.Mutex
+	newest    time.Time
+	cutoffErr error
+	dropped   []time.Time
+	pruned    []time.Time
+	cutoffs   int
+}
+
+func (f *retentionDB) RetentionCutoff(_ context.Context, now time.Time, period time.Duration) (time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cutoffs++
+	if f.cutoffErr != nil {
+		return time.Time{}, f.cutoffErr
+	}
+	if f.newest.IsZero() {
+		return now.Add(-period), nil
+	}
+	return f.newest.Add(-period), nil
 }
 
 func (f *retentionDB) DropBucketsBefore(_ context.Context, t time.Time) (int, error) {
@@ -167,4 +184,37 @@ func TestRetentionAtStartAndEveryInterval(t *testing.T) {
 	want := now.Add(-30 * 24 * time.Hour)
 	require.Equal(t, want, db.dropped[0])
 	require.Equal(t, want, db.pruned[0])
+}
+
+// TestRetentionFromNewestFlow: the cutoff is Keep before the newest stored
+// flow that the database names, not before now.
+func TestRetentionFromNewestFlow(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	newest := now.Add(-90 * 24 * time.Hour)
+	db := &retentionDB{newest: newest}
+	r := &service.Retention{DB: db, Keep: 30 * 24 * time.Hour, Interval: time.Hour, Now: func() time.Time { return now }}
+	stop := run(r.Run)
+	eventually(t, "a round", func() bool { return db.rounds() >= 1 })
+	require.NoError(t, stop())
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	want := newest.Add(-30 * 24 * time.Hour)
+	require.Equal(t, want, db.dropped[0])
+	require.Equal(t, want, db.pruned[0])
+}
+
+// TestRetentionCutoffFailureDropsNothing: when the newest flow cannot be
+// read, the round drops and prunes nothing, and the next round tries again.
+func TestRetentionCutoffFailureDropsNothing(t *testing.T) {
+	t.Parallel()
+	db := &retentionDB{cutoffErr: errors.New("database unreachable")}
+	r := &service.Retention{DB: db, Keep: time.Hour, Interval: 5 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}
+	stop := run(r.Run)
+	eventually(t, "two rounds", func() bool { db.mu.Lock(); defer db.mu.Unlock(); return db.cutoffs >= 2 })
+	require.NoError(t, stop())
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	require.Empty(t, db.dropped)
+	require.Empty(t, db.pruned)
 }

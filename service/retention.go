@@ -8,6 +8,10 @@ import (
 
 // RetentionDB is what retention drops (postgres.DB).
 type RetentionDB interface {
+	// RetentionCutoff returns the time before which retention deletes:
+	// period before the newest stored flow, or before now when nothing
+	// is stored (postgres.DB.RetentionCutoff).
+	RetentionCutoff(ctx context.Context, now time.Time, period time.Duration) (time.Time, error)
 	// DropBucketsBefore drops the whole days of hourly buckets older
 	// than t and returns how many.
 	DropBucketsBefore(ctx context.Context, t time.Time) (int, error)
@@ -17,8 +21,10 @@ type RetentionDB interface {
 	Prune(ctx context.Context, cutoff time.Time, log *slog.Logger)
 }
 
-// Retention drops what is older than Keep, at start and then every
-// Interval.
+// Retention drops what is older than Keep before the newest stored flow
+// (so a replayed old capture keeps its last period, and a collector stopped
+// for a while finds the period before it stopped still there), at start
+// and then every Interval.
 type Retention struct {
 	DB RetentionDB
 	// Keep is how long hourly buckets are kept.
@@ -47,13 +53,20 @@ func (r *Retention) Run(ctx context.Context) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		cutoff := now().Add(-r.Keep)
-		if n, err := r.DB.DropBucketsBefore(ctx, cutoff); err != nil && ctx.Err() == nil {
-			log.Warn("retention_failed", "err", err)
-		} else if n > 0 {
-			log.Info("retention_dropped_days", "days", n, "before", cutoff)
+		cutoff, err := r.DB.RetentionCutoff(ctx, now(), r.Keep)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				log.Warn("retention_failed", "err", err)
+			}
+		default:
+			if n, err := r.DB.DropBucketsBefore(ctx, cutoff); err != nil && ctx.Err() == nil {
+				log.Warn("retention_failed", "err", err)
+			} else if n > 0 {
+				log.Info("retention_dropped_days", "days", n, "before", cutoff)
+			}
+			r.DB.Prune(ctx, cutoff, log)
 		}
-		r.DB.Prune(ctx, cutoff, log)
 		select {
 		case <-ctx.Done():
 			return nil

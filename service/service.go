@@ -31,8 +31,9 @@ type Config struct {
 	// Listener, when set, is used instead of listening on Listen (tests
 	// close it to kill the HTTP server).
 	Listener net.Listener
-	// Retention is how long hourly buckets are kept; whole days older than
-	// it are dropped every hour. 0 keeps everything.
+	// Retention is how long hourly buckets are kept, measured back from
+	// the newest stored flow; whole days older than that are dropped every
+	// hour. 0 keeps everything.
 	Retention time.Duration
 	// Detect configures the detector; Alerts the delivery to Alertmanager
 	// (no Targets: anomalies are stored, not sent).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,7 +18,9 @@ const acceptUsage = `Usage: egressd accept [flags] NAMESPACE/APP DESTINATION[:PO
 Accepts a destination for an app: from now on it counts as part of the app's
 baseline, and its firing novel-destination alert resolves. Without a port,
 every port of the destination is accepted. IPv6 addresses with a port are
-written [2001:db8::1]:443. --remove takes an acceptance back.
+written [2001:db8::1]:443. --remove takes an acceptance back. An app egressd
+has never seen is an error (exit status 2), so that a typo does not go
+unnoticed; --force accepts ahead of the app's first flow.
 
 Examples:
   egressd accept media/recyclarr api.github.com:443
@@ -33,6 +36,7 @@ func (c *CLI) accept(ctx context.Context, args []string) error {
 	by := fs.String("by", defaultUser(), "who accepts (recorded)")
 	remove := fs.Bool("remove", false, "take the acceptance back")
 	cluster := fs.String("cluster", "", "accept in this cluster only (default: every cluster)")
+	force := fs.Bool("force", false, "accept for an app egressd has not seen yet (ahead of its first flow)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), acceptUsage); printFlags(fs) }
 	rest, err := parseArgs(fs, args)
 	if err != nil {
@@ -68,6 +72,20 @@ func (c *CLI) accept(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(c.Stdout, "%s no longer accepted for %s\n", dst, app)
 		return nil
+	}
+	if !*force {
+		// A typo must not go unnoticed while the real alert keeps firing.
+		clusters, err := db.AppClusters(ctx, app.Namespace, app.Name)
+		if err != nil {
+			return err
+		}
+		if len(clusters) == 0 || app.Cluster != "" && !slices.Contains(clusters, app.Cluster) {
+			name := app.String()
+			if app.Cluster != "" {
+				name += " in cluster " + app.Cluster
+			}
+			return egressd.Errorf(egressd.ENOTFOUND, "unknown app %s; --force to accept ahead of its first flow", name)
+		}
 	}
 	if err := db.Accept(ctx, egressd.Accepted{App: app, Destination: dst, By: *by, At: time.Now().UTC()}); err != nil {
 		return err

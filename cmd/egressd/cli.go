@@ -229,6 +229,7 @@ type pipelineFlags struct {
 	flushInterval  time.Duration
 	maxKeys        int
 	maxKeysPerApp  int
+	maxClockSkew   time.Duration
 }
 
 func addPipelineFlags(fs *flag.FlagSet) *pipelineFlags {
@@ -242,6 +243,8 @@ func addPipelineFlags(fs *flag.FlagSet) *pipelineFlags {
 	fs.StringVar(&pf.precedence, "app-precedence", strings.Join(d.AppPrecedence, ","),
 		"where an app's name comes from, first match wins: workload, label:KEY, pod")
 	durationVar(fs, &pf.dnsMinTTL, "dns-min-ttl", d.DNSMinTTL, "shortest time a DNS answer names its addresses")
+	durationVar(fs, &pf.maxClockSkew, "max-clock-skew", d.MaxClockSkew,
+		"how far ahead of this host's clock a flow's time may be; later flows, and flows before 2000, are rejected and counted (egressd_flows_rejected_total)")
 	durationVar(fs, &pf.flushInterval, "flush-interval", a.FlushInterval, "how often aggregates are written to PostgreSQL")
 	fs.IntVar(&pf.maxKeys, "max-keys", a.MaxKeys, "most distinct keys held between flushes; beyond, new keys are dropped and counted")
 	fs.IntVar(&pf.maxKeysPerApp, "max-keys-per-app", a.MaxKeysPerApp, fmt.Sprintf(
@@ -263,6 +266,7 @@ func (pf *pipelineFlags) options() (collector.Options, collector.AggregatorOptio
 	o.ClusterDomains = splitList(pf.clusterDomains)
 	o.AppPrecedence = splitList(pf.precedence)
 	o.DNSMinTTL = pf.dnsMinTTL
+	o.MaxClockSkew = pf.maxClockSkew
 	if err := o.Validate(); err != nil {
 		return o, collector.AggregatorOptions{}, usageError("%v", err)
 	}

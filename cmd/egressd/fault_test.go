@@ -73,7 +73,10 @@ func TestFaultPostgresRestartWhileFlowsStream(t *testing.T) {
 			// Flows keep arriving while PostgreSQL is down; each flush
 			// fails and keeps its aggregates for the next.
 			waitUntil(t, "three flushes failed", func() bool {
-				return testutil.ToFloat64(failed) >= failedBefore+3 && time.Since(stoppedAt) >= tc.outage
+				// The feed must also have moved on: a slow Stop can let
+				// three flushes fail before the first check.
+				return testutil.ToFloat64(failed) >= failedBefore+3 && time.Since(stoppedAt) >= tc.outage &&
+					f.Len() > streamedBefore
 			})
 			require.Greater(t, f.Len(), streamedBefore, "flows streamed during the outage")
 			require.NoError(t, pg.Restart(ctx))
