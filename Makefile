@@ -24,7 +24,8 @@ image:
 		--version $(VERSION) --commit "$(COMMIT)" --tag $(IMAGE) --out bin/egressd-image.tar
 
 # Installs what the tests need when missing (Debian's postgresql), then
-# runs all tests. TEST_DATABASE_URL points them at an existing server.
+# runs all tests, printing a line per package as it finishes.
+# TEST_DATABASE_URL points them at an existing server.
 test:
 	./scripts/test.sh
 
@@ -49,7 +50,7 @@ BENCHTIME ?= 1s
 BENCHFLAGS ?=
 bench:
 	./scripts/ensure-deps.sh postgresql alertmanager
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m ./...
 	$(GO) build -o bin/egressd-bench ./cmd/egressd-bench
 	./bin/egressd-bench $(BENCHFLAGS)
 

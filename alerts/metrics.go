@@ -19,6 +19,14 @@ const (
 	reasonOutboxFull = "outbox_full" // past Options.MaxPending, the oldest pending went
 )
 
+// outboxOps are the values of the op label of
+// egressd_alerts_outbox_errors_total.
+var outboxOps = []string{"claim", "sent", "failed", "dropped", "trim"}
+
+// outboxStates are the values of the state label of
+// egressd_alerts_outbox_pending.
+var outboxStates = []string{"firing", "resolved"}
+
 // unknownTarget is the target label of deliveries for an Alertmanager this
 // Sender is not configured with.
 const unknownTarget = "unknown"
@@ -37,10 +45,13 @@ type Metrics struct {
 }
 
 // NewMetrics registers the sender's metrics with reg; a nil reg leaves them
-// unregistered.
+// unregistered. Every series whose label values are known in advance exists
+// from the start, at zero, so a dashboard shows 0 rather than no data before
+// the first delivery; the series of each configured Alertmanager are created
+// with the Sender.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		Sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "egressd_alerts_sent_total",
 			Help: "Alert deliveries posted to Alertmanager, by target (host:port) and result: sent, rejected (dropped), failed (retried later), deferred (target not configured on this replica).",
@@ -67,4 +78,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Alert deliveries waiting in the outbox, by state (firing: to post or post again; resolved: to post once).",
 		}, []string{"state"}),
 	}
+	for _, op := range outboxOps {
+		m.OutboxErrors.WithLabelValues(op)
+	}
+	for _, st := range outboxStates {
+		m.OutboxPending.WithLabelValues(st)
+	}
+	m.Sent.WithLabelValues(unknownTarget, resultDeferred)
+	m.Dropped.WithLabelValues(unknownTarget, reasonOutboxFull)
+	return m
 }

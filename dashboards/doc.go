@@ -15,6 +15,8 @@
 // expand the Grafana macros and variables of every SQL query the way
 // Grafana's PostgreSQL data source does and run it against the migrated
 // schema with seeded rows, and send every PromQL expression to a real
-// Prometheus scraping egressd's real metrics. README.md tells operators how
-// to import them.
+// Prometheus scraping egressd's real metrics. cmd/egressd's
+// TestDashboardsShowDataOnAFreshInstall runs the same PromQL against a
+// freshly started serve: every panel has a series before the first event.
+// README.md tells operators how to import them.
 package dashboards

@@ -3,7 +3,20 @@ package detector
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/egressd/egressd"
 )
+
+// raisedKinds are the values of the kind label of
+// egressd_detector_anomalies_raised_total: every kind the detector raises.
+var raisedKinds = []egressd.AnomalyKind{
+	egressd.AnomalyNovelDestination, egressd.AnomalyNovelFlood,
+	egressd.AnomalyEgressVolume, egressd.AnomalyDNSTunnel,
+}
+
+// suppressReasons are the values of the reason label of
+// egressd_detector_novel_suppressed_total.
+var suppressReasons = []string{"learning", "unbounded", "flood"}
 
 // Metrics are the detector's Prometheus metrics.
 type Metrics struct {
@@ -22,10 +35,12 @@ type Metrics struct {
 	VolumeSourceUp prometheus.Gauge
 }
 
-// NewMetrics registers the detector's metrics with reg.
+// NewMetrics registers the detector's metrics with reg. Every series whose
+// label values are known in advance exists from the start, at zero, so a
+// dashboard shows 0 rather than no data before the first anomaly.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		Observed: f.NewCounter(prometheus.CounterOpts{
 			Name: "egressd_detector_observations_total",
 			Help: "Connect observations the novelty detector judged.",
@@ -71,4 +86,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while the volume rule's rate source (Prometheus) answers, 0 while it fails and the rule judges nothing.",
 		}),
 	}
+	for _, k := range raisedKinds {
+		m.Raised.WithLabelValues(string(k))
+	}
+	for _, r := range suppressReasons {
+		m.Suppressed.WithLabelValues(r)
+	}
+	return m
 }

@@ -9,6 +9,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-30s}
 match=${1:-.}
+# Each go test gets an explicit -timeout: FUZZTIME plus 5 minutes for the
+# build and the seed corpus when FUZZTIME is a plain duration (30s, 10m,
+# 2h), else FUZZ_TIMEOUT (default 1h; FUZZTIME=1000x counts iterations).
+timeout=${FUZZ_TIMEOUT:-1h}
+if [[ $fuzztime =~ ^([0-9]+)([smh])$ ]]; then
+	n=${BASH_REMATCH[1]}
+	case ${BASH_REMATCH[2]} in
+	s) secs=$n ;;
+	m) secs=$((n * 60)) ;;
+	h) secs=$((n * 3600)) ;;
+	esac
+	timeout=${FUZZ_TIMEOUT:-$((secs + 300))s}
+fi
 # `go test -list` prints the targets of each package, then "ok <package>".
 targets=()
 names=()
@@ -23,7 +36,7 @@ while read -r line; do
 		names=()
 		;;
 	esac
-done < <(go test -list '^Fuzz' ./...)
+done < <(go test -timeout 5m -list '^Fuzz' ./...)
 if [ ${#targets[@]} -eq 0 ]; then
 	echo "fuzz: no target matches $match" >&2
 	exit 1
@@ -31,6 +44,6 @@ fi
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"
 	echo "==> $name ($pkg) for $fuzztime"
-	go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" "$pkg"
+	go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" -timeout "$timeout" "$pkg"
 done
 echo "fuzz: ${#targets[@]} targets, $fuzztime each, no crash"

@@ -70,7 +70,8 @@ type figure struct {
 	unit   string
 	target string
 	// met says whether a value meets the target; nil for figures that
-	// are only reported.
+	// are only reported. A figure that cannot be zero or negative is not
+	// met by such a value: that is a broken measurement.
 	met    func(v float64) bool
 	values []float64
 	notes  []string
@@ -92,6 +93,9 @@ func (f *figure) stats() (lo, med, hi float64) {
 
 func (f *figure) line() string {
 	if len(f.values) == 0 {
+		if f.met != nil {
+			return fmt.Sprintf("%-22s  (not measured) target %s NOT MET", f.name, f.target)
+		}
 		return fmt.Sprintf("%-22s  (not measured)", f.name)
 	}
 	lo, med, hi := f.stats()
@@ -239,7 +243,7 @@ func benchDecode(cfg benchConfig) ([]*figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	ratio := &figure{name: "decode selective/full", unit: "x", target: "<= 0.15x", met: func(v float64) bool { return v <= 0.15 }}
+	ratio := &figure{name: "decode selective/full", unit: "x", target: "<= 0.15x", met: func(v float64) bool { return v > 0 && v <= 0.15 }}
 	allocs := &figure{name: "decode allocs/flow", unit: "allocs", target: "0", met: func(v float64) bool { return v == 0 }}
 	var full observer.GetFlowsResponse
 	for run := 0; run < cfg.runs; run++ {

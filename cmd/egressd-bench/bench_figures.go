@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -227,7 +228,7 @@ func benchLatency(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*fig
 	}
 
 	p50 := &figure{name: "flow->alert p50", unit: "ms", target: "(reported)"}
-	p99 := &figure{name: "flow->alert p99", unit: "ms", target: "< 1000", met: func(v float64) bool { return v < 1000 }}
+	p99 := &figure{name: "flow->alert p99", unit: "ms", target: "< 1000", met: func(v float64) bool { return v > 0 && v < 1000 }}
 	worst := &figure{name: "flow->alert max", unit: "ms", target: "(reported)"}
 	for run := 0; run < cfg.runs; run++ {
 		var lat []time.Duration
@@ -270,13 +271,23 @@ func benchLatency(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*fig
 // and the detector (apps in their learning period, so every key joins the
 // live window), and reports the heap they hold per key, destination name
 // strings included, and the growth of the resident set.
+//
+// The heap is counted from the allocation profile, not as a difference of
+// the process's heap: other goroutines (a test running beside the bench,
+// the previous figure's servers shutting down) allocate and free at the same
+// time, and once made that difference negative. A run whose count is not
+// positive is reported as unmeasured, never as a figure.
 func benchMemory(cfg benchConfig) ([]*figure, error) {
-	heap := &figure{name: "memory heap/key", unit: "B", target: "<= 300", met: func(v float64) bool { return v <= 300 }}
+	heap := &figure{name: "memory heap/key", unit: "B", target: "<= 300", met: func(v float64) bool { return v > 0 && v <= 300 }}
 	rss := &figure{name: "memory RSS growth/key", unit: "B", target: "(reported)"}
 	for run := 0; run < cfg.runs; run++ {
 		h, r, err := memoryOnce(cfg.keys)
 		if err != nil {
 			return nil, err
+		}
+		if h <= 0 {
+			heap.notes = append(heap.notes, fmt.Sprintf("run %d: not measured: the profile counted %.3f B/key held", run+1, h))
+			continue
 		}
 		heap.add(h, "")
 		rss.add(r, "")
@@ -298,25 +309,72 @@ func memoryOnce(keys int) (heapPerKey, rssPerKey float64, err error) {
 		return 0, 0, err
 	}
 	t := time.Now().UTC().Truncate(time.Hour)
-	runtime.GC()
+	// Every allocation is recorded while the keys go in, so that the heap
+	// they hold can be told apart from everything else in the process.
+	// (The runtime asks for one rate set early; only stacks through
+	// observeKeys are read, and they were all recorded at rate 1, so the
+	// change does not skew them. Nothing else here reads heap profiles.)
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = 1
+	before := liveHeapFrom(observeKeys)
 	debug.FreeOSMemory()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
 	rssBefore := residentBytes()
+	observeKeys(ks, keys, t, agg, det)
+	after := liveHeapFrom(observeKeys)
+	rssAfter := residentBytes()
+	heapPerKey = float64(after-before) / float64(keys)
+	rssPerKey = float64(rssAfter-rssBefore) / float64(keys)
+	runtime.KeepAlive(agg)
+	runtime.KeepAlive(det)
+	return heapPerKey, rssPerKey, nil
+}
+
+// observeKeys adds keys distinct keys of ks, seen at t, to agg and det. The
+// memory figure counts what its calls allocated and is still live.
+//
+//go:noinline
+func observeKeys(ks *flowgen.KeySpace, keys int, t time.Time, agg *collector.Aggregator, det *detector.Detector) {
 	var o egressd.Observation
 	for i := range keys {
 		ks.Observe(i, t, &o)
 		agg.Observe(&o)
 		det.Observe(&o)
 	}
+}
+
+// liveHeapFrom returns the bytes of live heap objects that were allocated
+// (while every allocation was profiled) with fn on the allocating stack.
+func liveHeapFrom(fn any) int64 {
+	name := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name()
+	// The profile is as of the last completed collection, and an object's
+	// free is recorded when it is swept: two collections publish it all.
 	runtime.GC()
-	runtime.ReadMemStats(&after)
-	rssAfter := residentBytes()
-	heapPerKey = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(keys)
-	rssPerKey = float64(rssAfter-rssBefore) / float64(keys)
-	runtime.KeepAlive(agg)
-	runtime.KeepAlive(det)
-	return heapPerKey, rssPerKey, nil
+	runtime.GC()
+	var recs []runtime.MemProfileRecord
+	n, _ := runtime.MemProfile(nil, true)
+	for {
+		recs = make([]runtime.MemProfileRecord, n+64)
+		var ok bool
+		if n, ok = runtime.MemProfile(recs, true); ok {
+			recs = recs[:n]
+			break
+		}
+	}
+	var total int64
+	for _, r := range recs {
+		frames := runtime.CallersFrames(r.Stack())
+		for {
+			f, more := frames.Next()
+			if f.Function == name {
+				total += r.InUseBytes()
+				break
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	return total
 }
 
 // cpuTime returns the CPU time the process has used, user and system.
@@ -347,8 +405,8 @@ func residentBytes() int64 {
 // and the cursor) in one WriteRollup: first keys the database has never
 // seen, then the same keys again (the steady state: rows updated).
 func benchFlush(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*figure, error) {
-	fresh := &figure{name: "flush 10k new keys", unit: "ms", target: "<= 250", met: func(v float64) bool { return v <= 250 }}
-	again := &figure{name: "flush 10k known keys", unit: "ms", target: "<= 250", met: func(v float64) bool { return v <= 250 }}
+	fresh := &figure{name: "flush 10k new keys", unit: "ms", target: "<= 250", met: func(v float64) bool { return v > 0 && v <= 250 }}
+	again := &figure{name: "flush 10k known keys", unit: "ms", target: "<= 250", met: func(v float64) bool { return v > 0 && v <= 250 }}
 	hour := time.Now().UTC().Truncate(time.Hour)
 	for run := 0; run < cfg.runs; run++ {
 		r := benchRollup(fmt.Sprintf("flush%d", run), 500, 20, hour)
@@ -396,7 +454,7 @@ func benchExport(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*figu
 			return nil, err
 		}
 	}
-	total := &figure{name: fmt.Sprintf("export %dk apps x 20", apps/1000), unit: "s", target: "<= 2", met: func(v float64) bool { return v <= 2 }}
+	total := &figure{name: fmt.Sprintf("export %dk apps x 20", apps/1000), unit: "s", target: "<= 2", met: func(v float64) bool { return v > 0 && v <= 2 }}
 	if apps < 1000 {
 		total.name = fmt.Sprintf("export %d apps x 20", apps)
 	}

@@ -25,13 +25,21 @@ func TestBenchPrintsEveryFigure(t *testing.T) {
 		"--alerts", "10", "--export-apps", "50", "--decode-time", "100ms"}, &stdout, &stderr, func(k string) string { return env[k] })
 	require.Equal(t, 0, code, stderr.String())
 	r := struct{ stdout string }{stdout.String()}
-	for _, name := range []string{
-		"decode selective/full", "decode allocs/flow",
-		"ingest raw client", "ingest egressd", "ingest egressd/raw", "ingest last flush", "ingest lost flows",
-		"flow->alert p99", "memory heap/key", "flush 10k new keys", "flush 10k known keys", "export 50 apps x 20",
-	} {
+	// Figures that may be 0.
+	for _, name := range []string{"decode allocs/flow", "ingest last flush", "ingest lost flows"} {
 		require.Regexp(t, `(?m)^`+regexp.QuoteMeta(name)+` +median +[0-9.]+ `, r.stdout, "figure %q", name)
 	}
+	// Figures that are positive, min to max, or the measurement is
+	// broken (the heap per key once printed -519.125 and MET).
+	positive := `[0-9.]*[1-9][0-9.]*`
+	for _, name := range []string{
+		"decode selective/full",
+		"ingest raw client", "ingest egressd", "ingest egressd/raw",
+		"flow->alert p99", "memory heap/key", "flush 10k new keys", "flush 10k known keys", "export 50 apps x 20",
+	} {
+		require.Regexp(t, `(?m)^`+regexp.QuoteMeta(name)+` +median +`+positive+` +min +`+positive+` +max +`+positive+` `, r.stdout, "figure %q", name)
+	}
+	require.NotContains(t, r.stdout, "not measured")
 	require.Regexp(t, `(?m)^ingest lost flows +median +0\.000 +min +0\.000 +max +0\.000 +flows +target 0 +MET$`, r.stdout)
 	if !raceEnabled {
 		require.Regexp(t, `(?m)^decode allocs/flow +median +0\.000 +min +0\.000 +max +0\.000 +allocs +target 0 +MET$`, r.stdout)
