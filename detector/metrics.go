@@ -83,9 +83,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		VolumeSourceUp: f.NewGauge(prometheus.GaugeOpts{
 			Name: "egressd_detector_volume_source_up",
-			Help: "1 while the volume rule's rate source (Prometheus) answers, 0 while it fails and the rule judges nothing.",
+			Help: "0 while the volume rule's Prometheus rate source fails and the rule judges nothing, else 1 (also without Prometheus).",
 		}),
 	}
+	// Up until a query fails: without Prometheus the rate is Hubble's flow
+	// rate, which always answers, so an alert on 0 fires only for a failing
+	// Prometheus.
+	m.VolumeSourceUp.Set(1)
 	for _, k := range raisedKinds {
 		m.Raised.WithLabelValues(string(k))
 	}
