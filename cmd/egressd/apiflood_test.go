@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -24,24 +23,6 @@ import (
 	"github.com/egressd/egressd/postgres"
 	"github.com/egressd/egressd/postgres/pgtest"
 )
-
-// lockedLog is a log destination safe for the service's goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // floodTimes are the service's timings in TestAPIFloodLeavesCollectorAlone:
 // short, so that a starved renewal or flush shows within seconds.
@@ -103,7 +84,7 @@ func TestAPIFloodLeavesCollectorAlone(t *testing.T) {
 			LeaseTTL: floodLeaseTTL, LeaseRenew: floodLeaseRenew, LeasePoll: 100 * time.Millisecond,
 		}
 	}
-	logs := &lockedLog{}
+	logs := &faultLog{}
 	m, err := NewMain(cfg(db, "active"), slog.New(slog.NewTextHandler(logs, nil)))
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(ctx)

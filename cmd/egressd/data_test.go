@@ -241,7 +241,7 @@ func TestRetentionFollowsTheNewestFlow(t *testing.T) {
 	_, addr := startHubble(t, hubbletest.Options{})
 	co := collector.DefaultClientOptions()
 	co.Address = addr
-	var logs syncBuffer
+	var logs faultLog
 	cfg := ServeConfig{DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: collector.DefaultAggregatorOptions(),
 		Listen: "127.0.0.1:0", Detect: detector.DefaultOptions(), Retention: 24 * time.Hour}
 	m, err := NewMain(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -262,9 +262,6 @@ func TestRetentionFollowsTheNewestFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, apps)
 }
-
-// syncBuffer is a bytes.Buffer that a service may write while a test reads.
-type syncBuffer struct{ faultLog }
 
 // clockFlow is an egress flow of shop/web to name, stamped at.
 func clockFlow(at time.Time, name string) *observer.GetFlowsResponse {

@@ -15,7 +15,6 @@ import (
 	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
-	"github.com/egressd/egressd/postgres/pgserver"
 )
 
 // TestNoveltyNotLostWhenDatabaseDown: with PostgreSQL stopped, one novel
@@ -28,15 +27,7 @@ func TestNoveltyNotLostWhenDatabaseDown(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pg, err := pgserver.Start(ctx, pgserver.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { pg.Close() })
-	opts := postgres.DefaultOptions()
-	opts.URL, opts.MaxConns, opts.ConnectTimeout = pg.URL(), 4, 2*time.Second
-	db, err := postgres.Open(ctx, opts)
-	require.NoError(t, err)
-	t.Cleanup(db.Close)
-	require.NoError(t, db.Migrate(ctx))
+	pg, db := faultPostgres(ctx, t)
 
 	app := egressd.App{Namespace: "media", Name: "recyclarr"}
 	t0 := time.Date(2026, 11, 8, 12, 0, 0, 0, time.UTC)

@@ -24,6 +24,7 @@ import (
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/postgres/pgserver"
 )
 
 // faultServe runs the real service in-process against the Hubble server at
@@ -51,6 +52,23 @@ var (
 	faultApps  = []string{"sonarr", "radarr"}
 	faultNames = []string{"api.example.com", "cdn.example.net", "tracker.example.org"}
 )
+
+// faultPostgres starts a PostgreSQL server of the test's own, which the
+// test may stop and restart, and opens a migrated database on it with a
+// short connect timeout; both are closed when the test ends.
+func faultPostgres(ctx context.Context, t *testing.T) (*pgserver.Server, *postgres.DB) {
+	t.Helper()
+	pg, err := pgserver.Start(ctx, pgserver.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { pg.Close() })
+	opts := postgres.DefaultOptions()
+	opts.URL, opts.MaxConns, opts.ConnectTimeout = pg.URL(), 4, 2*time.Second
+	db, err := postgres.Open(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+	return pg, db
+}
 
 // faultKey is the key a stored destination is counted under: app name and
 // destination name (every fed flow goes to port 443/TCP of cluster homelab,
@@ -244,8 +262,17 @@ type faultProc struct {
 // process is killed when the test ends if it still runs.
 func faultStart(t *testing.T, bin string, args ...string) *faultProc {
 	t.Helper()
+	return faultStartIn(t, nil, bin, args...)
+}
+
+// faultStartIn is faultStart with stdin as the process's standard input.
+func faultStartIn(t *testing.T, stdin *os.File, bin string, args ...string) *faultProc {
+	t.Helper()
 	p := &faultProc{cmd: exec.Command(bin, args...), logs: &faultLog{}, done: make(chan struct{})}
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	if stdin != nil {
+		p.cmd.Stdin = stdin
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	require.NoError(t, p.cmd.Start())
 	go func() {

@@ -14,7 +14,6 @@ import (
 	"github.com/egressd/egressd/collector/flowgen"
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/postgres"
-	"github.com/egressd/egressd/postgres/pgserver"
 	"github.com/egressd/egressd/postgres/pgtest"
 )
 
@@ -49,15 +48,7 @@ func TestFaultPostgresRestartWhileFlowsStream(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			pg, err := pgserver.Start(ctx, pgserver.Options{})
-			require.NoError(t, err)
-			t.Cleanup(func() { pg.Close() })
-			opts := postgres.DefaultOptions()
-			opts.URL, opts.MaxConns, opts.ConnectTimeout = pg.URL(), 4, 2*time.Second
-			db, err := postgres.Open(ctx, opts)
-			require.NoError(t, err)
-			t.Cleanup(db.Close)
-			require.NoError(t, db.Migrate(ctx))
+			pg, db := faultPostgres(ctx, t)
 
 			srv, addr := startHubble(t, hubbletest.Options{})
 			m, stop := faultServe(t, db, addr, flush, tc.edit)

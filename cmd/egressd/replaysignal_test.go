@@ -88,20 +88,8 @@ func TestReplayStopsOnSignal(t *testing.T) {
 		r, w, err := os.Pipe()
 		require.NoError(t, err)
 		defer w.Close()
-		p := &faultProc{cmd: exec.Command(bin, "replay", "--database-url", string(pgtest.URL(t)), "-"), logs: &faultLog{}, done: make(chan struct{})}
-		p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-		p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = r, p.logs, p.logs
-		require.NoError(t, p.cmd.Start())
+		p := faultStartIn(t, r, bin, "replay", "--database-url", string(pgtest.URL(t)), "-")
 		r.Close()
-		go func() { p.err = p.cmd.Wait(); close(p.done) }()
-		t.Cleanup(func() {
-			select {
-			case <-p.done:
-			default:
-				_ = p.cmd.Process.Kill()
-				<-p.done
-			}
-		})
 		_, err = w.Write(first)
 		require.NoError(t, err)
 		waitUntil(t, "replay reads the line", func() bool { return unread(t, w) == 0 })
