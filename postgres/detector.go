@@ -136,14 +136,7 @@ ORDER BY a.started_at, a.fingerprint`, since, string(egressd.AnomalyEgressVolume
 	if err != nil {
 		return nil, wrap(err, "read anomalies since %s", since.UTC().Format(time.RFC3339))
 	}
-	var (
-		out []egressd.Anomaly
-		s   anomalyScan
-	)
-	_, err = pgx.ForEachRow(rows, s.dest(), func() error {
-		out = append(out, s.anomaly())
-		return nil
-	})
+	out, err := collectAnomalies(rows)
 	if err != nil {
 		return nil, wrap(err, "read anomalies since %s", since.UTC().Format(time.RFC3339))
 	}
