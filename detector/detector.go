@@ -206,6 +206,12 @@ func New(opts Options, store Store, log *slog.Logger, m *Metrics) (*Detector, er
 		files:    make(map[egressd.App]egressd.Baseline),
 	}
 	d.volume = newVolumeRule(opts.Volume)
+	d.volume.firstSeen = func(a egressd.App) time.Time {
+		if st := d.apps[a]; st != nil {
+			return st.firstSeen
+		}
+		return time.Time{}
+	}
 	return d, nil
 }
 
@@ -371,11 +377,7 @@ func (d *Detector) Observe(o *egressd.Observation) {
 	d.metrics.Observed.Inc()
 	h := d.hash(o.App, o.Destination)
 	d.mu.Lock()
-	var firstSeen time.Time
-	if st := d.apps[o.App]; st != nil {
-		firstSeen = st.firstSeen
-	}
-	d.volume.observe(o, firstSeen)
+	d.volume.observe(o)
 	// A missing key reads as generation 0, never the current one.
 	if d.keys[h]&genMask == d.gen {
 		d.mu.Unlock()

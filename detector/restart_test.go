@@ -197,19 +197,27 @@ func sortFresh(rs []egressd.DestinationRollup) {
 	}
 }
 
+// sonarrWeek returns the stored state of sonarr at a restart (start) a week
+// after it was first seen at t0: flows flows every step since, and
+// skyhook (sky) in its window.
+func sonarrWeek(step time.Duration, flows int64) (state *fakeState, start time.Time, sky egressd.Destination) {
+	start = t0.Add(7 * 24 * time.Hour)
+	sky = dst("skyhook.sonarr.tv", 443)
+	state = &fakeState{first: map[egressd.App]time.Time{sonarr: t0}, newest: start,
+		seen: []egressd.WindowEntry{{App: sonarr, Destination: sky, FirstSeen: t0, LastSeen: start}}}
+	for h := t0; h.Before(start); h = h.Add(step) {
+		state.hours = append(state.hours, egressd.AppHour{App: sonarr, Hour: h, Flows: flows})
+	}
+	return state, start, sky
+}
+
 // TestPrimeVolumeHistory: an app that makes four connections a day, whose
 // history is stored, bursts to 3000 in ten minutes an hour after the
 // restart: the rule judges it at once, against the stored average, rather
 // than waiting for a day of this process's own history.
 func TestPrimeVolumeHistory(t *testing.T) {
 	t.Parallel()
-	start := t0.Add(7 * 24 * time.Hour)
-	state := &fakeState{first: map[egressd.App]time.Time{sonarr: t0}, newest: start}
-	for h := t0; h.Before(start); h = h.Add(6 * time.Hour) {
-		state.hours = append(state.hours, egressd.AppHour{App: sonarr, Hour: h, Flows: 1})
-	}
-	sky := dst("skyhook.sonarr.tv", 443)
-	state.seen = []egressd.WindowEntry{{App: sonarr, Destination: sky, FirstSeen: t0, LastSeen: start}}
+	state, start, sky := sonarrWeek(6*time.Hour, 1)
 	store := &fakeStore{}
 	d := newDetector(t, detector.DefaultOptions(), store)
 	ps, err := d.Prime(context.Background(), state, time.Time{})
@@ -240,16 +248,10 @@ func TestPrimeVolumeHistory(t *testing.T) {
 // resolves once the burst ends.
 func TestPrimeKeepsFiringVolume(t *testing.T) {
 	t.Parallel()
-	start := t0.Add(7 * 24 * time.Hour)
+	state, start, sky := sonarrWeek(time.Hour, 1)
 	fp := egressd.VolumeFingerprint(sonarr, start.Add(-5*time.Minute))
-	state := &fakeState{first: map[egressd.App]time.Time{sonarr: t0}, newest: start,
-		anomalies: []egressd.Anomaly{{Fingerprint: fp, Kind: egressd.AnomalyEgressVolume, App: sonarr,
-			Time: start.Add(-5 * time.Minute), Details: map[string]string{"average_rate": "0.0001"}}}}
-	for h := t0; h.Before(start); h = h.Add(time.Hour) {
-		state.hours = append(state.hours, egressd.AppHour{App: sonarr, Hour: h, Flows: 1})
-	}
-	sky := dst("skyhook.sonarr.tv", 443)
-	state.seen = []egressd.WindowEntry{{App: sonarr, Destination: sky, FirstSeen: t0, LastSeen: start}}
+	state.anomalies = []egressd.Anomaly{{Fingerprint: fp, Kind: egressd.AnomalyEgressVolume, App: sonarr,
+		Time: start.Add(-5 * time.Minute), Details: map[string]string{"average_rate": "0.0001"}}}
 	store := &fakeStore{}
 	d := newDetector(t, detector.DefaultOptions(), store)
 	_, err := d.Prime(context.Background(), state, time.Time{})
@@ -338,13 +340,7 @@ func TestVolumeHoldIsTwoEvaluations(t *testing.T) {
 // (0.07 flows/s), and 10 flows/s more than 100 times that.
 func TestPrimeVolumeNoFalseAlarm(t *testing.T) {
 	t.Parallel()
-	start := t0.Add(7 * 24 * time.Hour)
-	state := &fakeState{first: map[egressd.App]time.Time{sonarr: t0}, newest: start}
-	for h := t0; h.Before(start); h = h.Add(time.Hour) {
-		state.hours = append(state.hours, egressd.AppHour{App: sonarr, Hour: h, Flows: 36000})
-	}
-	sky := dst("skyhook.sonarr.tv", 443)
-	state.seen = []egressd.WindowEntry{{App: sonarr, Destination: sky, FirstSeen: t0, LastSeen: start}}
+	state, start, sky := sonarrWeek(time.Hour, 36000)
 	store := &fakeStore{}
 	d := newDetector(t, detector.DefaultOptions(), store)
 	_, err := d.Prime(context.Background(), state, time.Time{})
@@ -383,15 +379,9 @@ func TestPodAppMapLoad(t *testing.T) {
 // nothing twice and counts no history twice.
 func TestPrimeTwice(t *testing.T) {
 	t.Parallel()
-	start := t0.Add(7 * 24 * time.Hour)
-	sky := dst("skyhook.sonarr.tv", 443)
-	state := &fakeState{first: map[egressd.App]time.Time{sonarr: t0}, newest: start,
-		seen: []egressd.WindowEntry{{App: sonarr, Destination: sky, FirstSeen: t0, LastSeen: start}},
-		fresh: []egressd.DestinationRollup{{App: sonarr, Destination: dst("lost.example", 443), FirstSeen: start.Add(-time.Hour),
-			LastSeen: start.Add(-time.Hour), Flows: 1, Verdicts: egressd.VerdictSet(0).Add(egressd.VerdictForwarded)}}}
-	for h := t0; h.Before(start); h = h.Add(6 * time.Hour) {
-		state.hours = append(state.hours, egressd.AppHour{App: sonarr, Hour: h, Flows: 1})
-	}
+	state, start, sky := sonarrWeek(6*time.Hour, 1)
+	state.fresh = []egressd.DestinationRollup{{App: sonarr, Destination: dst("lost.example", 443), FirstSeen: start.Add(-time.Hour),
+		LastSeen: start.Add(-time.Hour), Flows: 1, Verdicts: egressd.VerdictSet(0).Add(egressd.VerdictForwarded)}}
 	summaries := map[int]string{}
 	for _, primes := range []int{1, 2} {
 		store := &fakeStore{}

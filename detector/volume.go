@@ -71,10 +71,14 @@ type volumeRule struct {
 	// slack, so that a Hold of two ticks is two ticks whatever the
 	// jitter of the clock: ticks 60 s apart are 59.99 s apart half the
 	// time.
-	tick    time.Duration
-	counts  map[egressd.App]*minuteRing // nil with an external source
-	states  map[egressd.App]*volState
-	lastMin int64
+	tick time.Duration
+	// firstSeen returns when an app was first seen, if known (zero
+	// otherwise). observe asks it only when it starts counting an app,
+	// not for every flow.
+	firstSeen func(egressd.App) time.Time
+	counts    map[egressd.App]*minuteRing // nil with an external source
+	states    map[egressd.App]*volState
+	lastMin   int64
 }
 
 type volState struct {
@@ -103,10 +107,10 @@ func newVolumeRule(o VolumeOptions) *volumeRule {
 
 func (v *volumeRule) enabled() bool { return v.opts.Factor > 0 }
 
-// observe counts a flow for the Hubble rate. firstSeen is when the app was
-// first seen, if known (zero otherwise): its history counts from then,
-// not from this process's first flow of it.
-func (v *volumeRule) observe(o *egressd.Observation, firstSeen time.Time) {
+// observe counts a flow for the Hubble rate. An app's history counts from
+// when it was first seen, if known, not from this process's first flow of
+// it.
+func (v *volumeRule) observe(o *egressd.Observation) {
 	if !v.enabled() || v.counts == nil {
 		return
 	}
@@ -114,7 +118,7 @@ func (v *volumeRule) observe(o *egressd.Observation, firstSeen time.Time) {
 	minute := o.Time.Unix() / 60
 	if r == nil {
 		first := minute
-		if !firstSeen.IsZero() && firstSeen.Before(o.Time) {
+		if firstSeen := v.firstSeen(o.App); !firstSeen.IsZero() && firstSeen.Before(o.Time) {
 			first = firstSeen.Unix() / 60
 		}
 		r = &minuteRing{counts: make([]uint32, v.opts.HistoryWindow/time.Minute), last: minute, first: first}

@@ -378,14 +378,7 @@ func (db *DB) Anomalies(ctx context.Context, f AnomalyFilter) ([]egressd.Anomaly
 	if err != nil {
 		return nil, wrap(err, "list anomalies")
 	}
-	var (
-		out []egressd.Anomaly
-		s   anomalyScan
-	)
-	_, err = pgx.ForEachRow(rows, s.dest(), func() error {
-		out = append(out, s.anomaly())
-		return nil
-	})
+	out, err := collectAnomalies(rows)
 	if err != nil {
 		return nil, wrap(err, "list anomalies")
 	}
@@ -397,6 +390,19 @@ func (db *DB) Anomalies(ctx context.Context, f AnomalyFilter) ([]egressd.Anomaly
 const anomalyColumns = `a.fingerprint, a.kind, p.cluster, p.namespace, p.name,
     a.destination, a.port, a.protocol, a.started_at, a.pod, a.node, a.verdict, a.name_source,
     a.baseline_source, a.summary, a.details, a.resolved_at`
+
+// collectAnomalies reads rows of anomalyColumns and closes rows.
+func collectAnomalies(rows pgx.Rows) ([]egressd.Anomaly, error) {
+	var (
+		out []egressd.Anomaly
+		s   anomalyScan
+	)
+	_, err := pgx.ForEachRow(rows, s.dest(), func() error {
+		out = append(out, s.anomaly())
+		return nil
+	})
+	return out, err
+}
 
 // anomalyScan holds one row of anomalyColumns.
 type anomalyScan struct {

@@ -112,21 +112,11 @@ LIMIT $5`, args...)
 		return nil, wrap(err, "read destinations of %s", appName(app))
 	}
 	var (
-		dests      = []egressd.DestinationRollup{}
-		d          = egressd.DestinationRollup{App: app}
-		port       int32
-		verdicts   int32
-		nameSource int16
+		dests = []egressd.DestinationRollup{}
+		s     = destinationScan{d: egressd.DestinationRollup{App: app}}
 	)
-	_, err = pgx.ForEachRow(rows, []any{
-		&d.App.Cluster, &d.Destination.Name, &port, &d.Destination.Protocol, &d.FirstSeen, &d.LastSeen,
-		&d.Flows, &d.DroppedFlows, &verdicts, &d.ExamplePod, &nameSource,
-	}, func() error {
-		d.Destination.Port = uint16(port)
-		d.Verdicts = egressd.VerdictSet(verdicts)
-		d.NameSource = egressd.NameSource(nameSource)
-		d.FirstSeen, d.LastSeen = d.FirstSeen.UTC(), d.LastSeen.UTC()
-		dests = append(dests, d)
+	_, err = pgx.ForEachRow(rows, append([]any{&s.d.App.Cluster}, s.dest()...), func() error {
+		dests = append(dests, s.rollup())
 		return nil
 	})
 	if err != nil {

@@ -97,21 +97,11 @@ WHERE d.first_seen >= $1 AND d.first_seen >= a.first_seen + $2::bigint * interva
 		return nil, wrap(err, "read destinations first seen since %s", since.UTC().Format(time.RFC3339))
 	}
 	var (
-		out        []egressd.DestinationRollup
-		d          egressd.DestinationRollup
-		port       int32
-		verdicts   int32
-		nameSource int16
+		out []egressd.DestinationRollup
+		s   destinationScan
 	)
-	_, err = pgx.ForEachRow(rows, []any{
-		&d.App.Cluster, &d.App.Namespace, &d.App.Name, &d.Destination.Name, &port, &d.Destination.Protocol,
-		&d.FirstSeen, &d.LastSeen, &d.Flows, &d.DroppedFlows, &verdicts, &d.ExamplePod, &nameSource,
-	}, func() error {
-		d.Destination.Port = uint16(port)
-		d.Verdicts = egressd.VerdictSet(verdicts)
-		d.NameSource = egressd.NameSource(nameSource)
-		d.FirstSeen, d.LastSeen = d.FirstSeen.UTC(), d.LastSeen.UTC()
-		out = append(out, d)
+	_, err = pgx.ForEachRow(rows, append([]any{&s.d.App.Cluster, &s.d.App.Namespace, &s.d.App.Name}, s.dest()...), func() error {
+		out = append(out, s.rollup())
 		return nil
 	})
 	if err != nil {
@@ -136,14 +126,7 @@ ORDER BY a.started_at, a.fingerprint`, since, string(egressd.AnomalyEgressVolume
 	if err != nil {
 		return nil, wrap(err, "read anomalies since %s", since.UTC().Format(time.RFC3339))
 	}
-	var (
-		out []egressd.Anomaly
-		s   anomalyScan
-	)
-	_, err = pgx.ForEachRow(rows, s.dest(), func() error {
-		out = append(out, s.anomaly())
-		return nil
-	})
+	out, err := collectAnomalies(rows)
 	if err != nil {
 		return nil, wrap(err, "read anomalies since %s", since.UTC().Format(time.RFC3339))
 	}

@@ -127,6 +127,33 @@ func (db *DB) Apps(ctx context.Context) ([]AppSeen, error) {
 	return apps, nil
 }
 
+// destinationScan holds one row of a destinations table's columns name,
+// port, protocol, first_seen, last_seen, flows, dropped_flows, verdicts,
+// example_pod and name_source, in that order.
+type destinationScan struct {
+	d              egressd.DestinationRollup
+	port, verdicts int32
+	nameSource     int16
+}
+
+// dest returns the scan targets of the row, in column order.
+func (s *destinationScan) dest() []any {
+	return []any{
+		&s.d.Destination.Name, &s.port, &s.d.Destination.Protocol, &s.d.FirstSeen, &s.d.LastSeen,
+		&s.d.Flows, &s.d.DroppedFlows, &s.verdicts, &s.d.ExamplePod, &s.nameSource,
+	}
+}
+
+// rollup returns the row read, its times in UTC.
+func (s *destinationScan) rollup() egressd.DestinationRollup {
+	d := s.d
+	d.Destination.Port = uint16(s.port)
+	d.Verdicts = egressd.VerdictSet(s.verdicts)
+	d.NameSource = egressd.NameSource(s.nameSource)
+	d.FirstSeen, d.LastSeen = d.FirstSeen.UTC(), d.LastSeen.UTC()
+	return d
+}
+
 // Destinations returns the stored totals of every destination of app, each
 // the merge of all rollups written for it, sorted by name, port and
 // protocol. An unknown app has none.
@@ -141,21 +168,11 @@ WHERE a.cluster = $1 AND a.namespace = $2 AND a.name = $3`, app.Cluster, app.Nam
 		return nil, wrap(err, "read destinations of %s", app)
 	}
 	var (
-		dests      []egressd.DestinationRollup
-		d          = egressd.DestinationRollup{App: app}
-		port       int32
-		verdicts   int32
-		nameSource int16
+		dests []egressd.DestinationRollup
+		s     = destinationScan{d: egressd.DestinationRollup{App: app}}
 	)
-	_, err = pgx.ForEachRow(rows, []any{
-		&d.Destination.Name, &port, &d.Destination.Protocol, &d.FirstSeen, &d.LastSeen,
-		&d.Flows, &d.DroppedFlows, &verdicts, &d.ExamplePod, &nameSource,
-	}, func() error {
-		d.Destination.Port = uint16(port)
-		d.Verdicts = egressd.VerdictSet(verdicts)
-		d.NameSource = egressd.NameSource(nameSource)
-		d.FirstSeen, d.LastSeen = d.FirstSeen.UTC(), d.LastSeen.UTC()
-		dests = append(dests, d)
+	_, err = pgx.ForEachRow(rows, s.dest(), func() error {
+		dests = append(dests, s.rollup())
 		return nil
 	})
 	if err != nil {
