@@ -94,8 +94,8 @@ type rateLimited struct {
 // clockLogInterval is the least time between two rejected-flow lines.
 const clockLogInterval = 10 * time.Second
 
-func (r *rateLimited) allow(now int64) (suppressed int64, ok bool) {
-	if r.last != 0 && now-r.last < int64(clockLogInterval) && now >= r.last {
+func (r *rateLimited) allow(now int64, interval time.Duration) (suppressed int64, ok bool) {
+	if r.last != 0 && now-r.last < int64(interval) && now >= r.last {
 		r.suppressed++
 		return 0, false
 	}
@@ -432,7 +432,7 @@ func (p *Pipeline) handleReplayed(source string, f *decodedFlow, ts, sec, nanos 
 func (p *Pipeline) rejectClock(node []byte, sec, nanos int64) {
 	p.metrics.rejectedClock.Inc()
 	now := p.opts.Now()
-	suppressed, ok := p.clockLog.allow(now.UnixNano())
+	suppressed, ok := p.clockLog.allow(now.UnixNano(), clockLogInterval)
 	if !ok {
 		return
 	}
