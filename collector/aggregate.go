@@ -477,7 +477,6 @@ func (a *Aggregator) Observe(o *egressd.Observation) {
 	s.dests[k] = d
 }
 
-// Advance records that source has been handled up to t.
 // ObserveAnswer keeps the DNS answer a pod received, for the next flush
 // (collector.AnswerSink): the answer that expires last wins. At MaxKeys new
 // answers are dropped and counted, like observations.
@@ -495,6 +494,7 @@ func (a *Aggregator) ObserveAnswer(ans egressd.DNSAnswer) {
 	}
 }
 
+// Advance records that source has been handled up to t.
 func (a *Aggregator) Advance(source string, t time.Time) {
 	ts := t.UnixNano()
 	a.mu.Lock()

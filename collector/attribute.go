@@ -94,8 +94,8 @@ type rateLimited struct {
 // clockLogInterval is the least time between two rejected-flow lines.
 const clockLogInterval = 10 * time.Second
 
-func (r *rateLimited) allow(now int64) (suppressed int64, ok bool) {
-	if r.last != 0 && now-r.last < int64(clockLogInterval) && now >= r.last {
+func (r *rateLimited) allow(now int64, interval time.Duration) (suppressed int64, ok bool) {
+	if r.last != 0 && now-r.last < int64(interval) && now >= r.last {
 		r.suppressed++
 		return 0, false
 	}
@@ -432,7 +432,7 @@ func (p *Pipeline) handleReplayed(source string, f *decodedFlow, ts, sec, nanos 
 func (p *Pipeline) rejectClock(node []byte, sec, nanos int64) {
 	p.metrics.rejectedClock.Inc()
 	now := p.opts.Now()
-	suppressed, ok := p.clockLog.allow(now.UnixNano())
+	suppressed, ok := p.clockLog.allow(now.UnixNano(), clockLogInterval)
 	if !ok {
 		return
 	}
@@ -543,6 +543,16 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 		if ttl < p.opts.DNSMinTTL {
 			ttl = p.opts.DNSMinTTL
 		}
+		exp := ts + int64(ttl)
+		// The asker is the same for every address of the answer: it is
+		// named and checked once. Stored answers carry only valid names,
+		// as everything stored does.
+		var ns, pod string
+		store := len(p.answerSinks) > 0
+		if store {
+			ns, pod = p.intern.bytes(asker.namespace), p.intern.bytes(asker.podName)
+			store = egressd.ValidNamespace(ns) && egressd.ValidPodName(pod)
+		}
 		n := min(f.nDNSIPs, maxDNSIPs)
 		for i := 0; i < n; i++ {
 			ip, ok := parseAddr(f.dnsIPs[i])
@@ -550,17 +560,12 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 				p.metrics.unattr(unattrBadDNSAnswer)
 				continue
 			}
-			p.dns.add(p.dnsKey(asker.namespace, asker.podName, ip), name, ts+int64(ttl), ts)
-			if len(p.answerSinks) == 0 {
-				continue
-			}
-			// Stored: only names that are valid, as everything stored is.
-			ns, pod := p.intern.bytes(asker.namespace), p.intern.bytes(asker.podName)
-			if !egressd.ValidNamespace(ns) || !egressd.ValidPodName(pod) {
+			p.dns.add(p.dnsKey(asker.namespace, asker.podName, ip), name, exp, ts)
+			if !store {
 				continue
 			}
 			for _, s := range p.answerSinks {
-				s.ObserveAnswer(egressd.DNSAnswer{Namespace: ns, Pod: pod, Addr: ip, Name: name, Expires: time.Unix(0, ts+int64(ttl)).UTC()})
+				s.ObserveAnswer(egressd.DNSAnswer{Namespace: ns, Pod: pod, Addr: ip, Name: name, Expires: time.Unix(0, exp).UTC()})
 			}
 		}
 	case l7Request:

@@ -114,8 +114,9 @@ type Client struct {
 	// healthySince is when the current stream last became healthy; zero
 	// while it is not.
 	healthySince time.Time
-	lastWarn     time.Time
-	suppressed   int // undecodable windows not warned about since lastWarn
+	// warnLog rate-limits hubble_stream_undecodable and counts the
+	// windows it kept quiet about.
+	warnLog rateLimited
 }
 
 // decodeWindow counts one window of a stream's messages.
@@ -232,13 +233,12 @@ func (c *Client) judge(now time.Time, final bool) {
 	msg := fmt.Sprintf("hubble stream from %s: %d of %d messages in %s could not be decoded as GetFlowsResponse (is --hubble-address a Hubble Relay or agent?)",
 		c.opts.Address, bad, total, span.Round(time.Millisecond))
 	c.undecodable.Store(&msg)
-	if now.Sub(c.lastWarn) < undecodableWarnEvery {
-		c.suppressed++
+	suppressed, ok := c.warnLog.allow(now.UnixNano(), undecodableWarnEvery)
+	if !ok {
 		return
 	}
 	c.log.Warn("hubble_stream_undecodable", "address", c.opts.Address, "messages", total, "undecodable", bad,
-		"window", span.Round(time.Millisecond), "windows_not_logged", c.suppressed)
-	c.lastWarn, c.suppressed = now, 0
+		"window", span.Round(time.Millisecond), "windows_not_logged", suppressed)
 }
 
 func (c *Client) stream(ctx context.Context, conn *grpc.ClientConn, since time.Time, handle func([]byte) error) (int, error) {

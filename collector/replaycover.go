@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"encoding/hex"
 	"hash/fnv"
 	"slices"
@@ -76,7 +77,7 @@ func newCoverage(cursors []egressd.Cursor) *coverage {
 
 // mergeSpans sorts spans and merges those that overlap.
 func mergeSpans(ss []timeSpan) []timeSpan {
-	slices.SortFunc(ss, func(a, b timeSpan) int { return cmpInt64(a.first, b.first) })
+	slices.SortFunc(ss, func(a, b timeSpan) int { return cmp.Compare(a.first, b.first) })
 	out := ss[:0]
 	for _, s := range ss {
 		if n := len(out); n > 0 && s.first <= out[n-1].last {
@@ -86,16 +87,6 @@ func mergeSpans(ss []timeSpan) []timeSpan {
 		out = append(out, s)
 	}
 	return out
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ReplaySource returns the cursor source of a node's span starting at
@@ -162,7 +153,7 @@ func (c *coverage) place(node string, ts int64) (source string, covered bool) {
 	ss := c.stored[node]
 	// The last span starting at or before ts is the only one that can
 	// hold it: the spans are merged.
-	if i, found := slices.BinarySearchFunc(ss, ts, func(s timeSpan, t int64) int { return cmpInt64(s.first, t) }); found {
+	if i, found := slices.BinarySearchFunc(ss, ts, func(s timeSpan, t int64) int { return cmp.Compare(s.first, t) }); found {
 		return "", true
 	} else if i > 0 && ts <= ss[i-1].last {
 		return "", true

@@ -51,14 +51,15 @@ func replayFlows(t *testing.T, db *spanSink, flows ...*flowpb.Flow) (obs int, al
 	return obs, already
 }
 
-// replayFlowsClock is replayFlows that also returns the flows rejected for
-// their time.
-func replayFlowsClock(t *testing.T, db *spanSink, flows ...*flowpb.Flow) (obs int, already, clock float64) {
+// replayOnce runs one replay of flows, with the receiving clock at now,
+// over the cursors db stored. The returned sink holds what the replay
+// delivered and the cursors it advanced, which db does not have yet.
+func replayOnce(t *testing.T, now time.Time, db *spanSink, flows []*flowpb.Flow) (*spanSink, *collector.Metrics) {
 	t.Helper()
 	m := collector.NewMetrics(prometheus.NewRegistry())
 	run := &spanSink{cursors: map[string]time.Time{}}
 	opts := collector.DefaultOptions()
-	opts.Now = func() time.Time { return t0.Add(30 * 24 * time.Hour) }
+	opts.Now = func() time.Time { return now }
 	p, err := collector.NewPipeline(opts, m, run)
 	require.NoError(t, err)
 	p.ReplayFrom(db.stored())
@@ -68,6 +69,14 @@ func replayFlowsClock(t *testing.T, db *spanSink, flows ...*flowpb.Flow) (obs in
 		require.NoError(t, p.Handle("replay", b))
 	}
 	require.NoError(t, p.FinishReplay())
+	return run, m
+}
+
+// replayFlowsClock is replayFlows that also returns the flows rejected for
+// their time.
+func replayFlowsClock(t *testing.T, db *spanSink, flows ...*flowpb.Flow) (obs int, already, clock float64) {
+	t.Helper()
+	run, m := replayOnce(t, t0.Add(30*24*time.Hour), db, flows)
 	for src, tm := range run.cursors {
 		require.True(t, strings.HasPrefix(src, collector.ReplaySourcePrefix), src)
 		db.Advance(src, tm)
@@ -231,26 +240,14 @@ func FuzzReplayTimes(f *testing.F) {
 		}
 		db := &spanSink{cursors: map[string]time.Time{}}
 		for pass := range 2 {
-			m := collector.NewMetrics(prometheus.NewRegistry())
-			sink := &spanSink{cursors: map[string]time.Time{}}
-			opts := collector.DefaultOptions()
-			opts.Now = func() time.Time { return now }
-			p, err := collector.NewPipeline(opts, m, sink)
-			require.NoError(t, err)
-			p.ReplayFrom(db.stored())
-			for _, fl := range flows {
-				b, err := proto.Marshal(resp(fl))
-				require.NoError(t, err)
-				require.NoError(t, p.Handle("replay", b))
-			}
-			require.NoError(t, p.FinishReplay())
+			sink, m := replayOnce(t, now, db, flows)
 			counted := float64(sink.obs) + testutil.ToFloat64(m.Rejected.WithLabelValues("clock"))
 			for _, r := range []string{"already_stored", "duplicate"} {
 				counted += testutil.ToFloat64(m.Skipped.WithLabelValues(r))
 			}
 			require.Equal(t, float64(len(flows)), counted, "pass %d: every flow is delivered or counted once", pass)
 			for _, at := range sink.times {
-				require.False(t, at.After(now.Add(opts.MaxClockSkew)), at)
+				require.False(t, at.After(now.Add(collector.DefaultOptions().MaxClockSkew)), at)
 			}
 			for src, tm := range sink.cursors {
 				db.Advance(src, tm)
