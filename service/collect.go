@@ -256,15 +256,6 @@ func (w *fencedWriter) WriteRollup(ctx context.Context, r *egressd.Rollup) error
 	return nil
 }
 
-// setStandby records whether this replica waits for holder's lease.
-func (c *Collector) setStandby(standby bool, holder string) {
-	if !standby {
-		c.standbyOf.Store(nil)
-		return
-	}
-	c.standbyOf.Store(&holder)
-}
-
 // awaitLease polls until this replica holds the lease, or ctx ends (ctx's
 // error).
 func (c *Collector) awaitLease(ctx context.Context) (egressd.Lease, error) {
@@ -273,7 +264,7 @@ func (c *Collector) awaitLease(ctx context.Context) (egressd.Lease, error) {
 	for {
 		l, err := c.leases.AcquireLease(ctx, source, c.opts.ReplicaID, c.opts.LeaseTTL)
 		if err == nil {
-			c.setStandby(false, "")
+			c.standbyOf.Store(nil)
 			c.metrics.LeaseHeld.Set(1)
 			c.active.Store(true)
 			c.log.Info("lease_acquired", "source", source, "replica", c.opts.ReplicaID, "token", l.Token)
@@ -284,7 +275,8 @@ func (c *Collector) awaitLease(ctx context.Context) (egressd.Lease, error) {
 		}
 		// Each state is logged once, not at every poll.
 		if egressd.LeaseLost(err) {
-			c.setStandby(true, l.Holder)
+			holder := l.Holder
+			c.standbyOf.Store(&holder)
 			if !waiting {
 				c.log.Info("standby", "source", source, "holder", l.Holder, "replica", c.opts.ReplicaID)
 			}

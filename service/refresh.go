@@ -43,17 +43,18 @@ type Refresher struct {
 	Wake func()
 	// OutboxPending, when set, receives the outbox depth per state.
 	OutboxPending *prometheus.GaugeVec
-	Log           *slog.Logger
-	// Now is the clock; nil means time.Now.
+	// Log defaults to discarding.
+	Log *slog.Logger
+	// Now is the clock (default time.Now).
 	Now func() time.Time
 
 	now chan struct{}
 }
 
-// NewRefresher returns a Refresher with its trigger ready; set the fields
-// it needs before Run.
+// NewRefresher returns a Refresher with its trigger and defaults ready;
+// set the fields it needs before Run.
 func NewRefresher() *Refresher {
-	return &Refresher{now: make(chan struct{}, 1)}
+	return &Refresher{Log: slog.New(slog.DiscardHandler), Now: time.Now, now: make(chan struct{}, 1)}
 }
 
 // Trigger asks for a refresh now rather than at the next interval (after
@@ -76,7 +77,7 @@ func (r *Refresher) Refresh(ctx context.Context) error {
 	if r.BaselineDir != "" {
 		bs, err := baseline.LoadDir(r.BaselineDir)
 		if err != nil {
-			r.log().Warn("baseline_dir_errors", "dir", r.BaselineDir, "err", err)
+			r.Log.Warn("baseline_dir_errors", "dir", r.BaselineDir, "err", err)
 		}
 		r.Detector.SetBaselines(bs)
 	}
@@ -90,13 +91,13 @@ func (r *Refresher) Refresh(ctx context.Context) error {
 		}
 	}
 	if r.AlertTTL > 0 {
-		now := r.clock()
+		now := r.Now()
 		n, err := r.DB.ExpireNovel(ctx, now.Add(-r.AlertTTL), now)
 		if err != nil {
 			return err
 		}
 		if n > 0 {
-			r.log().Info("novel_alerts_expired", "count", n)
+			r.Log.Info("novel_alerts_expired", "count", n)
 			if r.Wake != nil {
 				r.Wake()
 			}
@@ -118,21 +119,7 @@ func (r *Refresher) Run(ctx context.Context) error {
 		case <-r.now:
 		}
 		if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
-			r.log().Warn("refresh_failed", "err", err)
+			r.Log.Warn("refresh_failed", "err", err)
 		}
 	}
-}
-
-func (r *Refresher) clock() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
-}
-
-func (r *Refresher) log() *slog.Logger {
-	if r.Log != nil {
-		return r.Log
-	}
-	return slog.New(slog.DiscardHandler)
 }

@@ -94,7 +94,6 @@ type Service struct {
 	cfg          Config
 	log          *slog.Logger
 	reg          *prometheus.Registry
-	alertMetrics *alerts.Metrics
 	client       *collector.Client
 	detector     *detector.Detector
 	sender       *alerts.Sender
@@ -127,10 +126,10 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s.client = client
-	s.alertMetrics = alerts.NewMetrics(reg)
+	alertMetrics := alerts.NewMetrics(reg)
 	var wake func()
 	if len(cfg.Alerts.Targets) > 0 {
-		s.sender, err = alerts.NewSender(cfg.DB, cfg.Alerts, log.With("component", "alerts"), s.alertMetrics)
+		s.sender, err = alerts.NewSender(cfg.DB, cfg.Alerts, log.With("component", "alerts"), alertMetrics)
 		if err != nil {
 			return nil, err
 		}
@@ -165,10 +164,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.refresher = NewRefresher()
 	s.refresher.DB, s.refresher.Detector = cfg.DB, s.detector
 	s.refresher.BaselineDir, s.refresher.AlertTTL, s.refresher.Interval = cfg.BaselineDir, cfg.AlertTTL, cfg.Refresh
-	s.refresher.OutboxPending, s.refresher.Log = s.alertMetrics.OutboxPending, log
-	if s.sender != nil {
-		s.refresher.Wake = s.sender.Wake
-	}
+	s.refresher.OutboxPending, s.refresher.Log, s.refresher.Wake = alertMetrics.OutboxPending, log, wake
 	return s, nil
 }
 

@@ -84,6 +84,17 @@ func (s *recordStore) Resolve(ctx context.Context, fingerprint string, at time.T
 	return err
 }
 
+// startHub starts a Hubble server, stopped when the test ends, and returns
+// its address.
+func startHub(t *testing.T) (*hubbletest.Server, string) {
+	t.Helper()
+	hub := hubbletest.NewServer(hubbletest.Options{})
+	addr, err := hub.Start()
+	require.NoError(t, err)
+	t.Cleanup(hub.Stop)
+	return hub, addr
+}
+
 // testConfig streams the Hubble server at addr into db, every new
 // destination an anomaly.
 func testConfig(db *postgres.DB, addr string, store *recordStore) service.Config {
@@ -117,10 +128,7 @@ func TestServiceStopsInOrderWhenHTTPDies(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hub := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := hub.Start()
-	require.NoError(t, err)
-	t.Cleanup(hub.Stop)
+	hub, addr := startHub(t)
 	db := pgtest.NewDB(t)
 	store := &recordStore{db: db, raised: make(chan egressd.Anomaly, 10)}
 	cfg := testConfig(db, addr, store)
@@ -173,10 +181,7 @@ func TestServiceLastRoundDeliversAnomalyRaisedAtStop(t *testing.T) {
 	defer cancel()
 	rcv := amtest.NewReceiver(t)
 	am := amtest.Start(t, amtest.Options{WebhookURL: rcv.URL()})
-	hub := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := hub.Start()
-	require.NoError(t, err)
-	t.Cleanup(hub.Stop)
+	hub, addr := startHub(t)
 	db := pgtest.NewDB(t)
 	store := &recordStore{db: db, targets: []string{am.URL()}, raised: make(chan egressd.Anomaly, 10)}
 	cfg := testConfig(db, addr, store)
@@ -214,10 +219,7 @@ func TestServiceStopsWhenTheStreamEnds(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hub := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := hub.Start()
-	require.NoError(t, err)
-	t.Cleanup(hub.Stop)
+	hub, addr := startHub(t)
 	hub.Add(hubbletest.Response(novelFlow("stream-ends-1", "api.github.com")), hubbletest.Response(novelFlow("stream-ends-2", "ghcr.io")))
 	db := pgtest.NewDB(t)
 	store := &recordStore{db: db, raised: make(chan egressd.Anomaly, 10)}

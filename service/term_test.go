@@ -27,10 +27,7 @@ func TestServiceTermLoadsStoredState(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hub := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := hub.Start()
-	require.NoError(t, err)
-	t.Cleanup(hub.Stop)
+	hub, addr := startHub(t)
 	db := pgtest.NewDB(t)
 	cursor := time.Now().Add(-time.Minute).Truncate(time.Millisecond).UTC()
 	require.NoError(t, db.WriteRollup(ctx, &egressd.Rollup{
@@ -77,10 +74,7 @@ func TestServiceReadyWhileVolumeSourceDown(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hub := hubbletest.NewServer(hubbletest.Options{})
-	addr, err := hub.Start()
-	require.NoError(t, err)
-	t.Cleanup(hub.Stop)
+	hub, addr := startHub(t)
 	db := pgtest.NewDB(t)
 	store := &recordStore{db: db, raised: make(chan egressd.Anomaly, 10)}
 	cfg := testConfig(db, addr, store)
