@@ -369,6 +369,8 @@ func (c *Collector) term(ctx context.Context, l egressd.Lease) (lost bool, err e
 	case err == nil:
 		pipe.SkipUntil(l.Source, cur)
 		c.log.Info("resuming", "source", l.Source, "since", cur)
+	case ctx.Err() != nil:
+		return false, nil // stopped before streaming: nothing to flush
 	case egressd.ErrorCode(err) != egressd.ENOTFOUND:
 		return false, fmt.Errorf("read cursor: %w", err)
 	}
@@ -381,6 +383,9 @@ func (c *Collector) term(ctx context.Context, l egressd.Lease) (lost bool, err e
 			resume = popts.Now()
 		}
 		if err := c.opts.OnTerm(ctx, resume, pipe); err != nil {
+			if ctx.Err() != nil {
+				return false, nil // stopped while priming
+			}
 			return false, err
 		}
 	}

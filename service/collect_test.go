@@ -22,6 +22,9 @@ type fakeLeases struct {
 	renew   func(l egressd.Lease) (egressd.Lease, error)
 	// cursor is the source's cursor; zero means none is stored.
 	cursor time.Time
+	// resumeBlocks makes ResumeCursor wait for its context to end, as a
+	// query does when the service stops while it runs.
+	resumeBlocks bool
 
 	mu       sync.Mutex
 	released []egressd.Lease
@@ -58,7 +61,11 @@ func (f *fakeLeases) WriteRollupFenced(context.Context, *egressd.Rollup, egressd
 	return nil
 }
 
-func (f *fakeLeases) ResumeCursor(context.Context, string, time.Time, *slog.Logger) (time.Time, error) {
+func (f *fakeLeases) ResumeCursor(ctx context.Context, source string, _ time.Time, _ *slog.Logger) (time.Time, error) {
+	if f.resumeBlocks {
+		<-ctx.Done()
+		return time.Time{}, fmt.Errorf("cursor of source %q: %w", source, ctx.Err())
+	}
 	if !f.cursor.IsZero() {
 		return f.cursor, nil
 	}
@@ -282,6 +289,38 @@ func TestCollectorOnTermFails(t *testing.T) {
 	require.Zero(t, streams.Load())
 	require.NoError(t, run(c.ReleaseOnStop)())
 	require.Len(t, leases.Released(), 1)
+}
+
+// TestCollectorStopsCleanlyBeforeStreaming: a stop that arrives while a
+// term reads its cursor or primes the detector is a clean stop, not the
+// cancelled query's error; the lease is still released at its turn.
+func TestCollectorStopsCleanlyBeforeStreaming(t *testing.T) {
+	t.Parallel()
+	for _, step := range []string{"cursor", "prime"} {
+		t.Run(step, func(t *testing.T) {
+			t.Parallel()
+			leases := &fakeLeases{resumeBlocks: step == "cursor"}
+			var streams atomic.Int32
+			started := make(chan struct{})
+			c := newCollector(t, leases, untilCancelled(&streams), func(o *service.CollectorOptions) {
+				o.OnTerm = func(ctx context.Context, _ time.Time, _ *collector.Pipeline) error {
+					close(started)
+					<-ctx.Done()
+					return fmt.Errorf("prime detector: %w", ctx.Err())
+				}
+			})
+			stopRun := run(c.Run)
+			if step == "prime" {
+				<-started
+			} else {
+				eventually(t, "the term holds its lease", c.Active)
+			}
+			require.NoError(t, stopRun())
+			require.Zero(t, streams.Load())
+			require.NoError(t, run(c.ReleaseOnStop)())
+			require.Len(t, leases.Released(), 1)
+		})
+	}
 }
 
 func TestCollectorOptionsErrors(t *testing.T) {
