@@ -63,6 +63,9 @@ type Anomaly struct {
 	// (flow counts, rates, flood members...) for annotations and output.
 	Summary string
 	Details map[string]string
+	// Severity and Evidence rank the anomaly and say why (severity.go).
+	Severity Severity
+	Evidence Evidence
 	// ResolvedAt is zero while the anomaly fires.
 	ResolvedAt time.Time
 }
