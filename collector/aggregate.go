@@ -40,7 +40,7 @@ type AggregatorOptions struct {
 	// hour); at the bound, no new name is. Names already kept are counted
 	// in full. Every observation not kept is counted
 	// (egressd_collector_observations_sampled_total) and logged per app
-	// at the next flush. Names seen are remembered as 4-byte hashes, at
+	// at the next flush. Names seen are remembered as 8-byte hashes, at
 	// most MaxKeysPerApp per app.
 	MaxKeysPerApp int
 	// SampleOneIn is the sampling rate past half of MaxKeysPerApp.
@@ -146,7 +146,7 @@ type dnsAgg struct {
 // shorter than an hour.
 type appBudget struct {
 	hour    int64
-	names   map[uint32]struct{}
+	names   map[uint64]struct{}
 	sampled int64
 }
 
@@ -210,7 +210,7 @@ func (s *rollupState) classIndex(c class, add bool) (uint32, bool) {
 		s.classOf[c] = i
 		b := s.allBudgets[c.app]
 		if b == nil {
-			b = &appBudget{names: make(map[uint32]struct{})}
+			b = &appBudget{names: make(map[uint64]struct{})}
 			s.allBudgets[c.app] = b
 		}
 		s.budgets = append(s.budgets, b)
@@ -388,16 +388,18 @@ func (a *Aggregator) admit(s *rollupState, c uint32, kind egressd.ObservationKin
 	h.WriteByte(0)
 	h.WriteString(name)
 	sum := h.Sum64()
-	// 32 bits are enough within one app's hour (two of 10k names share
-	// them with probability 1e-2, and then only count once), and halve
-	// the set: it holds about one entry per active key.
-	name32 := uint32(sum >> 32)
-	if _, ok := b.names[name32]; ok {
+	// A name whose hash is in the set passes as kept, so the set's hashes
+	// must tell apart every name of an hour: past the bound, each of a
+	// tunnel's millions of new names is checked against the kept ones,
+	// and with 32 bits about one in 400k of them matched one (a name past
+	// the bound stored). With 64 bits, 1e12 names against 10k kept match
+	// with probability 5e-4.
+	if _, ok := b.names[sum]; ok {
 		return true
 	}
 	n := len(b.names)
 	if n < a.opts.MaxKeysPerApp/2 || (n < a.opts.MaxKeysPerApp && sum%uint64(a.opts.SampleOneIn) == 0) {
-		b.names[name32] = struct{}{}
+		b.names[sum] = struct{}{}
 		return true
 	}
 	b.sampled++

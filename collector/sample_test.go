@@ -128,3 +128,22 @@ func TestAggregatorOptionsValidatePerApp(t *testing.T) {
 	o.SampleOneIn = 0
 	require.ErrorContains(t, o.Validate(), "SampleOneIn")
 }
+
+// TestAggregatorNeverKeepsMoreThanItsBound: once an app has its
+// MaxKeysPerApp names of the hour, a million new names of it keep none.
+// A name is remembered as a hash, and one whose hash matched a kept name's
+// passed as kept: with 32-bit hashes, this stream let about 5 names past
+// the bound (TestTunnelStaysBoundedAndAlerts kept 1001 of 1000 about one
+// run in 20).
+func TestAggregatorNeverKeepsMoreThanItsBound(t *testing.T) {
+	t.Parallel()
+	const perApp, names = 20_000, 1_000_000
+	w := &fakeWriter{}
+	a, m := newSamplingAggregator(t, w, perApp, 1) // every name kept up to the bound
+	for i := range names {
+		a.Observe(obs(appA, egressd.Destination{Name: tunnelName(i), Port: 443, Protocol: "TCP"}, t0, egressd.VerdictForwarded, ""))
+	}
+	require.NoError(t, a.Flush(context.Background()))
+	require.Equal(t, perApp, len(w.rollups[0].Destinations), "names kept")
+	require.Equal(t, float64(names-perApp), testutil.ToFloat64(m.AggSampled))
+}
