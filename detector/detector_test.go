@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"strconv"
 	"testing"
 	"time"
 
@@ -441,4 +442,62 @@ func TestVolumeSustainedBurstKeepsFiring(t *testing.T) {
 	}
 	drain(t, d)
 	require.Contains(t, store.resolved, store.raised[0].Fingerprint)
+}
+
+// TestVolumeSparseAndDenseHistory: an app with a flow every 10 minutes
+// keeps its history as a list of minutes, one with a flow every minute as
+// a table of the day; both judge a burst against their own average. An
+// app idle for longer than the history is forgotten by the rule, and
+// judged again from nothing when it comes back.
+func TestVolumeSparseAndDenseHistory(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{}
+	d := newDetector(t, detector.DefaultOptions(), store)
+	gh := dst("api.github.com", 443)
+	sparse, dense := recyclarr, sonarr
+	at := t0
+	for i := 0; at.Before(t0.Add(48 * time.Hour)); at, i = at.Add(time.Minute), i+1 {
+		if i%10 == 0 {
+			d.Observe(conn(sparse, gh, at))
+		}
+		d.Observe(conn(dense, gh, at))
+		d.Advance("h", at)
+	}
+	burst := func() {
+		for end := at.Add(10 * time.Minute); at.Before(end); at = at.Add(50 * time.Millisecond) {
+			d.Observe(conn(sparse, gh, at))
+			d.Observe(conn(dense, gh, at))
+			d.Advance("h", at)
+		}
+		for end := at.Add(20 * time.Minute); at.Before(end); at = at.Add(time.Minute) {
+			d.Advance("h", at)
+		}
+		drain(t, d)
+	}
+	burst()
+	avg := map[egressd.App]float64{}
+	for _, a := range store.raised {
+		require.Equal(t, egressd.AnomalyEgressVolume, a.Kind)
+		f, err := strconv.ParseFloat(a.Details["average_rate"], 64)
+		require.NoError(t, err)
+		avg[a.App] = f
+	}
+	require.Len(t, avg, 2)
+	require.InDelta(t, 1.0/600, avg[sparse], 0.02/600, "a flow every 10 minutes")
+	require.InDelta(t, 1.0/60, avg[dense], 0.02/60, "a flow every minute")
+
+	// Two days without a flow, then a burst of the sparse app: its
+	// history is gone, so it is judged against nothing.
+	for end := at.Add(48 * time.Hour); at.Before(end); at = at.Add(time.Minute) {
+		d.Advance("h", at)
+	}
+	n := len(store.raised)
+	for end := at.Add(10 * time.Minute); at.Before(end); at = at.Add(50 * time.Millisecond) {
+		d.Observe(conn(sparse, gh, at))
+		d.Advance("h", at)
+	}
+	drain(t, d)
+	require.Len(t, store.raised, n+1)
+	require.Equal(t, sparse, store.raised[n].App)
+	require.Equal(t, "0", store.raised[n].Details["average_rate"])
 }

@@ -297,7 +297,7 @@ func (d *Detector) primeVolume(ctx context.Context, s StateStore, end time.Time,
 			if t, ok := first[h.App]; ok {
 				firstMin = t.Unix() / 60
 			}
-			r = &minuteRing{counts: make([]uint32, size), last: endMin, first: firstMin}
+			r = newMinuteRing(size, endMin, firstMin)
 			v.counts[h.App] = r
 		}
 		// The hour's flows, spread over its minutes up to end.
@@ -311,19 +311,15 @@ func (d *Detector) primeVolume(ctx context.Context, s StateStore, end time.Time,
 		}
 		k := to - from
 		each, extra := h.Flows/k, h.Flows%k
-		i := mod(from, size)
 		for m := from; m < to; m++ {
 			// Minutes older than the ring are skipped (the hour at the
 			// window's far edge).
-			if m > endMin-int64(size) {
-				c := each
-				if m-from < extra {
-					c++
-				}
-				r.counts[i] += uint32(min(c, int64(^uint32(0))))
+			c := each
+			if m-from < extra {
+				c++
 			}
-			if i++; i == size {
-				i = 0
+			if c > 0 && r.inWindow(m) {
+				r.add(m, uint32(min(c, int64(^uint32(0)))))
 			}
 		}
 	}

@@ -93,14 +93,6 @@ type volState struct {
 	pod       string
 }
 
-// minuteRing counts flows per minute over the history window.
-type minuteRing struct {
-	counts []uint32
-	last   int64 // newest minute written
-	first  int64 // first minute ever counted
-	pod    string
-}
-
 func newVolumeRule(o VolumeOptions) *volumeRule {
 	return &volumeRule{opts: o, tick: time.Minute, counts: make(map[egressd.App]*minuteRing), states: make(map[egressd.App]*volState)}
 }
@@ -121,59 +113,28 @@ func (v *volumeRule) observe(o *egressd.Observation) {
 		if firstSeen := v.firstSeen(o.App); !firstSeen.IsZero() && firstSeen.Before(o.Time) {
 			first = firstSeen.Unix() / 60
 		}
-		r = &minuteRing{counts: make([]uint32, v.opts.HistoryWindow/time.Minute), last: minute, first: first}
+		r = newMinuteRing(int(v.opts.HistoryWindow/time.Minute), minute, first)
 		v.counts[o.App] = r
 	}
 	r.pod = o.Pod
-	if minute > r.last {
-		r.advance(minute)
-	}
-	if minute <= r.last-int64(len(r.counts)) {
+	r.advance(minute)
+	if !r.inWindow(minute) {
 		return // older than the history
 	}
-	r.counts[mod(minute, len(r.counts))]++
-}
-
-func mod(m int64, n int) int { return int((m%int64(n) + int64(n)) % int64(n)) }
-
-// advance zeroes the minutes between the last written one and minute.
-func (r *minuteRing) advance(minute int64) {
-	gap := minute - r.last
-	if gap > int64(len(r.counts)) {
-		gap = int64(len(r.counts))
-	}
-	for i := int64(1); i <= gap; i++ {
-		r.counts[mod(r.last+i, len(r.counts))] = 0
-	}
-	r.last = minute
+	r.add(minute, 1)
 }
 
 // rate returns the flow rate over the short window ending before minute
-// now (complete minutes only) and the average over the rest of the history.
-func (r *minuteRing) rate(now int64, short, history int) (Rate, bool) {
-	if now-1 > r.last {
-		r.advance(now - 1)
-	}
-	var cur, hist uint64
-	for i := 1; i <= history; i++ {
-		m := now - int64(i)
-		if m > r.last || m <= r.last-int64(len(r.counts)) {
-			continue
-		}
-		c := uint64(r.counts[mod(m, len(r.counts))])
-		if i <= short {
-			cur += c
-		} else {
-			hist += c
-		}
-	}
-	covered := time.Duration(now-r.first) * time.Minute
+// now (complete minutes only) and the average over the rest of the history,
+// without the pods (withPod adds them).
+func (r *minuteRing) rate(now int64, short, history int) Rate {
+	r.advance(now - 1)
+	cur, hist := r.sums(now, short, history)
 	return Rate{
 		Current:        float64(cur) / float64(short*60),
 		Average:        float64(hist) / float64((history-short)*60),
-		HistoryCovered: covered,
-		Pods:           []string{r.pod},
-	}, true
+		HistoryCovered: time.Duration(now-r.first) * time.Minute,
+	}
 }
 
 // advance runs the rule at each new minute of flow time (once, however many
@@ -188,9 +149,25 @@ func (v *volumeRule) advance(t time.Time) []job {
 	}
 	v.lastMin = minute
 	short, history := int(v.opts.ShortWindow/time.Minute), int(v.opts.HistoryWindow/time.Minute)
-	rates := make(map[egressd.App]Rate, len(v.counts))
+	// Only apps the rule could judge hot, or whose state it must carry
+	// on (a condition holding, an anomaly firing), are stepped: with many
+	// apps, most are below the floor, and stepping each would cost a
+	// state and a sort of them all every minute. An app with no flow
+	// left in the window and no state is forgotten; if it comes back, its
+	// history counts from its first sight again.
+	rates := make(map[egressd.App]Rate)
 	for a, r := range v.counts {
-		if rt, ok := r.rate(minute, short, history); ok {
+		rt := r.rate(minute, short, history)
+		st := v.states[a]
+		idle := st == nil || *st == volState{}
+		switch {
+		case idle && r.empty():
+			delete(v.counts, a)
+			delete(v.states, a)
+		case idle && rt.Current < v.opts.Floor:
+			delete(v.states, a)
+		default:
+			rt.Pods = []string{r.pod}
 			rates[a] = rt
 		}
 	}
