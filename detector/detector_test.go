@@ -5,8 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"sort"
-	"sync"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
