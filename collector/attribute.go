@@ -60,6 +60,7 @@ type Pipeline struct {
 	// the clock; one after it reads the clock again.
 	bound    int64
 	clockLog rateLimited
+	apps     appLimit
 	log      *slog.Logger
 	// cov, in a replay, replaces the per-source cursor: see ReplayFrom.
 	cov    *coverage
@@ -170,6 +171,8 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	p.dns = newDNSCache(opts.DNSMaxEntries, m)
 	p.dedup = newDedup(opts.DedupWindow, opts.DedupMaxEntries, m)
 	p.intern.max = 100_000
+	p.apps = newAppLimit(opts.MaxApps)
+	m.AppsMax.Set(float64(opts.MaxApps))
 	return p, nil
 }
 
@@ -625,6 +628,9 @@ func (p *Pipeline) internal(ip netip.Addr) bool {
 }
 
 func (p *Pipeline) deliver(o *egressd.Observation) {
+	if !p.admitApp(o) {
+		return
+	}
 	p.delivered++
 	for _, s := range p.sinks {
 		s.Observe(o)

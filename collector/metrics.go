@@ -71,6 +71,9 @@ type Metrics struct {
 	AggKeys        prometheus.Gauge
 	AggDropped     prometheus.Counter
 	AggSampled     prometheus.Counter
+	Apps           prometheus.Gauge
+	AppsMax        prometheus.Gauge
+	AppsSampled    prometheus.Counter
 	Flushes        *prometheus.CounterVec
 	FlushDuration  prometheus.Histogram
 	FlushedRows    prometheus.Counter
@@ -171,6 +174,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		AggSampled: f.NewCounter(prometheus.CounterOpts{
 			Name: "egressd_collector_observations_sampled_total",
 			Help: "Observations of new names not kept because their app was past --max-keys-per-app names in the hour (sampled; logged per app).",
+		}),
+		Apps: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_collector_apps",
+			Help: "Apps the pipeline knows (stored, or kept since the stream started), which --max-apps bounds.",
+		}),
+		AppsMax: f.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_collector_apps_max",
+			Help: "The --max-apps bound.",
+		}),
+		AppsSampled: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_observations_apps_sampled_total",
+			Help: "Observations of new apps not kept because the pipeline knew half of --max-apps apps (past half, new apps are sampled; at the bound, none is kept; logged as apps_not_kept).",
 		}),
 		Flushes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "egressd_collector_flushes_total",

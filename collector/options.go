@@ -43,6 +43,16 @@ type Options struct {
 	// than MaxClockSkew after the capture's flows before it is also
 	// rejected unless the flows after it confirm the jump (see ReplayFrom).
 	MaxClockSkew time.Duration
+	// MaxApps bounds the apps the pipeline hands its sinks, so that pods
+	// that each make an app of their own (bare pods without labels: the
+	// pod's name is the app) cost bounded memory and rows. Apps already
+	// stored (KeepApp) and apps already handed over are kept; past half of
+	// it, a new app is kept only if a hash of its name falls in one in
+	// 100 (so an app is always kept or always not); at the bound, no new
+	// app is. Observations of apps not kept are counted
+	// (egressd_collector_observations_apps_sampled_total) and logged, rate
+	// limited (apps_not_kept).
+	MaxApps int
 	// Now is the receiving clock that MaxClockSkew is measured from.
 	Now func() time.Time
 	// Log receives the rejected-flow lines; nil logs nothing.
@@ -67,6 +77,7 @@ func DefaultOptions() Options {
 		DedupWindow:     5 * time.Minute,
 		DedupMaxEntries: 500_000,
 		MaxClockSkew:    5 * time.Minute,
+		MaxApps:         100_000,
 		Now:             time.Now,
 	}
 	for _, c := range DefaultInternalCIDRs {
@@ -107,6 +118,9 @@ func (o Options) Validate() error {
 	}
 	if o.MaxClockSkew <= 0 {
 		return fmt.Errorf("collector: Options.MaxClockSkew must be > 0 (--max-clock-skew)")
+	}
+	if o.MaxApps <= 0 {
+		return fmt.Errorf("collector: Options.MaxApps must be > 0 (--max-apps)")
 	}
 	if o.Now == nil {
 		return fmt.Errorf("collector: Options.Now must be set")

@@ -273,3 +273,22 @@ WHERE expires_at >= coalesce($1::timestamptz, (SELECT max(last_seen) FROM apps),
 	}
 	return out, nil
 }
+
+// EachApp calls fn for every stored app; a's strings need only be valid
+// during the call. The collector keeps the apps stored, whatever its
+// bound on apps (collector.Options.MaxApps).
+func (db *DB) EachApp(ctx context.Context, fn func(a egressd.App)) error {
+	rows, err := db.pool.Query(ctx, `SELECT cluster, namespace, name FROM apps`)
+	if err != nil {
+		return wrap(err, "read apps")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v := rows.RawValues()
+		fn(egressd.App{Cluster: unsafeString(v[0]), Namespace: unsafeString(v[1]), Name: unsafeString(v[2])})
+	}
+	if err := rows.Err(); err != nil {
+		return wrap(err, "read apps")
+	}
+	return nil
+}

@@ -47,6 +47,13 @@ func TestDetectorState(t *testing.T) {
 		},
 	}))
 
+	// Every stored app, with strings the caller may keep once copied.
+	var apps []egressd.App
+	require.NoError(t, db.EachApp(ctx, func(a egressd.App) {
+		apps = append(apps, egressd.App{Cluster: strings.Clone(a.Cluster), Namespace: strings.Clone(a.Namespace), Name: strings.Clone(a.Name)})
+	}))
+	require.ElementsMatch(t, []egressd.App{recyclarr, shop}, apps)
+
 	hours, err := db.AppHours(ctx, at(-3*day), at(time.Hour))
 	require.NoError(t, err)
 	want := []egressd.AppHour{

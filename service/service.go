@@ -294,7 +294,8 @@ func (s *Service) Run(ctx context.Context) error {
 // startTerm loads what storage knows as of resume, where the term's stream
 // resumes, before anything is streamed: the detector's state (Prime), the
 // DNS answers pods received, still valid then, which name the connections
-// that follow them, and, with Prometheus, the pods each app's flows came
+// that follow them, the stored apps, which --max-apps keeps whatever their
+// number, and, with Prometheus, the pods each app's flows came
 // from (not only those this process sees again), for the volume rule.
 func (s *Service) startTerm(ctx context.Context, resume time.Time, pipe *collector.Pipeline) error {
 	if s.cfg.Prime != nil {
@@ -307,6 +308,9 @@ func (s *Service) startTerm(ctx context.Context, resume time.Time, pipe *collect
 		return fmt.Errorf("read dns answers: %w", err)
 	}
 	pipe.LoadDNSAnswers(answers)
+	if err := s.cfg.DB.EachApp(ctx, pipe.KeepApp); err != nil {
+		return fmt.Errorf("read stored apps: %w", err)
+	}
 	if s.pods != nil {
 		pods, err := s.cfg.DB.AppPods(ctx, resume.Add(-detector.DefaultPodAppOptions().TTL))
 		if err != nil {

@@ -229,6 +229,7 @@ type pipelineFlags struct {
 	flushInterval  time.Duration
 	maxKeys        int
 	maxKeysPerApp  int
+	maxApps        int
 	maxClockSkew   time.Duration
 }
 
@@ -249,6 +250,8 @@ func addPipelineFlags(fs *flag.FlagSet) *pipelineFlags {
 	fs.IntVar(&pf.maxKeys, "max-keys", a.MaxKeys, "most distinct keys held between flushes; beyond, new keys are dropped and counted")
 	fs.IntVar(&pf.maxKeysPerApp, "max-keys-per-app", a.MaxKeysPerApp, fmt.Sprintf(
 		"most distinct destinations and DNS names one app gets in per hour (a DNS tunnel's names); past half of it, new names are sampled one in %d, and those not kept are counted", a.SampleOneIn))
+	fs.IntVar(&pf.maxApps, "max-apps", d.MaxApps,
+		"most apps kept (stored apps are always kept); past half of it, new apps are sampled one in 100, and observations of apps not kept are counted (egressd_collector_observations_apps_sampled_total)")
 	return pf
 }
 
@@ -267,6 +270,7 @@ func (pf *pipelineFlags) options() (collector.Options, collector.AggregatorOptio
 	o.AppPrecedence = splitList(pf.precedence)
 	o.DNSMinTTL = pf.dnsMinTTL
 	o.MaxClockSkew = pf.maxClockSkew
+	o.MaxApps = pf.maxApps
 	if err := o.Validate(); err != nil {
 		return o, collector.AggregatorOptions{}, usageError("%v", err)
 	}

@@ -220,6 +220,9 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 		return res, err
 	}
 	pipe.LoadDNSAnswers(answers)
+	if err := rc.db.EachApp(ctx, pipe.KeepApp); err != nil {
+		return res, err
+	}
 
 	// The aggregator flushes while the files are read; cancelling aggCtx
 	// after the last file makes it write the rest and return.
@@ -336,6 +339,7 @@ var notKeptReasons = []struct {
 	{"egressd_flows_rejected_total", "clock", "clock: stamped before 2000, or more than --max-clock-skew ahead of now or of the flows before it"},
 	{"egressd_collector_decode_errors_total", "", "undecodable: not a valid Hubble message"},
 	{"egressd_collector_observations_sampled_total", "", "sampled: past --max-keys-per-app names for its app in the hour"},
+	{"egressd_collector_observations_apps_sampled_total", "", "apps_sampled: of a new app, past half of --max-apps apps"},
 	{"egressd_collector_observations_dropped_total", "", "dropped: past --max-keys while the database was slow"},
 }
 
