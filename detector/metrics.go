@@ -98,3 +98,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
+
+// RegisterPodAppMetrics registers the metrics of a pod -> app map, read
+// from its Stats at each scrape.
+func RegisterPodAppMetrics(reg prometheus.Registerer, m *PodAppMap) {
+	f := promauto.With(reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "egressd_detector_pods",
+		Help: "Pods whose app the pod -> app map knows (with --prometheus-url).",
+	}, func() float64 { return float64(m.Stats().Pods) })
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Name: "egressd_detector_pods_evicted_total",
+		Help: "Pods the pod -> app map forgot early because it held its most pods.",
+	}, func() float64 { return float64(m.Stats().Evicted) })
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Name: "egressd_detector_pods_not_kept_total",
+		Help: "New pods the pod -> app map did not keep because their app had its most pods (PodAppOptions.MaxPodsPerApp).",
+	}, func() float64 { return float64(m.Stats().Refused) })
+}

@@ -22,12 +22,19 @@ type PodAppOptions struct {
 	// MaxPods bounds the map. When it is full, the pods seen longest ago
 	// are forgotten first (and counted).
 	MaxPods int
+	// MaxPodsPerApp bounds the pods of one app, so that one app making
+	// pods by the thousand (a Job gone wrong, an attacker) cannot push the
+	// other apps' pods out of the map. An app at the bound gets no new pod
+	// until some of its pods expire; its pods not kept are counted
+	// (PodAppStats.Refused, egressd_detector_pods_not_kept_total).
+	MaxPodsPerApp int
 }
 
 // DefaultPodAppOptions returns a TTL of 48 h of flow time and room for
-// 200,000 pods (roughly 250 bytes each, about 50 MB when full).
+// 200,000 pods (roughly 250 bytes each, about 50 MB when full), at most
+// 5,000 of one app (a pod every 35 s for the 48 h).
 func DefaultPodAppOptions() PodAppOptions {
-	return PodAppOptions{TTL: 48 * time.Hour, MaxPods: 200_000}
+	return PodAppOptions{TTL: 48 * time.Hour, MaxPods: 200_000, MaxPodsPerApp: 5_000}
 }
 
 // Validate reports the first invalid field.
@@ -37,6 +44,8 @@ func (o PodAppOptions) Validate() error {
 		return errors.New("detector: PodAppOptions.TTL must be > 0 (e.g. 48h, twice the volume history window)")
 	case o.MaxPods <= 0:
 		return errors.New("detector: PodAppOptions.MaxPods must be > 0")
+	case o.MaxPodsPerApp <= 0:
+		return errors.New("detector: PodAppOptions.MaxPodsPerApp must be > 0")
 	}
 	return nil
 }
@@ -86,9 +95,11 @@ type PodAppMap struct {
 
 	mu        sync.RWMutex
 	pods      map[podAppKey]*podAppEntry
-	lastSweep int64 // clock at the last sweep of expired pods
+	perApp    map[egressd.App]int // pods held per app
+	lastSweep int64               // clock at the last sweep of expired pods
 	expired   uint64
 	evicted   uint64
+	refused   uint64
 }
 
 // NewPodAppMap returns an empty map.
@@ -96,7 +107,7 @@ func NewPodAppMap(opts PodAppOptions) (*PodAppMap, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	return &PodAppMap{opts: opts, pods: make(map[podAppKey]*podAppEntry)}, nil
+	return &PodAppMap{opts: opts, pods: make(map[podAppKey]*podAppEntry), perApp: make(map[egressd.App]int)}, nil
 }
 
 // Observe records that o's pod belongs to o's app as of o.Time.
@@ -128,16 +139,26 @@ func (m *PodAppMap) Observe(o *egressd.Observation) {
 		// Another goroutine may have inserted it meanwhile; the pod's app
 		// may also have changed (relabelled pod): the newest one wins.
 		if e.app != o.App && t >= e.lastSeen.Load() {
+			m.countLocked(e.app, -1)
 			e.app = podAppCloneApp(o.App)
+			m.countLocked(e.app, 1)
 		}
 		podAppTouch(e, t)
 		return
 	}
 	m.sweepLocked(false)
+	if m.perApp[o.App] >= m.opts.MaxPodsPerApp {
+		m.sweepLocked(true)
+		if m.perApp[o.App] >= m.opts.MaxPodsPerApp {
+			m.refused++
+			return
+		}
+	}
 	if len(m.pods) >= m.opts.MaxPods {
 		m.evictLocked()
 	}
 	e = &podAppEntry{app: podAppCloneApp(o.App)}
+	m.countLocked(e.app, 1)
 	e.lastSeen.Store(t)
 	// Clone the names: an observation's strings may share memory with a
 	// decoded flow batch, which the map must not keep alive.
@@ -188,13 +209,18 @@ type PodAppStats struct {
 	Expired uint64
 	// Evicted counts pods forgotten early because the map was full.
 	Evicted uint64
+	// Refused counts new pods not kept because their app had
+	// MaxPodsPerApp pods.
+	Refused uint64
+	// Apps counts the apps with pods held.
+	Apps int
 }
 
 // Stats returns the map's counters.
 func (m *PodAppMap) Stats() PodAppStats {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return PodAppStats{Pods: len(m.pods), Expired: m.expired, Evicted: m.evicted}
+	return PodAppStats{Pods: len(m.pods), Expired: m.expired, Evicted: m.evicted, Refused: m.refused, Apps: len(m.perApp)}
 }
 
 // advanceClock moves the clock forward to t, at podAppResolution, so that
@@ -226,6 +252,7 @@ func (m *PodAppMap) sweepLocked(force bool) {
 	limit := now - int64(m.opts.TTL)
 	for k, e := range m.pods {
 		if e.lastSeen.Load() < limit {
+			m.countLocked(e.app, -1)
 			delete(m.pods, k)
 			m.expired++
 		}
@@ -243,15 +270,17 @@ func (m *PodAppMap) evictLocked() {
 	}
 	type aged struct {
 		k podAppKey
+		e *podAppEntry
 		t int64
 	}
 	all := make([]aged, 0, len(m.pods))
 	for k, e := range m.pods {
-		all = append(all, aged{k, e.lastSeen.Load()})
+		all = append(all, aged{k, e, e.lastSeen.Load()})
 	}
 	slices.SortFunc(all, func(a, b aged) int { return cmp.Compare(a.t, b.t) })
 	n := max(1, len(all)/16, len(all)-m.opts.MaxPods+1)
 	for _, a := range all[:n] {
+		m.countLocked(a.e.app, -1)
 		delete(m.pods, a.k)
 	}
 	m.evicted += uint64(n)
@@ -269,4 +298,14 @@ func podAppTouch(e *podAppEntry, t int64) {
 
 func podAppCloneApp(a egressd.App) egressd.App {
 	return egressd.App{Cluster: strings.Clone(a.Cluster), Namespace: strings.Clone(a.Namespace), Name: strings.Clone(a.Name)}
+}
+
+// countLocked adds d to the pods counted for app a.
+func (m *PodAppMap) countLocked(a egressd.App, d int) {
+	n := m.perApp[a] + d
+	if n <= 0 {
+		delete(m.perApp, a)
+		return
+	}
+	m.perApp[a] = n
 }

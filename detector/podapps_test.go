@@ -2,10 +2,14 @@ package detector_test
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/egressd/egressd"
@@ -54,6 +58,7 @@ func TestPodAppOptionsValidate(t *testing.T) {
 	}{
 		{"ttl", func(o *detector.PodAppOptions) { o.TTL = 0 }, "PodAppOptions.TTL"},
 		{"max pods", func(o *detector.PodAppOptions) { o.MaxPods = -1 }, "PodAppOptions.MaxPods"},
+		{"max pods per app", func(o *detector.PodAppOptions) { o.MaxPodsPerApp = 0 }, "PodAppOptions.MaxPodsPerApp"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := detector.DefaultPodAppOptions()
@@ -122,7 +127,7 @@ func TestPodAppMapTTLInFlowTime(t *testing.T) {
 	// A new pod after TTL/8 more of flow time sweeps "old" out.
 	m.Observe(podAppObs("shop", "web", "new", podAppT0.Add(ttl+ttl/8+time.Second)))
 	require.Equal(t, 3, m.Len())
-	require.Equal(t, detector.PodAppStats{Pods: 3, Expired: 1}, m.Stats())
+	require.Equal(t, detector.PodAppStats{Pods: 3, Expired: 1, Apps: 1}, m.Stats())
 
 	// Flow time, not wall time: nothing expires while no flows arrive,
 	// and old observations (a replay) do not move the clock back.
@@ -223,4 +228,54 @@ func BenchmarkPodAppMapObserve(b *testing.B) {
 			})
 		})
 	}
+}
+
+// TestPodAppMapBoundsPodsPerApp: an app making pods by the thousand gets
+// MaxPodsPerApp of them into the map and no more, so the other apps' pods
+// stay; the ones not kept are counted; once the app's pods expire, it gets
+// new ones again.
+func TestPodAppMapBoundsPodsPerApp(t *testing.T) {
+	t.Parallel()
+	o := detector.DefaultPodAppOptions()
+	o.MaxPods, o.MaxPodsPerApp = 1000, 100
+	m, err := detector.NewPodAppMap(o)
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	detector.RegisterPodAppMetrics(reg, m)
+	for i := range 50 {
+		m.Observe(podAppObs("shop", "web", "web-"+strconv.Itoa(i), podAppT0))
+	}
+	for i := range 5000 {
+		m.Observe(podAppObs("batch", "job", "job-"+strconv.Itoa(i), podAppT0.Add(time.Duration(i)*time.Second)))
+	}
+	require.Equal(t, detector.PodAppStats{Pods: 150, Refused: 4900, Apps: 2}, m.Stats())
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP egressd_detector_pods_not_kept_total New pods the pod -> app map did not keep because their app had its most pods (PodAppOptions.MaxPodsPerApp).
+# TYPE egressd_detector_pods_not_kept_total counter
+egressd_detector_pods_not_kept_total 4900
+# HELP egressd_detector_pods Pods whose app the pod -> app map knows (with --prometheus-url).
+# TYPE egressd_detector_pods gauge
+egressd_detector_pods 150
+`), "egressd_detector_pods_not_kept_total", "egressd_detector_pods"))
+	for i := range 50 {
+		app, ok := m.AppOf("shop", "web-"+strconv.Itoa(i))
+		require.True(t, ok)
+		require.Equal(t, "web", app.Name)
+	}
+	_, ok := m.AppOf("batch", "job-99")
+	require.True(t, ok)
+	_, ok = m.AppOf("batch", "job-100")
+	require.False(t, ok)
+	// A pod of the app already known is still seen again.
+	m.Observe(podAppObs("batch", "job", "job-0", podAppT0.Add(2*time.Hour)))
+	require.Equal(t, uint64(4900), m.Stats().Refused)
+
+	// After the TTL, the app's pods that were not seen again are gone and
+	// new ones get in.
+	m.Observe(podAppObs("batch", "job", "job-new", podAppT0.Add(o.TTL+2*time.Hour)))
+	_, ok = m.AppOf("batch", "job-new")
+	require.True(t, ok)
+	st := m.Stats()
+	require.Equal(t, 2, st.Pods, "job-0, seen again, and job-new")
+	require.Equal(t, 1, st.Apps)
 }

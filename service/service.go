@@ -146,6 +146,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		if err != nil {
 			return nil, err
 		}
+		detector.RegisterPodAppMetrics(reg, pods)
 		sinks = append(sinks, pods)
 		s.pods = pods
 		s.volumeSource, err = detector.NewPrometheusSource(cfg.Prometheus, pods, log.With("component", "prometheus"))
