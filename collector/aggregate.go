@@ -145,9 +145,51 @@ type dnsAgg struct {
 // kept since the last flush. It outlives flushes: a flush interval is much
 // shorter than an hour.
 type appBudget struct {
-	hour    int64
-	names   map[uint64]struct{}
-	sampled int64
+	hour int64
+	// first is the first name of the hour, and names, made for the second
+	// one, all of them: most apps have one name, and a map would cost
+	// them a hundred bytes more each.
+	first    uint64
+	hasFirst bool
+	names    map[uint64]struct{}
+	sampled  int64
+}
+
+// has reports whether the name hashed to sum was kept in the hour.
+func (b *appBudget) has(sum uint64) bool {
+	if b.names != nil {
+		_, ok := b.names[sum]
+		return ok
+	}
+	return b.hasFirst && b.first == sum
+}
+
+// len returns the names kept in the hour.
+func (b *appBudget) len() int {
+	switch {
+	case b.names != nil:
+		return len(b.names)
+	case b.hasFirst:
+		return 1
+	}
+	return 0
+}
+
+// add keeps the name hashed to sum.
+func (b *appBudget) add(sum uint64) {
+	switch {
+	case b.names != nil:
+		b.names[sum] = struct{}{}
+	case !b.hasFirst:
+		b.first, b.hasFirst = sum, true
+	default:
+		b.names = map[uint64]struct{}{b.first: {}, sum: {}}
+	}
+}
+
+// reset starts the budget of a new hour.
+func (b *appBudget) reset(hour int64) {
+	b.hour, b.hasFirst, b.names = hour, false, nil
 }
 
 // rollupState is what accumulates between two flushes.
@@ -210,7 +252,7 @@ func (s *rollupState) classIndex(c class, add bool) (uint32, bool) {
 		s.classOf[c] = i
 		b := s.allBudgets[c.app]
 		if b == nil {
-			b = &appBudget{names: make(map[uint64]struct{})}
+			b = &appBudget{}
 			s.allBudgets[c.app] = b
 		}
 		s.budgets = append(s.budgets, b)
@@ -376,8 +418,7 @@ func NewAggregator(opts AggregatorOptions, w Writer, log *slog.Logger, m *Metric
 func (a *Aggregator) admit(s *rollupState, c uint32, kind egressd.ObservationKind, name string, port uint16, hour int64) bool {
 	b := s.budgets[c]
 	if hour > b.hour {
-		b.hour = hour
-		clear(b.names)
+		b.reset(hour)
 	}
 	var h maphash.Hash
 	h.SetSeed(a.seed)
@@ -394,12 +435,12 @@ func (a *Aggregator) admit(s *rollupState, c uint32, kind egressd.ObservationKin
 	// and with 32 bits about one in 400k of them matched one (a name past
 	// the bound stored). With 64 bits, 1e12 names against 10k kept match
 	// with probability 5e-4.
-	if _, ok := b.names[sum]; ok {
+	if b.has(sum) {
 		return true
 	}
-	n := len(b.names)
+	n := b.len()
 	if n < a.opts.MaxKeysPerApp/2 || (n < a.opts.MaxKeysPerApp && sum%uint64(a.opts.SampleOneIn) == 0) {
-		b.names[sum] = struct{}{}
+		b.add(sum)
 		return true
 	}
 	b.sampled++
@@ -611,7 +652,7 @@ func rollupID() string {
 func (a *Aggregator) sweepBudgets() {
 	for app, b := range a.budgets {
 		if b.sampled > 0 {
-			a.log.Warn("app_names_sampled", "app", app.String(), "names_kept", len(b.names),
+			a.log.Warn("app_names_sampled", "app", app.String(), "names_kept", b.len(),
 				"observations_not_kept", b.sampled, "max_keys_per_app", a.opts.MaxKeysPerApp)
 			b.sampled = 0
 		}

@@ -53,7 +53,9 @@ func BenchmarkNewApps(b *testing.B) {
 						}
 					}
 					if sink == "podapps" || sink == "all" {
-						m, err := detector.NewPodAppMap(detector.PodAppOptions{TTL: 48 * time.Hour, MaxPods: 2 * n})
+						po := detector.DefaultPodAppOptions()
+						po.MaxPods = 2 * n
+						m, err := detector.NewPodAppMap(po)
 						if err != nil {
 							b.Fatal(err)
 						}
