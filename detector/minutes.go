@@ -77,6 +77,9 @@ func (r *minuteRing) advance(minute int64) {
 	if minute <= r.last {
 		return
 	}
+	if r.dense != nil && minute-r.last >= int64(r.size) {
+		r.dense = nil // every minute leaves the window: back to an empty list
+	}
 	if r.dense != nil {
 		gap := min(minute-r.last, int64(r.size))
 		for i := int64(1); i <= gap; i++ {
@@ -98,7 +101,8 @@ func (r *minuteRing) advance(minute int64) {
 	}
 }
 
-// empty reports whether no minute of the window has flows.
+// empty reports whether no minute of the window has flows (a table is
+// dropped once a whole window passes without any).
 func (r *minuteRing) empty() bool { return r.dense == nil && len(r.sparse) == 0 }
 
 // sums returns the flows of the short minutes before now and of the other

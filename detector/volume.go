@@ -126,7 +126,7 @@ func (v *volumeRule) observe(o *egressd.Observation) {
 
 // rate returns the flow rate over the short window ending before minute
 // now (complete minutes only) and the average over the rest of the history,
-// without the pods (withPod adds them).
+// without the pods (advance adds them to the rates it steps).
 func (r *minuteRing) rate(now int64, short, history int) Rate {
 	r.advance(now - 1)
 	cur, hist := r.sums(now, short, history)
