@@ -110,3 +110,47 @@ func TestOptionsValidateMaxApps(t *testing.T) {
 	o.MaxApps = 0
 	require.ErrorContains(t, o.Validate(), "MaxApps must be > 0 (--max-apps)")
 }
+
+// TestDNSCacheBoundsAnswersPerPod: a pod resolving addresses by the
+// thousand keeps at most DNSMaxEntriesPerPod of them, so that another
+// pod's answers stay and name its connections; the answers not kept are
+// counted, and the pod gets answers in again once its answers expired.
+func TestDNSCacheBoundsAnswersPerPod(t *testing.T) {
+	t.Parallel()
+	m := collector.NewMetrics(prometheus.NewRegistry())
+	opts := collector.DefaultOptions()
+	opts.DNSMaxEntries, opts.DNSMaxEntriesPerPod = 100, 10
+	sink := &captureSink{}
+	p, err := collector.NewPipeline(opts, m, sink)
+	require.NoError(t, err)
+	addr := func(i int) string { return "203.0.113." + strconv.Itoa(i) }
+	other := func(f *flowpb.Flow) *flowpb.Flow {
+		f.Uuid += "-other"
+		f.Destination.PodName, f.Destination.Workloads[0].Name = "sonarr-5f7c9b8d4-q8z2m", "sonarr"
+		return f
+	}
+	handleAll(t, p, other(dnsAnswer(t0, "api.sonarr.example.", 60, "198.51.100.7")))
+	for i := range 200 {
+		handleAll(t, p, dnsAnswer(t0, "h"+strconv.Itoa(i)+".tunnel.example.", 60, addr(i)))
+	}
+	require.Equal(t, float64(190), testutil.ToFloat64(m.DNSPodFull))
+	conn := func(at time.Time, ip string) *flowpb.Flow {
+		f := podFlow(at, ip, 443)
+		f.Uuid += "-conn"
+		return f
+	}
+	sonarrConn := podFlow(t0.Add(time.Second), "198.51.100.7", 443)
+	sonarrConn.Source.PodName, sonarrConn.Source.Workloads[0].Name = "sonarr-5f7c9b8d4-q8z2m", "sonarr"
+	handleAll(t, p, conn(t0.Add(time.Second), addr(9)), conn(t0.Add(time.Second), addr(10)), sonarrConn)
+	require.Len(t, sink.obs, 3)
+	require.Equal(t, "h9.tunnel.example", sink.obs[0].Destination.Name, "within the pod's bound")
+	require.Equal(t, addr(10), sink.obs[1].Destination.Name, "past it: named by address")
+	require.Equal(t, "api.sonarr.example", sink.obs[2].Destination.Name, "the other pod's answer stayed")
+
+	// Two hours later (answers live an hour at least), the pod's answers
+	// have expired and new ones are kept.
+	later := t0.Add(2 * time.Hour)
+	handleAll(t, p, dnsAnswer(later, "again.example.", 60, addr(250)), conn(later.Add(time.Second), addr(250)))
+	require.Equal(t, "again.example", sink.obs[3].Destination.Name)
+	require.Equal(t, float64(190), testutil.ToFloat64(m.DNSPodFull))
+}

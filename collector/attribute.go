@@ -168,7 +168,7 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.dns = newDNSCache(opts.DNSMaxEntries, m)
+	p.dns = newDNSCache(opts.DNSMaxEntries, opts.DNSMaxEntriesPerPod, m)
 	p.dedup = newDedup(opts.DedupWindow, opts.DedupMaxEntries, m)
 	p.intern.max = 100_000
 	p.apps = newAppLimit(opts.MaxApps)

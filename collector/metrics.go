@@ -52,6 +52,7 @@ type Metrics struct {
 	LostEvents     *prometheus.CounterVec
 	DNSCache       prometheus.Gauge
 	DNSEvicted     prometheus.Counter
+	DNSPodFull     prometheus.Counter
 	DedupEvicted   prometheus.Counter
 	StreamUp       prometheus.Gauge
 	Reconnects     prometheus.Counter
@@ -124,6 +125,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DNSEvicted: f.NewCounter(prometheus.CounterOpts{
 			Name: "egressd_collector_dns_cache_evictions_total",
 			Help: "Unexpired DNS cache entries evicted because the cache was full.",
+		}),
+		DNSPodFull: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_collector_dns_cache_pod_full_total",
+			Help: "DNS answers not cached because their pod had its most live answers (5,000): its connections to those addresses are named by address.",
 		}),
 		DedupEvicted: f.NewCounter(prometheus.CounterOpts{
 			Name: "egressd_collector_dedup_evictions_total",

@@ -27,8 +27,12 @@ type Options struct {
 	// whatever its TTL (as Cilium's --tofqdns-min-ttl): connections often
 	// outlive the TTL of the answer that started them.
 	DNSMinTTL time.Duration
-	// DNSMaxEntries bounds the (pod, address) -> name cache.
-	DNSMaxEntries int
+	// DNSMaxEntries bounds the (pod, address) -> name cache, and
+	// DNSMaxEntriesPerPod the entries of one pod in it: a pod at its bound
+	// gets no new answer in until the last of its answers expires
+	// (egressd_collector_dns_cache_pod_full_total).
+	DNSMaxEntries       int
+	DNSMaxEntriesPerPod int
 	// DedupWindow is how long a flow is remembered to drop Hubble's
 	// duplicates (the inclusive `since`, Relay replays after a node
 	// reconnects). DedupMaxEntries bounds that memory.
@@ -70,15 +74,18 @@ var DefaultInternalCIDRs = []string{
 // DefaultOptions returns the default options.
 func DefaultOptions() Options {
 	o := Options{
-		AppPrecedence:   []string{"workload", "label:app.kubernetes.io/name", "label:app", "label:k8s-app", "pod"},
-		ClusterDomains:  []string{"cluster.local"},
-		DNSMinTTL:       time.Hour,
-		DNSMaxEntries:   200_000,
-		DedupWindow:     5 * time.Minute,
-		DedupMaxEntries: 500_000,
-		MaxClockSkew:    5 * time.Minute,
-		MaxApps:         100_000,
-		Now:             time.Now,
+		AppPrecedence:  []string{"workload", "label:app.kubernetes.io/name", "label:app", "label:k8s-app", "pod"},
+		ClusterDomains: []string{"cluster.local"},
+		DNSMinTTL:      time.Hour,
+		DNSMaxEntries:  200_000,
+		// A pod reaching thousands of addresses within an answer's life
+		// (an hour at least: DNSMinTTL) is a crawler, or an attack.
+		DNSMaxEntriesPerPod: 5_000,
+		DedupWindow:         5 * time.Minute,
+		DedupMaxEntries:     500_000,
+		MaxClockSkew:        5 * time.Minute,
+		MaxApps:             100_000,
+		Now:                 time.Now,
 	}
 	for _, c := range DefaultInternalCIDRs {
 		o.InternalCIDRs = append(o.InternalCIDRs, netip.MustParsePrefix(c))
@@ -109,6 +116,9 @@ func (o Options) Validate() error {
 	}
 	if o.DNSMaxEntries <= 0 {
 		return fmt.Errorf("collector: Options.DNSMaxEntries must be > 0")
+	}
+	if o.DNSMaxEntriesPerPod <= 0 {
+		return fmt.Errorf("collector: Options.DNSMaxEntriesPerPod must be > 0")
 	}
 	if o.DedupWindow <= 0 {
 		return fmt.Errorf("collector: Options.DedupWindow must be > 0")
