@@ -324,6 +324,7 @@ var notKeptReasons = []struct {
 	metric, label, reason string
 }{
 	{"egressd_collector_flows_skipped_total", "reply", "reply: the answer of a connection (the connection is counted)"},
+	{"egressd_collector_flows_skipped_total", "icmp_answer", "icmp_answer: an ICMP error or echo reply a pod sent in answer to inbound traffic"},
 	{"egressd_collector_flows_skipped_total", "not_egress", "not_egress: ingress or of no direction"},
 	{"egressd_collector_flows_skipped_total", "in_cluster", "in_cluster: to a pod, service or node of the cluster, or a cluster-local name"},
 	{"egressd_collector_flows_skipped_total", "internal_cidr", "internal_cidr: to an address in --internal-cidrs (node, LAN, VPC)"},

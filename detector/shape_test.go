@@ -1,0 +1,117 @@
+package detector_test
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/detector"
+)
+
+// encoded returns the i-th chunk of "data" as a tunnel writes it into a
+// label: n characters of hex or base32.
+func encoded(i, n int, b32 bool) string {
+	sum := sha256.Sum256([]byte(strconv.Itoa(i)))
+	s := hex.EncodeToString(sum[:])
+	if b32 {
+		s = strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
+	}
+	return s[:n]
+}
+
+func TestTunnelShapedNames(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]bool{
+		encoded(1, 40, false) + ".t.evil.example":                             true, // dnscat2: hex
+		encoded(2, 52, true) + "." + encoded(3, 30, true) + ".t.evil.example": true, // iodine: base32
+		encoded(4, 24, false) + ".evil.example":                               true, // short hex label
+		"prometheus-node-exporter-17.monitoring.example.com":                  false,
+		"checkout-service-canary-v2.eu-west-1.example.com":                    false,
+		"storageaccountbackupwesteurope2024.blob.core.windows.net":            false, // a number at the end
+		"ip-10-0-12-34.eu-west-1.compute.internal":                            false,
+		"d1a2b3c4d5e6f7.cloudfront.net":                                       false, // too short
+		strings.Repeat("a1", 20) + ".example.com":                             false, // no entropy... of 1 bit
+		"www.example.com": false,
+		// The random part must be below the registrable domain.
+		"www." + encoded(5, 40, false) + ".com": false,
+	} {
+		require.Equal(t, want, detector.TunnelShaped(name, detector.RegistrableDomain(name)), name)
+	}
+	require.Equal(t, "example.co.uk", detector.RegistrableDomain("a.b.example.co.uk"))
+	require.Equal(t, "evil.example", detector.RegistrableDomain("x.t.evil.example"))
+	require.Equal(t, "203.0.113.7", detector.RegistrableDomain("203.0.113.7"))
+	require.Equal(t, "2001:db8::1", detector.RegistrableDomain("2001:db8::1"))
+}
+
+// TestSlowDNSTunnelByShape: a tunnel asks a few hundred long random labels
+// under one parent within minutes, far fewer names than DNSFloodThreshold,
+// and raises dns_tunnel once; a crawler and a monitoring probe asking as
+// many ordinary names (the probe all under one registrable domain) raise
+// nothing.
+func TestSlowDNSTunnelByShape(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{}
+	do := detector.DefaultOptions()
+	require.Equal(t, 500, do.DNSFloodThreshold)
+	require.Equal(t, 100, do.DNSTunnelNames)
+	det, err := detector.New(do, store, slog.New(slog.DiscardHandler), detector.NewMetrics(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	crawler := egressd.App{Cluster: "homelab", Namespace: "web", Name: "crawler"}
+	probe := egressd.App{Cluster: "homelab", Namespace: "monitoring", Name: "blackbox"}
+	det.LoadApps(map[egressd.App]time.Time{evil: t0.Add(-48 * time.Hour), crawler: t0.Add(-48 * time.Hour), probe: t0.Add(-48 * time.Hour)})
+	ask := func(a egressd.App, name string, at time.Time) {
+		det.Observe(&egressd.Observation{Time: at, Kind: egressd.KindDNSQuery, App: a, Pod: a.Name + "-pod",
+			Destination: egressd.Destination{Name: name}, Verdict: egressd.VerdictForwarded})
+	}
+	// In 5 minutes the tunnel asks 300 names, the crawler and the probe
+	// 400 each (under DNSFloodThreshold too).
+	for i := range 300 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		ask(evil, encoded(i, 48, i%2 == 0)+"."+strconv.Itoa(i)+".t.evil.example", at)
+		if i >= 200 {
+			continue
+		}
+		ask(crawler, "www.site-"+strconv.Itoa(i)+".com", at)
+		ask(crawler, "cdn-"+strconv.Itoa(i%7)+".images.shop"+strconv.Itoa(i)+".example.net", at)
+		ask(probe, "prometheus-node-exporter-"+strconv.Itoa(i)+".monitoring.example.com", at)
+		ask(probe, "checkout-service-canary-v"+strconv.Itoa(i)+".eu-west-1.example.com", at)
+	}
+	drain(t, det)
+
+	require.Len(t, store.raised, 1, "the tunnel only, once")
+	a := store.raised[0]
+	require.Equal(t, evil, a.App)
+	require.Equal(t, egressd.AnomalyDNSTunnel, a.Kind)
+	require.Equal(t, egressd.DNSTunnelFingerprint(evil, t0), a.Fingerprint)
+	require.Equal(t, "shape", a.Details["rule"])
+	require.Equal(t, "evil.example", a.Details["domain"])
+	require.Equal(t, "100", a.Details["threshold"])
+	// The 100th encoded name raises it.
+	require.Equal(t, t0.Add(99*time.Second), a.Time)
+	require.Contains(t, a.Summary, "100 distinct names under evil.example")
+}
+
+// TestDNSTunnelShapeRuleOff: DNSTunnelNames 0 leaves the count rule only.
+func TestDNSTunnelShapeRuleOff(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{}
+	do := detector.DefaultOptions()
+	do.DNSTunnelNames = 0
+	det := newDetector(t, do, store)
+	det.LoadApps(map[egressd.App]time.Time{evil: t0.Add(-48 * time.Hour)})
+	for i := range 300 {
+		det.Observe(&egressd.Observation{Time: t0.Add(time.Duration(i) * time.Second), Kind: egressd.KindDNSQuery, App: evil,
+			Destination: egressd.Destination{Name: encoded(i, 48, false) + ".t.evil.example"}})
+	}
+	drain(t, det)
+	require.Empty(t, store.raised)
+}
