@@ -189,6 +189,8 @@ type Detector struct {
 	apps     map[egressd.App]*appState
 	files    map[egressd.App]egressd.Baseline
 	volume   *volumeRule
+	// evidence, when set, tells each anomaly's prevalence (UseEvidence).
+	evidence EvidenceStore
 	// volumeErr is RunVolume's source error while it fails.
 	volumeErr error
 }
@@ -201,6 +203,9 @@ type job struct {
 	// detector stopped first), so that the state that raised it lets it
 	// be raised again.
 	stored, lost func()
+	// gathered: the anomaly's evidence and severity are set (once, even
+	// when the store is retried).
+	gathered bool
 }
 
 // New returns a detector recording anomalies in store.
@@ -731,6 +736,13 @@ func (d *Detector) record(ctx context.Context, j job) {
 		if j.resolve {
 			err = d.store.Resolve(ctx, j.anomaly.Fingerprint, j.anomaly.ResolvedAt)
 		} else {
+			// Evidence the store could not give is asked again with
+			// each retry (the store is what failed).
+			if !j.gathered || j.anomaly.Evidence.Incomplete != "" {
+				j.anomaly.Evidence = egressd.Evidence{}
+				d.gather(ctx, &j.anomaly)
+				j.gathered = true
+			}
 			var inserted bool
 			inserted, err = d.store.Raise(ctx, j.anomaly)
 			if err == nil && inserted {
