@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/egressd/egressd"
@@ -189,8 +190,10 @@ type Detector struct {
 	apps     map[egressd.App]*appState
 	files    map[egressd.App]egressd.Baseline
 	volume   *volumeRule
-	// evidence, when set, tells each anomaly's prevalence (UseEvidence).
+	// evidence, when set, tells each anomaly's prevalence (UseEvidence);
+	// flush, when set, writes what the store lacks first (SetFlush).
 	evidence EvidenceStore
+	flush    atomic.Pointer[func(context.Context) error]
 	// volumeErr is RunVolume's source error while it fails.
 	volumeErr error
 }
@@ -704,21 +707,35 @@ func (d *Detector) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return d.drain(context.WithoutCancel(ctx))
+			return d.drain(context.WithoutCancel(ctx), nil)
 		case j := <-d.queue:
-			d.record(ctx, j)
+			if !d.record(ctx, j) {
+				// ctx ended while j was being recorded: it is drained
+				// first, as if it were still queued.
+				return d.drain(context.WithoutCancel(ctx), &j)
+			}
 		}
 	}
 }
 
-// drain records what is already queued, for at most 10 s.
-func (d *Detector) drain(ctx context.Context) error {
+// drain records first, when set, and what is already queued, for at most
+// 10 s.
+func (d *Detector) drain(ctx context.Context, first *job) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
+		if first != nil {
+			if !d.record(ctx, *first) {
+				d.settle(*first, false)
+			}
+			first = nil
+			continue
+		}
 		select {
 		case j := <-d.queue:
-			d.record(ctx, j)
+			if !d.record(ctx, j) {
+				d.settle(j, false)
+			}
 		default:
 			return nil
 		}
@@ -728,8 +745,10 @@ func (d *Detector) drain(ctx context.Context) error {
 	}
 }
 
-// record stores j, retrying a failing store with backoff while ctx lives.
-func (d *Detector) record(ctx context.Context, j job) {
+// record stores j, retrying a failing store with backoff while ctx lives,
+// and reports whether it is done with j; false when ctx ended first, and
+// j's lost callback is then the caller's to run.
+func (d *Detector) record(ctx context.Context, j job) bool {
 	backoff := 100 * time.Millisecond
 	for {
 		var err error
@@ -751,14 +770,16 @@ func (d *Detector) record(ctx context.Context, j job) {
 		}
 		if err == nil {
 			d.settle(j, true)
-			return
+			return true
+		}
+		if ctx.Err() != nil {
+			return false // cancelled, not failed
 		}
 		d.metrics.StoreErrors.Inc()
 		d.log.Warn("anomaly_store_failed", "fingerprint", j.anomaly.Fingerprint, "err", err)
 		select {
 		case <-ctx.Done():
-			d.settle(j, false)
-			return
+			return false
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 10*time.Second)

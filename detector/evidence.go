@@ -2,6 +2,7 @@ package detector
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -40,6 +41,19 @@ const (
 // Run.
 func (d *Detector) UseEvidence(es EvidenceStore) { d.evidence = es }
 
+// SetFlush sets what makes the store hold every flow observed so far (the
+// aggregator's Flush), called before the store is asked for an anomaly's
+// evidence: without it, the flows of the last flush interval (in a replay,
+// of the whole capture) would be missing from the prevalence. nil turns it
+// off. Safe to call while Run runs.
+func (d *Detector) SetFlush(flush func(context.Context) error) {
+	if flush == nil {
+		d.flush.Store(nil)
+		return
+	}
+	d.flush.Store(&flush)
+}
+
 // gather fills a's evidence and sets its severity from it (Severity). It runs
 // in Run's goroutine, never in Observe: anomalies are rare, and the store
 // is asked once each.
@@ -77,11 +91,20 @@ func (d *Detector) askStore(ctx context.Context, a *egressd.Anomaly) {
 	e := &a.Evidence
 	ctx, cancel := context.WithTimeout(ctx, evidenceTimeout)
 	defer cancel()
+	if f := d.flush.Load(); f != nil {
+		if err := (*f)(ctx); err != nil && ctx.Err() == nil {
+			// The store then lacks the last flows at most; the next
+			// flush retries them.
+			d.log.Warn("evidence_flush_failed", "fingerprint", a.Fingerprint, "err", err)
+		}
+	}
 	got, err := d.evidence.DestinationEvidence(ctx, a.App, a.Destination, e.Domain, a.Time.Add(-noveltyWindow), a.Time)
 	if err != nil {
-		d.metrics.EvidenceErrors.Inc()
-		d.log.Warn("evidence_failed", "fingerprint", a.Fingerprint, "err", err)
 		e.Incomplete = "the store did not answer"
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			d.metrics.EvidenceErrors.Inc()
+			d.log.Warn("evidence_failed", "fingerprint", a.Fingerprint, "err", err)
+		}
 		return
 	}
 	e.OtherApps, e.OtherClusters, e.DomainApps = got.OtherApps, got.OtherClusters, got.DomainApps

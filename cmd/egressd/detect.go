@@ -73,6 +73,10 @@ type anomalyLine struct {
 	Summary        string            `json:"summary"`
 	Fingerprint    string            `json:"fingerprint"`
 	Details        map[string]string `json:"details,omitempty"`
+	// Severity and Evidence say how bad it looks and why (the rule table
+	// of the detector package).
+	Severity string           `json:"severity,omitempty"`
+	Evidence egressd.Evidence `json:"evidence"`
 }
 
 // jsonLines prints anomalies as JSON lines, safe for concurrent use.
@@ -88,6 +92,7 @@ func (j *jsonLines) print(a egressd.Anomaly) {
 		Destination: a.Destination.Name, Port: int(a.Destination.Port), Protocol: a.Destination.Protocol,
 		Time: a.Time.UTC().Format(time.RFC3339Nano), Pod: a.Pod, Node: a.Node,
 		BaselineSource: a.BaselineSource, Summary: a.Summary, Fingerprint: a.Fingerprint, Details: a.Details,
+		Severity: string(a.Severity), Evidence: a.Evidence,
 	}
 	if a.Kind != egressd.AnomalyEgressVolume {
 		l.Verdict = a.Verdict.String()

@@ -197,6 +197,10 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 	if rc.detect != nil {
 		printed = &jsonLines{w: rc.out}
 		det, err = newReplayDetector(ctx, rc, reg, printed)
+		if err == nil {
+			// An anomaly's evidence counts the flows read before it.
+			det.SetFlush(agg.Flush)
+		}
 		if err != nil {
 			return res, err
 		}
@@ -406,6 +410,7 @@ func newReplayDetector(ctx context.Context, rc replayConfig, reg prometheus.Regi
 	if err != nil {
 		return nil, err
 	}
+	det.UseEvidence(rc.db)
 	acc, err := rc.db.AcceptedAll(ctx)
 	if err != nil {
 		return nil, err
