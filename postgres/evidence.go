@@ -51,10 +51,10 @@ LIMIT $3`, dst.Name, at, maxEvidenceRows)
 		under := likeEscape(reverse("."+domain)) + "%"
 		b.Queue(`
 SELECT count(DISTINCT d.app_id)
-FROM destinations d JOIN apps p ON p.id = d.app_id
+FROM destinations d
 WHERE (reverse(d.name) = reverse($1) OR reverse(d.name) LIKE $2)
   AND d.last_allowed IS NOT NULL AND d.first_seen < $3
-  AND NOT (p.cluster = $4 AND p.namespace = $5 AND p.name = $6)`, domain, under, at, app.Cluster, app.Namespace, app.Name)
+  AND d.app_id IS DISTINCT FROM (SELECT id FROM apps WHERE cluster = $4 AND namespace = $5 AND name = $6)`, domain, under, at, app.Cluster, app.Namespace, app.Name)
 		b.Queue(`
 SELECT d.name
 FROM destinations d JOIN apps p ON p.id = d.app_id
