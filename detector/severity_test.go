@@ -159,3 +159,31 @@ func TestEvidenceStoreDown(t *testing.T) {
 	require.Equal(t, "the store did not answer", a.Evidence.Incomplete)
 	require.Equal(t, []string{"prevalence unknown: the store did not answer"}, a.Evidence.Reasons)
 }
+
+// TestEvidenceFromBaselineFile: for an app with a committed baseline file,
+// the file is its baseline: names under the same registrable domain are
+// its siblings, and the file's ports for the same name are known ports.
+func TestEvidenceFromBaselineFile(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{}
+	det := newDetector(t, detector.DefaultOptions(), store)
+	det.UseEvidence(fakeEvidence{fn: func(egressd.App, egressd.Destination, string, time.Time, time.Time) (egressd.Evidence, error) {
+		return egressd.Evidence{Siblings: []string{"from-the-window.github.com"}}, nil
+	}})
+	det.SetBaselines([]egressd.Baseline{{Namespace: recyclarr.Namespace, App: recyclarr.Name, Destinations: []egressd.BaselineDestination{
+		{Name: "api.github.com", Ports: []egressd.Port{{Number: 443, Protocol: egressd.ProtoTCP}}},
+		{Name: "codeload.github.com", Ports: []egressd.Port{{Number: 443, Protocol: egressd.ProtoTCP}}},
+		{Name: "ghcr.io", Ports: []egressd.Port{{Number: 443, Protocol: egressd.ProtoTCP}}},
+	}}})
+	det.LoadApps(map[egressd.App]time.Time{recyclarr: t0.Add(-48 * time.Hour)})
+	det.Observe(conn(recyclarr, dst("uploads.github.com", 443), t0))
+	det.Observe(conn(recyclarr, dst("api.github.com", 22), t0.Add(time.Second)))
+	drain(t, det)
+	require.Len(t, store.raised, 2)
+	uploads, ssh := store.raised[0], store.raised[1]
+	require.Equal(t, []string{"api.github.com", "codeload.github.com"}, uploads.Evidence.Siblings)
+	require.Equal(t, egressd.SeverityWarning, uploads.Severity)
+	require.Equal(t, []string{"never reached by any app in the cluster", "github.com is in the app's baseline (api.github.com, codeload.github.com)"}, uploads.Evidence.Reasons)
+	require.Equal(t, []string{"443/TCP"}, ssh.Evidence.KnownPorts)
+	require.Equal(t, egressd.SeverityInfo, ssh.Severity)
+}
