@@ -115,3 +115,20 @@ func TestDNSTunnelShapeRuleOff(t *testing.T) {
 	drain(t, det)
 	require.Empty(t, store.raised)
 }
+
+// FuzzTunnelShaped: any name, valid or not, is judged without a panic, and
+// a name judged tunnel-shaped below its domain is so on its own too (the
+// cheap check Observe makes first never rejects what the full one takes).
+func FuzzTunnelShaped(f *testing.F) {
+	f.Add(encoded(1, 40, false) + ".t.evil.example")
+	f.Add("www.example.co.uk")
+	f.Add("..")
+	f.Add("203.0.113.7")
+	f.Add("\xff\x00.example.com")
+	f.Fuzz(func(t *testing.T, name string) {
+		domain := detector.RegistrableDomain(name)
+		if detector.TunnelShaped(name, domain) {
+			require.True(t, detector.TunnelShaped(name, ""), name)
+		}
+	})
+}
