@@ -132,3 +132,28 @@ func FuzzTunnelShaped(f *testing.F) {
 		}
 	})
 }
+
+// TestPrimeRebuildsSlowTunnel: a restart in the middle of a slow tunnel
+// counts the tunnel-shaped names the store kept, so the tunnel is raised at
+// its 100th name, as by one process.
+func TestPrimeRebuildsSlowTunnel(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{}
+	det := newDetector(t, detector.DefaultOptions(), store)
+	state := &fakeState{first: map[egressd.App]time.Time{evil: t0.Add(-48 * time.Hour)}, newest: t0.Add(79 * time.Second)}
+	for i := range 80 {
+		state.dns = append(state.dns, egressd.DNSQueryRollup{App: evil, Name: encoded(i, 48, false) + ".t.evil.example",
+			FirstSeen: t0.Add(time.Duration(i) * time.Second), LastSeen: t0.Add(time.Duration(i) * time.Second), Queries: 1})
+	}
+	_, err := det.Prime(t.Context(), state, time.Time{})
+	require.NoError(t, err)
+	for i := 80; i < 120; i++ {
+		det.Observe(&egressd.Observation{Time: t0.Add(time.Duration(i) * time.Second), Kind: egressd.KindDNSQuery, App: evil,
+			Destination: egressd.Destination{Name: encoded(i, 48, false) + ".t.evil.example"}})
+	}
+	drain(t, det)
+	require.Len(t, store.raised, 1)
+	require.Equal(t, "shape", store.raised[0].Details["rule"])
+	require.Equal(t, t0.Add(99*time.Second), store.raised[0].Time)
+	require.Equal(t, egressd.DNSTunnelFingerprint(evil, t0), store.raised[0].Fingerprint)
+}
