@@ -568,13 +568,18 @@ func (d *Detector) dnsFlood(o *egressd.Observation) (egressd.Anomaly, bool) {
 			return a, true
 		}
 	}
-	// The shape is checked on the whole name first, which needs no domain
-	// and rejects almost every name.
-	if d.opts.DNSTunnelNames == 0 || !tunnelShaped(name, "") {
+	// The shape is checked first, which needs no domain and rejects
+	// almost every name; the domain then says whether the shaped run is
+	// below it.
+	if d.opts.DNSTunnelNames == 0 {
+		return egressd.Anomaly{}, false
+	}
+	end := shapedRun(name)
+	if end < 0 {
 		return egressd.Anomaly{}, false
 	}
 	domain := registrableDomain(name)
-	if !tunnelShaped(name, domain) {
+	if end > len(name)-len(domain) {
 		return egressd.Anomaly{}, false
 	}
 	dh := maphash.String(d.seeds[1], domain)

@@ -3,7 +3,6 @@ package detector
 import (
 	"math"
 	"net/netip"
-	"strings"
 
 	"golang.org/x/net/publicsuffix"
 )
@@ -46,21 +45,28 @@ func registrableDomain(name string) string {
 // digits, interleaved, with at least tunnelMinEntropy bits per character.
 // It allocates nothing; most names are rejected by their length alone.
 func tunnelShaped(name, domain string) bool {
-	sub := strings.TrimSuffix(name, domain)
-	if len(sub) < tunnelMinRun {
-		return false
+	end := shapedRun(name)
+	return end >= 0 && end <= len(name)-len(domain)
+}
+
+// shapedRun returns where the first tunnel-shaped run of name ends, or -1.
+// A run below the registrable domain ends before it: the first run found
+// decides for any domain.
+func shapedRun(name string) int {
+	if len(name) < tunnelMinRun {
+		return -1
 	}
 	start := 0
-	for i := 0; i <= len(sub); i++ {
-		if i < len(sub) && isAlnum(sub[i]) {
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) && isAlnum(name[i]) {
 			continue
 		}
-		if run := sub[start:i]; len(run) >= tunnelMinRun && interleaved(run) && entropy(run) >= tunnelMinEntropy {
-			return true
+		if run := name[start:i]; len(run) >= tunnelMinRun && interleaved(run) && entropy(run) >= tunnelMinEntropy {
+			return i
 		}
 		start = i + 1
 	}
-	return false
+	return -1
 }
 
 func isAlnum(c byte) bool {
@@ -87,7 +93,7 @@ func entropy(s string) float64 {
 	if s == "" {
 		return 0
 	}
-	var counts [256]uint16
+	var counts [256]uint16 // a name is at most 253 bytes
 	for i := 0; i < len(s); i++ {
 		counts[s[i]]++
 	}
