@@ -35,29 +35,33 @@ func (s Severity) Rank() int {
 // it is raised. Fields that do not apply to the anomaly's kind stay zero.
 type Evidence struct {
 	// Prevalence within the retention period.
-	OtherApps        int       // other apps that reached the destination
-	OtherClusters    int       // other clusters whose apps reached it
-	DomainApps       int       // other apps that reached its registrable domain
-	Domain           string    // registrable domain (public suffix list); "" for IPs
-	ClusterFirstSeen time.Time // when any app of the cluster first reached it; zero if never before
+	OtherApps        int       `json:"other_apps"`                  // other apps that reached the destination
+	OtherClusters    int       `json:"other_clusters"`              // other clusters whose apps reached it
+	DomainApps       int       `json:"domain_apps"`                 // other apps that reached its registrable domain
+	Domain           string    `json:"domain,omitempty"`            // registrable domain (public suffix list); "" for IPs
+	ClusterFirstSeen time.Time `json:"cluster_first_seen,omitzero"` // when any app of the cluster first reached it; zero if never before
 
 	// The app's own history.
-	KnownPorts   []string  // the same name reached by this app on other ports/protocols ("443/TCP")
-	Siblings     []string  // names under the same registrable domain in the app's baseline
-	AppFirstSeen time.Time // when the app was first seen
+	KnownPorts   []string  `json:"known_ports,omitempty"`   // the same name reached by this app on other ports/protocols ("443/TCP")
+	Siblings     []string  `json:"siblings,omitempty"`      // names under the same registrable domain in the app's baseline
+	AppFirstSeen time.Time `json:"app_first_seen,omitzero"` // when the app was first seen
 
 	// The name's shape.
-	BareIP       bool    // a public IP with no DNS answer behind it
-	Labels       int     // number of DNS labels
-	LongestLabel int     // length of the longest label
-	Entropy      float64 // Shannon entropy (bits per character) of the leftmost label
-	PortClass    string  // "well-known" (< 1024), "registered" (1024-49151) or "dynamic"
+	BareIP       bool    `json:"bare_ip,omitempty"`       // a public IP with no DNS answer behind it
+	Labels       int     `json:"labels,omitempty"`        // number of DNS labels
+	LongestLabel int     `json:"longest_label,omitempty"` // length of the longest label
+	Entropy      float64 `json:"entropy,omitempty"`       // Shannon entropy (bits per character) of the leftmost label
+	PortClass    string  `json:"port_class,omitempty"`    // "well-known" (< 1024), "registered" (1024-49151) or "dynamic"
 
 	// What happened to the flows.
-	Dropped bool     // the flow that raised it was dropped by policy
-	Pods    []string // pods involved, bounded
+	Dropped bool     `json:"dropped,omitempty"` // the flow that raised it was dropped by policy
+	Pods    []string `json:"pods,omitempty"`    // pods involved, bounded
 
 	// Reasons are the rule-table lines that set the severity, in order,
 	// e.g. "never reached by any app in the cluster", "bare IP", "high port".
-	Reasons []string
+	Reasons []string `json:"reasons,omitempty"`
+
+	// Incomplete says what could not be gathered, and why (the store did
+	// not answer): the prevalence counts are then unknown, not zero.
+	Incomplete string `json:"incomplete,omitempty"`
 }

@@ -38,6 +38,17 @@ const (
 	LabelVerdict = "verdict"
 )
 
+// DefaultSeverity is the severity label of anomalies stored before
+// severities were derived from evidence.
+const DefaultSeverity = egressd.SeverityWarning
+
+func severity(a egressd.Anomaly) string {
+	if a.Severity == "" {
+		return string(DefaultSeverity)
+	}
+	return string(a.Severity)
+}
+
 // AnomalyPath is where egressd's HTTP API serves one anomaly, by
 // fingerprint, below Options.ExternalURL.
 const AnomalyPath = "/api/v1/anomalies/"
@@ -49,9 +60,13 @@ const resolvedFactor = 4
 
 // PostableAlert maps a delivery to the alert posted to Alertmanager at now.
 // Labels identify the alert (Alertmanager deduplicates on them): alertname,
-// severity, cluster, namespace, app, and for novel destinations destination,
-// port ("443/TCP") and verdict (FORWARDED, DROPPED); empty values are left out, as Alertmanager treats
-// an empty label as absent. Annotations carry summary, description,
+// severity (the anomaly's, from its evidence; DefaultSeverity for anomalies
+// stored before severities), cluster, namespace, app, and for novel
+// destinations destination, port ("443/TCP") and verdict (FORWARDED,
+// DROPPED); empty values are left out, as Alertmanager treats an empty
+// label as absent. Annotations carry summary, description (which names the
+// severity and why), severity_reason (the rule table's reasons, "; "
+// between them), evidence (Evidence.Summary, one fact per line),
 // first_seen (RFC 3339), example_pod, flow_count (from Details["flows"]),
 // baseline_source, fingerprint and, with Options.ExternalURL, link, which
 // is also the generatorURL. A firing alert starts at the anomaly's time and
@@ -65,7 +80,7 @@ func PostableAlert(d egressd.Delivery, opts Options, now time.Time) *models.Post
 		}
 	}
 	setLabel(LabelAlertName, a.Kind.AlertName())
-	setLabel(LabelSeverity, opts.Severity)
+	setLabel(LabelSeverity, severity(a))
 	setLabel(LabelCluster, a.App.Cluster)
 	setLabel(LabelNamespace, a.App.Namespace)
 	setLabel(LabelApp, a.App.Name)
@@ -80,11 +95,15 @@ func PostableAlert(d egressd.Delivery, opts Options, now time.Time) *models.Post
 	ann := models.LabelSet{}
 	setAnn := func(k, v string) {
 		if v != "" {
-			ann[k] = boundAnnotation(v, k == "description")
+			ann[k] = boundAnnotation(v, k == "description" || k == "evidence")
 		}
 	}
 	setAnn("summary", summary(a))
 	setAnn("description", description(a))
+	setAnn("severity_reason", strings.Join(a.Evidence.Reasons, "; "))
+	if a.Severity != "" {
+		setAnn("evidence", a.Evidence.Summary())
+	}
 	if !a.Time.IsZero() {
 		setAnn("first_seen", a.Time.UTC().Format(time.RFC3339))
 	}
@@ -152,7 +171,18 @@ func summary(a egressd.Anomaly) string {
 func description(a egressd.Anomaly) string {
 	var b strings.Builder
 	b.WriteString(summary(a))
-	b.WriteString(".\napp: ")
+	b.WriteString(".\n")
+	if a.Severity != "" {
+		b.WriteString("severity: ")
+		b.WriteString(string(a.Severity))
+		if len(a.Evidence.Reasons) > 0 {
+			b.WriteString(" (")
+			b.WriteString(strings.Join(a.Evidence.Reasons, "; "))
+			b.WriteString(")")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("app: ")
 	b.WriteString(a.App.String())
 	if a.App.Cluster != "" {
 		b.WriteString(" (cluster ")

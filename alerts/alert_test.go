@@ -33,6 +33,10 @@ func TestPostableAlert(t *testing.T) {
 		Summary:        "media/qbittorrent sends 52428800.0 bytes/s, 120x its 24h0m0s average of 436906.667 bytes/s",
 		Details:        map[string]string{"factor": "120", "unit": "bytes/s"},
 	}
+	ranked := novel
+	ranked.Severity = egressd.SeverityCritical
+	ranked.Evidence = egressd.Evidence{Domain: "example.net", Labels: 3, LongestLabel: 8, Entropy: 2, PortClass: "well-known",
+		Pods: []string{"recyclarr-7d9f8b6c4-x2x9z"}, Reasons: []string{"never reached by any app in the cluster", "high port"}}
 	flood := novel
 	flood.Kind = egressd.AnomalyNovelFlood
 	flood.Fingerprint = "f100d"
@@ -115,14 +119,30 @@ func TestPostableAlert(t *testing.T) {
 			},
 		},
 		{
-			name: "severity and resend interval",
-			d:    egressd.Delivery{Anomaly: novel},
-			opts: func(o *alerts.Options) { o.Severity = "critical"; o.ResendInterval = 30 * time.Second },
+			name: "severity from the evidence, and resend interval",
+			d:    egressd.Delivery{Anomaly: ranked},
+			opts: func(o *alerts.Options) { o.ResendInterval = 30 * time.Second },
 			want: &models.PostableAlert{
-				Alert:       models.Alert{Labels: with(novelLabels, "severity", "critical"), GeneratorURL: "https://egressd.example.com/api/v1/anomalies/4f1c2a"},
-				Annotations: novelAnnotations,
-				StartsAt:    dt(seen),
-				EndsAt:      dt(now.Add(2 * time.Minute)),
+				Alert: models.Alert{Labels: with(novelLabels, "severity", "critical"), GeneratorURL: "https://egressd.example.com/api/v1/anomalies/4f1c2a"},
+				Annotations: with(novelAnnotations,
+					"description", "media/recyclarr reached evil.example.net:443/TCP, new for this app.\n"+
+						"severity: critical (never reached by any app in the cluster; high port)\n"+
+						"app: media/recyclarr (cluster homelab)\n"+
+						"destination: evil.example.net 443/TCP\n"+
+						"first seen: 2026-11-21T09:30:00Z\n"+
+						"pod: recyclarr-7d9f8b6c4-x2x9z on node node-1\n"+
+						"compared with: files\n"+
+						"flows: 3\n"+
+						"verdict: FORWARDED",
+					"severity_reason", "never reached by any app in the cluster; high port",
+					"evidence", "other apps: 0 (in 0 other clusters)\n"+
+						"apps on example.net: 0\n"+
+						"cluster first seen: never before\n"+
+						"name: 3 labels, longest 8, entropy 2.0 bits/char\n"+
+						"port: well-known\n"+
+						"pods: recyclarr-7d9f8b6c4-x2x9z"),
+				StartsAt: dt(seen),
+				EndsAt:   dt(now.Add(2 * time.Minute)),
 			},
 		},
 		{

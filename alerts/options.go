@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Options configure a Sender and the alerts it builds.
@@ -38,8 +37,6 @@ type Options struct {
 	// alerts link to ExternalURL/api/v1/anomalies/FINGERPRINT (annotation
 	// link and generatorURL).
 	ExternalURL string
-	// Severity is the severity label of every alert.
-	Severity string
 	// PollInterval is how often the outbox is checked without a Wake: the
 	// safety net for resends, retries and deliveries queued by another
 	// replica.
@@ -63,7 +60,6 @@ func DefaultOptions() Options {
 		Timeout:        5 * time.Second,
 		BackoffMin:     time.Second,
 		BackoffMax:     time.Minute,
-		Severity:       "warning",
 		PollInterval:   time.Second,
 		MaxPending:     100_000,
 		Now:            time.Now,
@@ -108,9 +104,6 @@ func (o Options) Validate() error {
 		return fmt.Errorf("alerts: Options.PollInterval must be > 0")
 	case o.MaxPending < 0:
 		return fmt.Errorf("alerts: Options.MaxPending must be >= 0 (0: no bound)")
-	}
-	if o.Severity == "" || len(o.Severity) > MaxLabelValueLen || !utf8.ValidString(o.Severity) {
-		return fmt.Errorf("alerts: Options.Severity %q: want a non-empty UTF-8 label value of at most %d bytes, such as warning", o.Severity, MaxLabelValueLen)
 	}
 	if o.ExternalURL != "" {
 		u, err := parseHTTPURL(o.ExternalURL)

@@ -57,8 +57,6 @@ func TestOptionsValidate(t *testing.T) {
 			want: "alerts: Options.BackoffMax (1ms) must be >= Options.BackoffMin (1s)"},
 		{name: "poll", change: func(o *alerts.Options) { o.PollInterval = 0 },
 			want: "alerts: Options.PollInterval must be > 0"},
-		{name: "severity", change: func(o *alerts.Options) { o.Severity = "" },
-			want: `alerts: Options.Severity "": want a non-empty UTF-8 label value of at most 256 bytes, such as warning`},
 		{name: "external URL scheme", change: func(o *alerts.Options) { o.ExternalURL = "egressd:9090" },
 			want: `alerts: Options.ExternalURL "egressd:9090": want an http or https URL`},
 		{name: "external URL credentials", change: func(o *alerts.Options) { o.ExternalURL = "https://a:b@egressd" },

@@ -460,6 +460,10 @@ func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time)
 			p.metrics.skip(skipReply)
 			return nil
 		}
+		if icmpAnswer(f) {
+			p.metrics.skip(skipICMPAnswer)
+			return nil
+		}
 	}
 	if err := p.dec.endpoints(f); err != nil {
 		p.metrics.DecodeErrors.Inc()
@@ -635,6 +639,30 @@ func (p *Pipeline) deliver(o *egressd.Observation) {
 	for _, s := range p.sinks {
 		s.Observe(o)
 	}
+}
+
+// icmpAnswer reports whether f carries an ICMP message that answers
+// traffic rather than starts it: an error (destination unreachable, time
+// exceeded, packet too big, parameter problem, redirect, source quench) or
+// an echo, timestamp, information or address-mask reply. A pod sends
+// errors in answer to inbound packets (a closed port, a TTL that ran out);
+// Cilium's conntrack finds them RELATED to that connection, which is
+// neither new nor a reply, so Hubble reports them as EGRESS flows with
+// is_reply false, to the address that sent the packet. They are not the
+// workload reaching out. Echo requests (ping) and other ICMP messages that
+// start an exchange still count.
+func icmpAnswer(f *decodedFlow) bool {
+	switch f.l4 {
+	case l4ICMPv4:
+		switch f.icmpType {
+		case 0, 3, 4, 5, 11, 12, 14, 16, 18:
+			return true
+		}
+	case l4ICMPv6:
+		// Types below 128 are errors (RFC 4443); 129 is an echo reply.
+		return f.icmpType >= 1 && f.icmpType < 128 || f.icmpType == 129
+	}
+	return false
 }
 
 func (p *Pipeline) isReply(f *decodedFlow) bool {

@@ -47,6 +47,8 @@ const (
 
 	portDestination = 2
 
+	icmpType = 1
+
 	epIdentity    = 2
 	epNamespace   = 3
 	epLabels      = 4
@@ -145,6 +147,7 @@ type flowFields struct {
 	ipSource, ipDest   []byte
 	l4                 int // l4TCP... or 0
 	dstPort            uint32
+	icmpType           uint32 // the ICMPv4 or ICMPv6 message type
 	srcRaw, dstRaw     []byte // the first occurrence of each endpoint
 	srcN, dstN         int    // occurrences of each endpoint
 	endpointsDone      bool
@@ -679,13 +682,18 @@ func decodeL4(b []byte, f *decodedFlow) error {
 		// Layer4 is a oneof: another member replaces the last one, the
 		// same member occurring again merges into it.
 		if f.l4 != num {
-			f.dstPort = 0
+			f.dstPort, f.icmpType = 0, 0
 		}
 		f.l4 = num
-		if num == l4TCP || num == l4UDP || num == l4SCTP {
-			if err := mergeUint32Field(v, portDestination, &f.dstPort); err != nil {
-				return err
-			}
+		var err error
+		switch num {
+		case l4TCP, l4UDP, l4SCTP:
+			err = mergeUint32Field(v, portDestination, &f.dstPort)
+		case l4ICMPv4, l4ICMPv6:
+			err = mergeUint32Field(v, icmpType, &f.icmpType)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

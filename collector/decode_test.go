@@ -85,9 +85,9 @@ func expectFields(r *observer.GetFlowsResponse, keys []string) collector.Decoded
 		case *flowpb.Layer4_UDP:
 			out.L4, out.DstPort = 2, p.UDP.GetDestinationPort()
 		case *flowpb.Layer4_ICMPv4:
-			out.L4 = 3
+			out.L4, out.ICMPType = 3, p.ICMPv4.GetType()
 		case *flowpb.Layer4_ICMPv6:
-			out.L4 = 4
+			out.L4, out.ICMPType = 4, p.ICMPv6.GetType()
 		case *flowpb.Layer4_SCTP:
 			out.L4, out.DstPort = 5, p.SCTP.GetDestinationPort()
 		case *flowpb.Layer4_VRRP:

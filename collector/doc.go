@@ -20,7 +20,11 @@
 //     a question (REQUEST) is a dns_query observation. Neither is a
 //     destination.
 //   - Other flows must be egress (traffic_direction EGRESS) and not replies
-//     (is_reply, else the deprecated reply field).
+//     (is_reply, else the deprecated reply field), nor ICMP messages that
+//     answer traffic: errors a pod sends in answer to inbound packets
+//     (destination unreachable, time exceeded...), which Cilium reports as
+//     EGRESS flows that are not replies (conntrack RELATED), and echo and
+//     other ICMP replies. Echo requests count.
 //   - The destination must be outside the cluster according to its labels
 //     (reserved:world*, cidr:, fqdn:), must not name a pod (the L7-proxy
 //     quirk of identity 2 with a pod name), must not carry another reserved

@@ -35,6 +35,7 @@ type DecodedFields struct {
 	IPDest        string
 	L4            int
 	DstPort       uint32
+	ICMPType      uint32
 	Source        EndpointFields
 	Dest          EndpointFields
 	FlowType      int32
@@ -90,7 +91,7 @@ func (d *Decoder) Decode(b []byte) (DecodedFields, error) {
 		out.FlowTimeSec, out.FlowTimeNanos, out.HasFlowTime = f.timeSec, f.timeNanos, f.hasTime
 		out.UUID, out.Verdict = string(f.uuid), f.verdict
 		out.IPSource, out.IPDest = string(f.ipSource), string(f.ipDest)
-		out.L4, out.DstPort = f.l4, f.dstPort
+		out.L4, out.DstPort, out.ICMPType = f.l4, f.dstPort, f.icmpType
 		out.Source, out.Dest = d.endpoint(&f.source), d.endpoint(&f.dest)
 		out.FlowType, out.FlowNodeName = f.flowType, string(f.nodeName)
 		out.DestName, out.NDestNames = string(f.destName), f.nDestNames

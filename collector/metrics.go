@@ -12,6 +12,7 @@ const (
 	skipNotFlow       = "not_flow"
 	skipNotEgress     = "not_egress"
 	skipReply         = "reply"
+	skipICMPAnswer    = "icmp_answer"
 	skipInCluster     = "in_cluster"
 	skipInternalCIDR  = "internal_cidr"
 	skipAlreadyStored = "already_stored"
@@ -214,7 +215,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.obsDNS = m.Observations.WithLabelValues("dns_query")
 	m.rejectedClock = m.Rejected.WithLabelValues(rejectClock)
 	m.skipped = map[string]prometheus.Counter{}
-	for _, r := range []string{skipNotFlow, skipNotEgress, skipReply, skipInCluster, skipInternalCIDR, skipAlreadyStored, skipDuplicate, skipDNSOther, skipDNSAnswer, skipLostEvents} {
+	for _, r := range []string{skipNotFlow, skipNotEgress, skipReply, skipICMPAnswer, skipInCluster, skipInternalCIDR, skipAlreadyStored, skipDuplicate, skipDNSOther, skipDNSAnswer, skipLostEvents} {
 		m.skipped[r] = m.Skipped.WithLabelValues(r)
 	}
 	m.unattributed = map[string]prometheus.Counter{}

@@ -9,8 +9,8 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/egressd/egressd"
@@ -39,6 +39,12 @@ type Options struct {
 	// novelty would show. Apps that are learning or unbounded are not
 	// judged; 0 turns the rule off.
 	DNSFloodThreshold int
+	// DNSTunnelNames distinct tunnel-shaped names (long runs of letters
+	// and digits with the entropy of encoded data, shape.go) asked by one
+	// app under one registrable domain within FloodWindow raise
+	// dns_tunnel too, however few names the app asks in all: a tunnel
+	// that stays under DNSFloodThreshold. 0 turns the rule off.
+	DNSTunnelNames int
 	// Unbounded apps raise no novelty (volume only), in addition to those
 	// whose baseline file says "unbounded": true.
 	Unbounded []egressd.App
@@ -65,8 +71,11 @@ func DefaultOptions() Options {
 		// Apps ask for a handful of names, again and again; a monitoring
 		// app probing hundreds of hosts is unbounded or needs more.
 		DNSFloodThreshold: 500,
-		MaxKeysPerApp:     100_000,
-		Volume:            DefaultVolumeOptions(),
+		// A few hundred encoded names under one domain in minutes is a
+		// tunnel moving a few kilobytes; no app asks 100 such names.
+		DNSTunnelNames: 100,
+		MaxKeysPerApp:  100_000,
+		Volume:         DefaultVolumeOptions(),
 	}
 }
 
@@ -81,6 +90,8 @@ func (o Options) Validate() error {
 		return errors.New("detector: Options.FloodWindow must be > 0")
 	case o.DNSFloodThreshold < 0:
 		return errors.New("detector: Options.DNSFloodThreshold must be >= 0")
+	case o.DNSTunnelNames < 0:
+		return errors.New("detector: Options.DNSTunnelNames must be >= 0")
 	case o.QueueSize <= 0:
 		return errors.New("detector: Options.QueueSize must be > 0")
 	case o.MaxKeysPerApp <= 0:
@@ -128,11 +139,16 @@ type appState struct {
 }
 
 // dnsFloodState counts the distinct names an app asked in DNS in the
-// current window: at most DNSFloodThreshold hashes, dropped once the flood
-// is raised, whatever the flood's size.
+// current window: at most DNSFloodThreshold hashes, and the tunnel-shaped
+// ones per registrable domain, dropped once the tunnel is raised, whatever
+// its size.
 type dnsFloodState struct {
-	start  time.Time
-	names  map[uint64]struct{}
+	start time.Time
+	names map[uint64]struct{}
+	// shaped holds, per registrable domain (hashed), the tunnel-shaped
+	// names asked under it: at most DNSTunnelNames per domain, for at
+	// most maxTunnelDomains domains.
+	shaped map[uint64]map[uint64]struct{}
 	raised bool
 }
 
@@ -174,6 +190,10 @@ type Detector struct {
 	apps     map[egressd.App]*appState
 	files    map[egressd.App]egressd.Baseline
 	volume   *volumeRule
+	// evidence, when set, tells each anomaly's prevalence (UseEvidence);
+	// flush, when set, writes what the store lacks first (SetFlush).
+	evidence EvidenceStore
+	flush    atomic.Pointer[func(context.Context) error]
 	// volumeErr is RunVolume's source error while it fails.
 	volumeErr error
 }
@@ -186,6 +206,9 @@ type job struct {
 	// detector stopped first), so that the state that raised it lets it
 	// be raised again.
 	stored, lost func()
+	// gathered: the anomaly's evidence and severity are set (once, even
+	// when the store is retried).
+	gathered bool
 }
 
 // New returns a detector recording anomalies in store.
@@ -362,7 +385,7 @@ func (d *Detector) attachFile(a egressd.App, st *appState) {
 // Observe judges one observation. DNS questions are not destinations:
 // they only count towards a DNS flood.
 func (d *Detector) Observe(o *egressd.Observation) {
-	if o.Kind == egressd.KindDNSQuery && d.opts.DNSFloodThreshold > 0 {
+	if o.Kind == egressd.KindDNSQuery && d.dnsRules() {
 		d.mu.Lock()
 		a, raise := d.dnsFlood(o)
 		d.mu.Unlock()
@@ -508,14 +531,15 @@ func (d *Detector) flood(st *appState, a egressd.Anomaly) (egressd.Anomaly, bool
 		"window_start": f.start.UTC().Format(time.RFC3339),
 		"threshold":    strconv.Itoa(d.opts.FloodThreshold),
 		"first_extra":  a.Destination.String(),
-		"domain":       parentDomain(a.Destination.Name),
+		"domain":       registrableDomain(a.Destination.Name),
 	}
 	return fl, true
 }
 
 // dnsFlood counts o's name among its app's DNS questions of the window,
-// under d.mu, and raises the window's DNS flood once they are more than
-// DNSFloodThreshold distinct names.
+// under d.mu, and raises the window's DNS tunnel once they are more than
+// DNSFloodThreshold distinct names, or DNSTunnelNames distinct
+// tunnel-shaped names under one registrable domain (shape.go).
 func (d *Detector) dnsFlood(o *egressd.Observation) (egressd.Anomaly, bool) {
 	st, learning := d.appAt(o)
 	if st.unbounded || learning {
@@ -528,26 +552,83 @@ func (d *Detector) dnsFlood(o *egressd.Observation) (egressd.Anomaly, bool) {
 	if f.raised {
 		return egressd.Anomaly{}, false
 	}
-	if f.names == nil {
-		f.names = make(map[uint64]struct{})
+	name := o.Destination.Name
+	if d.opts.DNSFloodThreshold > 0 {
+		if f.names == nil {
+			f.names = make(map[uint64]struct{})
+		}
+		f.names[maphash.String(d.seeds[0], name)] = struct{}{}
+		if len(f.names) > d.opts.DNSFloodThreshold {
+			domain := registrableDomain(name)
+			a := d.dnsTunnel(o, st, domain)
+			a.Summary = fmt.Sprintf("%s asked DNS for more than %d distinct names within %s (e.g. %s under %s): a DNS tunnel?",
+				o.App, d.opts.DNSFloodThreshold, d.opts.FloodWindow, name, domain)
+			a.Details["rule"] = "count"
+			a.Details["threshold"] = strconv.Itoa(d.opts.DNSFloodThreshold)
+			return a, true
+		}
 	}
-	f.names[maphash.String(d.seeds[0], o.Destination.Name)] = struct{}{}
-	if len(f.names) <= d.opts.DNSFloodThreshold {
+	// The shape is checked first, which needs no domain and rejects
+	// almost every name; the domain then says whether the shaped run is
+	// below it.
+	if d.opts.DNSTunnelNames == 0 {
 		return egressd.Anomaly{}, false
 	}
-	f.raised, f.names = true, nil
-	domain := parentDomain(o.Destination.Name)
+	end := shapedRun(name)
+	if end < 0 {
+		return egressd.Anomaly{}, false
+	}
+	domain := registrableDomain(name)
+	if end > len(name)-len(domain) {
+		return egressd.Anomaly{}, false
+	}
+	dh := maphash.String(d.seeds[1], domain)
+	names := f.shaped[dh]
+	if names == nil {
+		if len(f.shaped) >= maxTunnelDomains {
+			return egressd.Anomaly{}, false
+		}
+		if f.shaped == nil {
+			f.shaped = make(map[uint64]map[uint64]struct{})
+		}
+		names = make(map[uint64]struct{})
+		f.shaped[dh] = names
+	}
+	names[maphash.String(d.seeds[0], name)] = struct{}{}
+	if len(names) < d.opts.DNSTunnelNames {
+		return egressd.Anomaly{}, false
+	}
+	a := d.dnsTunnel(o, st, domain)
+	a.Summary = fmt.Sprintf("%s asked DNS for %d distinct names under %s within %s whose labels look like encoded data (e.g. %s): a DNS tunnel?",
+		o.App, len(names), domain, d.opts.FloodWindow, name)
+	a.Details["rule"] = "shape"
+	a.Details["threshold"] = strconv.Itoa(d.opts.DNSTunnelNames)
+	return a, true
+}
+
+// maxTunnelDomains bounds the registrable domains whose tunnel-shaped names
+// one app's DNS window counts: a tunnel uses one, and the count rule
+// (DNSFloodThreshold) still sees an app that spreads over more.
+const maxTunnelDomains = 64
+
+// dnsTunnel marks the window of st raised, under d.mu, and returns its
+// dns_tunnel anomaly raised by o, for the rule to complete.
+func (d *Detector) dnsTunnel(o *egressd.Observation, st *appState, domain string) egressd.Anomaly {
+	f := &st.dns
+	f.raised, f.names, f.shaped = true, nil, nil
 	a := anomalyOf(o, st, egressd.AnomalyDNSTunnel, egressd.DNSTunnelFingerprint(o.App, f.start))
-	a.Summary = fmt.Sprintf("%s asked DNS for more than %d distinct names within %s (e.g. %s under %s): a DNS tunnel?",
-		o.App, d.opts.DNSFloodThreshold, d.opts.FloodWindow, o.Destination.Name, domain)
 	a.Details = map[string]string{
 		"signal":       "dns",
 		"window_start": f.start.UTC().Format(time.RFC3339),
-		"threshold":    strconv.Itoa(d.opts.DNSFloodThreshold),
 		"first_extra":  o.Destination.Name,
 		"domain":       domain,
 	}
-	return a, true
+	return a
+}
+
+// dnsRules reports whether a DNS tunnel rule is on.
+func (d *Detector) dnsRules() bool {
+	return d.opts.DNSFloodThreshold > 0 || d.opts.DNSTunnelNames > 0
 }
 
 // appAt returns the state of o's app, its first sight moved back to o
@@ -572,23 +653,6 @@ func anomalyOf(o *egressd.Observation, st *appState, kind egressd.AnomalyKind, f
 		Fingerprint: fingerprint, Kind: kind, App: o.App, Destination: o.Destination, Time: o.Time,
 		Pod: o.Pod, Node: o.Node, Verdict: o.Verdict, NameSource: o.NameSource, BaselineSource: source,
 	}
-}
-
-// parentDomain returns the last two labels of a name ("example.com"), or
-// the name itself for IPs and short names: how flood members usually relate.
-func parentDomain(name string) string {
-	if strings.Count(name, ".") < 2 || strings.Count(name, ":") > 0 || isNumericLast(name) {
-		return name
-	}
-	i := strings.LastIndexByte(name, '.')
-	j := strings.LastIndexByte(name[:i], '.')
-	return name[j+1:]
-}
-
-func isNumericLast(name string) bool {
-	i := strings.LastIndexByte(name, '.')
-	_, err := strconv.Atoi(name[i+1:])
-	return err == nil
 }
 
 // Advance moves the volume rule's clock with the flows of source.
@@ -648,21 +712,35 @@ func (d *Detector) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return d.drain(context.WithoutCancel(ctx))
+			return d.drain(context.WithoutCancel(ctx), nil)
 		case j := <-d.queue:
-			d.record(ctx, j)
+			if !d.record(ctx, j) {
+				// ctx ended while j was being recorded: it is drained
+				// first, as if it were still queued.
+				return d.drain(context.WithoutCancel(ctx), &j)
+			}
 		}
 	}
 }
 
-// drain records what is already queued, for at most 10 s.
-func (d *Detector) drain(ctx context.Context) error {
+// drain records first, when set, and what is already queued, for at most
+// 10 s.
+func (d *Detector) drain(ctx context.Context, first *job) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
+		if first != nil {
+			if !d.record(ctx, *first) {
+				d.settle(*first, false)
+			}
+			first = nil
+			continue
+		}
 		select {
 		case j := <-d.queue:
-			d.record(ctx, j)
+			if !d.record(ctx, j) {
+				d.settle(j, false)
+			}
 		default:
 			return nil
 		}
@@ -672,14 +750,23 @@ func (d *Detector) drain(ctx context.Context) error {
 	}
 }
 
-// record stores j, retrying a failing store with backoff while ctx lives.
-func (d *Detector) record(ctx context.Context, j job) {
+// record stores j, retrying a failing store with backoff while ctx lives,
+// and reports whether it is done with j; false when ctx ended first, and
+// j's lost callback is then the caller's to run.
+func (d *Detector) record(ctx context.Context, j job) bool {
 	backoff := 100 * time.Millisecond
 	for {
 		var err error
 		if j.resolve {
 			err = d.store.Resolve(ctx, j.anomaly.Fingerprint, j.anomaly.ResolvedAt)
 		} else {
+			// Evidence the store could not give is asked again with
+			// each retry (the store is what failed).
+			if !j.gathered || j.anomaly.Evidence.Incomplete != "" {
+				j.anomaly.Evidence = egressd.Evidence{}
+				d.gather(ctx, &j.anomaly)
+				j.gathered = true
+			}
 			var inserted bool
 			inserted, err = d.store.Raise(ctx, j.anomaly)
 			if err == nil && inserted {
@@ -688,14 +775,16 @@ func (d *Detector) record(ctx context.Context, j job) {
 		}
 		if err == nil {
 			d.settle(j, true)
-			return
+			return true
+		}
+		if ctx.Err() != nil {
+			return false // cancelled, not failed
 		}
 		d.metrics.StoreErrors.Inc()
 		d.log.Warn("anomaly_store_failed", "fingerprint", j.anomaly.Fingerprint, "err", err)
 		select {
 		case <-ctx.Done():
-			d.settle(j, false)
-			return
+			return false
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 10*time.Second)

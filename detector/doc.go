@@ -25,6 +25,51 @@
 // one and the rest are summarised in one novel_destination_flood anomaly per
 // window, which lists how many there were and the first examples.
 //
+// DNS tunnels: an app raises one dns_tunnel per FloodWindow when it asks
+// DNS for more than DNSFloodThreshold distinct names (rule "count"), or
+// for DNSTunnelNames distinct tunnel-shaped names under one registrable
+// domain (rule "shape"), however few names in all. A name is
+// tunnel-shaped when the part below its registrable domain (public suffix
+// list) holds a run of at least 24 letters and digits without a hyphen, in
+// which letters and digits alternate at least twice, with at least 3 bits
+// of entropy per character: data encoded in hex, base32 or base64, not
+// words, service names or a host number.
+//
+// Evidence and severity: before an anomaly is recorded, Run gathers its
+// evidence (egressd.Evidence): from memory, the app's first sight and
+// baseline file, the name's shape (registrable domain, labels, entropy of
+// the leftmost label, bare IP), the port's class, the verdict and the pod;
+// from the EvidenceStore (UseEvidence), one query per anomaly, the
+// destination's prevalence among the stored destinations with allowed
+// flows first seen before the anomaly: other apps and clusters that
+// reached the name, when the app's cluster first did, the app's other
+// ports on it, other apps under the same registrable domain, and the
+// app's names under that domain in its live window. Anomalies are rare, so
+// this costs the hot path nothing. The severity is then set by this table,
+// the first matching row deciding; its words are the first of the
+// anomaly's Evidence.Reasons, followed by the facts "bare IP", "high port"
+// (>= 1024), "random-looking name" (tunnel-shaped) and "dropped by policy"
+// where they hold:
+//
+//	kind                  condition                                           severity
+//	novel destination     the store did not answer (prevalence unknown)       warning
+//	                      the app already reaches the name on another port    info
+//	                      other apps (any cluster) reached the name           info
+//	                      never reached by any app, dropped by policy          warning
+//	                      never reached, its registrable domain is in the      warning
+//	                        app's baseline (siblings)
+//	                      never reached, other apps reach its domain           warning
+//	                      never reached by any app in the cluster              critical
+//	flood                 as its first destination past the threshold, at     warning+
+//	                      least warning ("many new destinations at once")
+//	dns_tunnel            rule shape (encoded names under one domain)          critical
+//	                      rule count (more names than the threshold)          warning
+//	egress_volume         always                                              warning
+//
+// So a destination no app in the cluster ever reached (critical) ranks
+// above one other apps use every day and above a host the app already uses
+// on a new port (info).
+//
 // Volume: every minute (of flow time, or of wall time with Prometheus) the
 // volume rule asks a RateSource for each app's current rate and its average
 // over the history window, and raises egress_volume when the current rate is

@@ -20,16 +20,19 @@ var suppressReasons = []string{"learning", "unbounded", "flood"}
 
 // Metrics are the detector's Prometheus metrics.
 type Metrics struct {
-	Observed      prometheus.Counter
-	SlowPath      prometheus.Counter
-	Raised        *prometheus.CounterVec
-	Suppressed    *prometheus.CounterVec
-	QueueDropped  prometheus.Counter
-	StoreErrors   prometheus.Counter
-	KnownKeys     prometheus.Gauge
-	NotRemembered prometheus.Counter
-	Apps          prometheus.Gauge
-	VolumeErrors  prometheus.Counter
+	Observed     prometheus.Counter
+	SlowPath     prometheus.Counter
+	Raised       *prometheus.CounterVec
+	Suppressed   *prometheus.CounterVec
+	QueueDropped prometheus.Counter
+	StoreErrors  prometheus.Counter
+	// EvidenceErrors counts anomalies recorded without the store's
+	// evidence (prevalence unknown) because it did not answer.
+	EvidenceErrors prometheus.Counter
+	KnownKeys      prometheus.Gauge
+	NotRemembered  prometheus.Counter
+	Apps           prometheus.Gauge
+	VolumeErrors   prometheus.Counter
 	// VolumeSourceUp is 1 while the volume rate source answers, 0 while
 	// it fails (the rule then judges nothing).
 	VolumeSourceUp prometheus.Gauge
@@ -64,6 +67,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StoreErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "egressd_detector_store_errors_total",
 			Help: "Failed attempts to record or resolve an anomaly (retried).",
+		}),
+		EvidenceErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_detector_evidence_errors_total",
+			Help: "Anomalies recorded without the store's evidence (prevalence unknown) because the store did not answer.",
 		}),
 		KnownKeys: f.NewGauge(prometheus.GaugeOpts{
 			Name: "egressd_detector_known_keys",

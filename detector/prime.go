@@ -159,7 +159,7 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 		d.enqueue(j)
 	}
 
-	if d.opts.DNSFloodThreshold > 0 {
+	if d.dnsRules() {
 		n, err := d.primeDNS(ctx, s, end, stored, have)
 		if err != nil {
 			return ps, err

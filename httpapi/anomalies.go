@@ -32,6 +32,10 @@ type anomalyJSON struct {
 	BaselineSource string            `json:"baseline_source,omitempty"`
 	Summary        string            `json:"summary"`
 	Details        map[string]string `json:"details,omitempty"`
+	// Severity is critical, warning or info (empty for anomalies stored
+	// before severities); Evidence says why.
+	Severity string           `json:"severity,omitempty"`
+	Evidence egressd.Evidence `json:"evidence"`
 }
 
 func toAnomalyJSON(a egressd.Anomaly) anomalyJSON {
@@ -52,6 +56,8 @@ func toAnomalyJSON(a egressd.Anomaly) anomalyJSON {
 		BaselineSource: a.BaselineSource,
 		Summary:        a.Summary,
 		Details:        a.Details,
+		Severity:       string(a.Severity),
+		Evidence:       a.Evidence,
 	}
 	if !a.ResolvedAt.IsZero() {
 		t := a.ResolvedAt

@@ -36,6 +36,8 @@ type anomalyJSON struct {
 	BaselineSource string            `json:"baseline_source"`
 	Summary        string            `json:"summary"`
 	Details        map[string]string `json:"details"`
+	Severity       string            `json:"severity"`
+	Evidence       egressd.Evidence  `json:"evidence"`
 }
 
 type pageJSON struct {
@@ -190,7 +192,11 @@ func TestGetAnomaly(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	ctx := context.Background()
-	a := e.record(novel(recyclarr, evil, ago(2*time.Hour)))
+	ranked := novel(recyclarr, evil, ago(2*time.Hour))
+	ranked.Severity = egressd.SeverityCritical
+	ranked.Evidence = egressd.Evidence{Domain: "evil.example", AppFirstSeen: ago(30 * day), PortClass: "well-known",
+		Pods: []string{"recyclarr-7d9f8c-x2x4z"}, Reasons: []string{"never reached by any app in the cluster"}}
+	a := e.record(ranked)
 	resolved := e.record(novel(recyclarr, ghcr, ago(time.Hour)))
 	_, err := e.db.ResolveAnomaly(ctx, resolved.Fingerprint, ago(time.Minute))
 	require.NoError(t, err)
@@ -205,6 +211,7 @@ func TestGetAnomaly(t *testing.T) {
 		Destination: "evil.example", Port: 443, Protocol: "TCP", StartedAt: ago(2 * time.Hour),
 		Pod: "recyclarr-7d9f8c-x2x4z", Node: "node-1", Verdict: "FORWARDED", NameSource: "flow", BaselineSource: "window",
 		Summary: a.Summary, Details: map[string]string{"flows": "1"},
+		Severity: "critical", Evidence: ranked.Evidence,
 	}
 	if diff := gocmp.Diff(want, got.Anomaly); diff != "" {
 		t.Errorf("anomaly (-want +got):\n%s", diff)

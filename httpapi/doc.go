@@ -51,10 +51,17 @@
 //	    {"anomaly":{"fingerprint","kind","alertname","state","cluster",
 //	    "namespace","app","destination","port","protocol","started_at",
 //	    "resolved_at","pod","node","verdict","name_source","baseline_source",
-//	    "summary","details"}}
+//	    "summary","details","severity","evidence":{"other_apps",
+//	    "other_clusters","domain_apps","domain","cluster_first_seen",
+//	    "known_ports","siblings","app_first_seen","bare_ip","labels",
+//	    "longest_label","entropy","port_class","dropped","pods","reasons",
+//	    "incomplete"}}}
 //	    One anomaly: where alerts link (their "link" annotation and
 //	    generatorURL). Fields that do not apply (a volume anomaly's
-//	    destination, a firing anomaly's resolved_at) are left out.
+//	    destination, a firing anomaly's resolved_at, evidence that does
+//	    not hold) are left out; severity is critical, warning or info, and
+//	    evidence.reasons the severity's rule and facts (the detector
+//	    package's rule table).
 //
 //	POST /api/v1/apps/{namespace}/{app}/accepted
 //	    body {"destination":"api.github.com","port":443,"protocol":"TCP","cluster":"","by":"alice"}

@@ -28,7 +28,8 @@ import (
 //
 // Values read from flows are bounded before they are stored: the summary to
 // MaxSummaryLen, details to MaxDetailKeyLen, MaxDetailValueLen and
-// MaxDetailsLen, pod, node and destination names to 253 bytes, and invalid
+// MaxDetailsLen, pod, node and destination names to 253 bytes, the
+// evidence's lists to MaxEvidenceList entries of 253 bytes, and invalid
 // UTF-8 and NUL bytes are replaced or removed. Times are stored with
 // microsecond precision.
 func (db *DB) RecordAnomaly(ctx context.Context, a egressd.Anomaly, targets []string, now time.Time) (inserted bool, err error) {
@@ -60,12 +61,12 @@ func (db *DB) RecordAnomaly(ctx context.Context, a egressd.Anomaly, targets []st
 	// rolls back. Either way exactly one transaction inserts.
 	tag, err := tx.Exec(ctx, `
 INSERT INTO anomalies (fingerprint, kind, app_id, destination, port, protocol, started_at, recorded_at,
-    pod, node, verdict, name_source, baseline_source, summary, details, resolved_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    pod, node, verdict, name_source, baseline_source, summary, details, resolved_at, severity, evidence)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (fingerprint) DO NOTHING`,
 		a.Fingerprint, string(a.Kind), appID, a.Destination.Name, int32(a.Destination.Port), a.Destination.Protocol,
 		a.Time, now, a.Pod, a.Node, int16(a.Verdict), int16(a.NameSource), a.BaselineSource, a.Summary,
-		detailsJSON(a.Details), resolvedAt)
+		detailsJSON(a.Details), resolvedAt, string(a.Severity), a.Evidence)
 	if err != nil {
 		return false, wrap(err, "record anomaly %s", a.Fingerprint)
 	}
@@ -172,6 +173,8 @@ func boundAnomaly(a egressd.Anomaly) egressd.Anomaly {
 	a.BaselineSource = bound(a.BaselineSource, maxNameLen)
 	a.Summary = bound(a.Summary, MaxSummaryLen)
 	a.Details = boundDetails(a.Details)
+	a.Severity = egressd.Severity(bound(string(a.Severity), 16))
+	a.Evidence = boundEvidence(a.Evidence)
 	return a
 }
 
@@ -389,7 +392,7 @@ func (db *DB) Anomalies(ctx context.Context, f AnomalyFilter) ([]egressd.Anomaly
 // the order of anomalyScan.dest.
 const anomalyColumns = `a.fingerprint, a.kind, p.cluster, p.namespace, p.name,
     a.destination, a.port, a.protocol, a.started_at, a.pod, a.node, a.verdict, a.name_source,
-    a.baseline_source, a.summary, a.details, a.resolved_at`
+    a.baseline_source, a.summary, a.details, a.resolved_at, a.severity, a.evidence`
 
 // collectAnomalies reads rows of anomalyColumns and closes rows.
 func collectAnomalies(rows pgx.Rows) ([]egressd.Anomaly, error) {
@@ -413,6 +416,8 @@ type anomalyScan struct {
 	nameSource int16
 	details    map[string]string
 	resolvedAt *time.Time
+	severity   string
+	evidence   *egressd.Evidence
 }
 
 func (s *anomalyScan) dest() []any {
@@ -420,6 +425,7 @@ func (s *anomalyScan) dest() []any {
 		&s.a.Fingerprint, &s.kind, &s.a.App.Cluster, &s.a.App.Namespace, &s.a.App.Name,
 		&s.a.Destination.Name, &s.port, &s.a.Destination.Protocol, &s.a.Time, &s.a.Pod, &s.a.Node,
 		&s.verdict, &s.nameSource, &s.a.BaselineSource, &s.a.Summary, &s.details, &s.resolvedAt,
+		&s.severity, &s.evidence,
 	}
 }
 
@@ -440,7 +446,14 @@ func (s *anomalyScan) anomaly() egressd.Anomaly {
 	if s.resolvedAt != nil {
 		a.ResolvedAt = s.resolvedAt.UTC()
 	}
-	// Scanning into the same map again would reuse it.
-	s.details = nil
+	a.Severity = egressd.Severity(s.severity)
+	a.Evidence = egressd.Evidence{}
+	if s.evidence != nil {
+		a.Evidence = *s.evidence
+		a.Evidence.ClusterFirstSeen = utc(a.Evidence.ClusterFirstSeen)
+		a.Evidence.AppFirstSeen = utc(a.Evidence.AppFirstSeen)
+	}
+	// Scanning into the same map or struct again would reuse it.
+	s.details, s.evidence = nil, nil
 	return a
 }

@@ -27,6 +27,13 @@ func TestRecordAnomaly(t *testing.T) {
 	volume := newAnomaly(AnomalyOpts{Kind: egressd.AnomalyEgressVolume, App: shop, Details: map[string]string{"rate": "12.5 MB/s", "average": "80 kB/s"}})
 	resolved := newAnomaly(AnomalyOpts{})
 	resolved.ResolvedAt = at(time.Minute)
+	ranked := newAnomaly(AnomalyOpts{Destination: rawIP})
+	ranked.Severity = egressd.SeverityCritical
+	ranked.Evidence = egressd.Evidence{
+		ClusterFirstSeen: at(-time.Hour), AppFirstSeen: at(-48 * time.Hour), KnownPorts: []string{"80/TCP"},
+		BareIP: true, PortClass: "well-known", Entropy: 3.25, Dropped: true, Pods: []string{"recyclarr-1", "recyclarr-2"},
+		Reasons: []string{"never reached by any app in the cluster", "bare IP"},
+	}
 
 	tests := []struct {
 		name           string
@@ -51,6 +58,12 @@ func TestRecordAnomaly(t *testing.T) {
 			anomaly:        newAnomaly(AnomalyOpts{}),
 			targets:        []string{am2, am1, " " + am2},
 			wantDeliveries: []postgres.DeliveryStatus{firing(am1), firing(am2)},
+		},
+		{
+			name:           "severity and evidence",
+			anomaly:        ranked,
+			targets:        []string{am1},
+			wantDeliveries: []postgres.DeliveryStatus{firing(am1)},
 		},
 		{
 			name:    "no Alertmanager configured",
@@ -210,6 +223,11 @@ func TestRecordAnomalyBounds(t *testing.T) {
 	a := newAnomaly(AnomalyOpts{Summary: huge, Details: details})
 	a.Pod = strings.Repeat("p", 1000)
 	a.Node = "node\x00-1\xc3"
+	for i := range 100 {
+		a.Evidence.Pods = append(a.Evidence.Pods, fmt.Sprintf("%d-%s", i, huge))
+	}
+	a.Evidence.Reasons = []string{"bad\x00reason\xff"}
+	a.Severity = egressd.Severity(huge)
 	record(t, db, a)
 
 	got, err := db.Anomaly(ctx, a.Fingerprint)
@@ -219,6 +237,13 @@ func TestRecordAnomalyBounds(t *testing.T) {
 	require.True(t, utf8.ValidString(got.Summary))
 	require.Len(t, got.Pod, 253)
 	require.Equal(t, "node-1\uFFFD", got.Node)
+	require.Len(t, got.Evidence.Pods, postgres.MaxEvidenceList)
+	for _, p := range got.Evidence.Pods {
+		require.LessOrEqual(t, len(p), 253)
+		require.True(t, utf8.ValidString(p))
+	}
+	require.Equal(t, []string{"badreason\uFFFD"}, got.Evidence.Reasons)
+	require.LessOrEqual(t, len(got.Severity), 16)
 
 	total := 0
 	for k, v := range got.Details {

@@ -1,9 +1,13 @@
 package postgres
 
 import (
+	"math"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
+
+	"github.com/egressd/egressd"
 )
 
 // Length bounds on what an anomaly stores. Pods, nodes, summaries and details
@@ -96,4 +100,38 @@ func boundDetails(d map[string]string) map[string]string {
 		budget = room - len(v)
 	}
 	return out
+}
+
+// MaxEvidenceList bounds each list of an anomaly's evidence (ports,
+// siblings, pods, reasons); each entry is bounded to 253 bytes.
+const MaxEvidenceList = 16
+
+// boundEvidence applies the evidence bounds (see MaxEvidenceList).
+func boundEvidence(e egressd.Evidence) egressd.Evidence {
+	list := func(l []string) []string {
+		if len(l) == 0 {
+			return nil
+		}
+		out := make([]string, 0, min(len(l), MaxEvidenceList))
+		for _, s := range l[:min(len(l), MaxEvidenceList)] {
+			out = append(out, bound(s, maxNameLen))
+		}
+		return out
+	}
+	e.Domain = bound(e.Domain, maxNameLen)
+	e.PortClass = bound(e.PortClass, 16)
+	e.Incomplete = bound(e.Incomplete, maxNameLen)
+	e.KnownPorts, e.Siblings, e.Pods, e.Reasons = list(e.KnownPorts), list(e.Siblings), list(e.Pods), list(e.Reasons)
+	if math.IsNaN(e.Entropy) || math.IsInf(e.Entropy, 0) {
+		e.Entropy = 0 // not JSON
+	}
+	return e
+}
+
+// utc returns t in UTC, the zero time as it is.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
 }

@@ -94,6 +94,11 @@ type CollectorOptions struct {
 	// over learns what the former holder stored. An error ends the term
 	// and Run with it.
 	OnTerm func(ctx context.Context, resume time.Time, pipe *collector.Pipeline) error
+	// OnFlusher, when set, is given each term's aggregator's Flush when
+	// the term starts streaming, and nil when it ends: the detector flushes
+	// before it asks the store for an anomaly's evidence, so that the
+	// flows of the last flush interval count.
+	OnFlusher func(flush func(context.Context) error)
 }
 
 // withDefaults fills the zero durations and the replica ID, and checks
@@ -394,6 +399,10 @@ func (c *Collector) term(ctx context.Context, l egressd.Lease) (lost bool, err e
 	defer stopAgg()
 	aggDone := make(chan error, 1)
 	go func() { aggDone <- agg.Run(aggCtx) }()
+	if c.opts.OnFlusher != nil {
+		c.opts.OnFlusher(agg.Flush)
+		defer c.opts.OnFlusher(nil)
+	}
 	renewDone := make(chan struct{})
 	go func() { defer close(renewDone); c.keepLease(termCtx, l, onLost) }()
 

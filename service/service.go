@@ -139,6 +139,8 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Each anomaly's prevalence comes from the stored destinations.
+	s.detector.UseEvidence(cfg.DB)
 	// Each term of the lease adds its own aggregator in front of these.
 	sinks := []collector.Sink{s.detector}
 	if cfg.Prometheus.URL != "" {
@@ -157,7 +159,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.collector, err = NewCollector(CollectorOptions{
 		Source: "hubble:" + cfg.Client.Address, ReplicaID: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, LeaseRenew: cfg.LeaseRenew, LeasePoll: cfg.LeasePoll, KeepLeaseOnStop: cfg.KeepLeaseOnStop,
-		Pipeline: cfg.Pipeline, Aggregate: cfg.Aggregate, OnTerm: s.startTerm,
+		Pipeline: cfg.Pipeline, Aggregate: cfg.Aggregate, OnTerm: s.startTerm, OnFlusher: s.detector.SetFlush,
 	}, cfg.DB, client, sinks, metrics, log)
 	if err != nil {
 		return nil, fmt.Errorf("serve: %w", err)

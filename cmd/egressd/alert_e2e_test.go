@@ -91,11 +91,14 @@ func TestServeAlertsNovelDestinationThroughAlertmanager(t *testing.T) {
 	srv.Add(hubbletest.Response(egressFlow(time.Now(), "recyclarr", "exfil.example.net", "198.51.100.7")))
 
 	labels := map[string]string{
-		"alertname": "EgressNovelDestination", "severity": "warning", "cluster": "homelab",
+		"alertname": "EgressNovelDestination", "severity": "critical", "cluster": "homelab",
 		"namespace": "media", "app": "recyclarr", "destination": "exfil.example.net", "port": "443/TCP",
 	}
 	a, err := recv.Wait(ctx, amtest.Labeled("firing", labels))
 	require.NoError(t, err, "no firing alert reached the receiver; Alertmanager log:\n%s", am.Logs())
+	// No app in the cluster ever reached it: the rule table's top row.
+	require.Equal(t, "never reached by any app in the cluster", a.Annotations["severity_reason"])
+	require.Contains(t, a.Annotations["evidence"], "cluster first seen: never before")
 	require.Equal(t, "recyclarr-7d9f8b6c5d-x2k9p", a.Annotations["example_pod"])
 	require.Equal(t, "window", a.Annotations["baseline_source"])
 	require.Contains(t, a.Annotations["summary"], "exfil.example.net")

@@ -73,6 +73,10 @@ type anomalyLine struct {
 	Summary        string            `json:"summary"`
 	Fingerprint    string            `json:"fingerprint"`
 	Details        map[string]string `json:"details,omitempty"`
+	// Severity and Evidence say how bad it looks and why (the rule table
+	// of the detector package).
+	Severity string           `json:"severity,omitempty"`
+	Evidence egressd.Evidence `json:"evidence"`
 }
 
 // jsonLines prints anomalies as JSON lines, safe for concurrent use.
@@ -88,6 +92,7 @@ func (j *jsonLines) print(a egressd.Anomaly) {
 		Destination: a.Destination.Name, Port: int(a.Destination.Port), Protocol: a.Destination.Protocol,
 		Time: a.Time.UTC().Format(time.RFC3339Nano), Pod: a.Pod, Node: a.Node,
 		BaselineSource: a.BaselineSource, Summary: a.Summary, Fingerprint: a.Fingerprint, Details: a.Details,
+		Severity: string(a.Severity), Evidence: a.Evidence,
 	}
 	if a.Kind != egressd.AnomalyEgressVolume {
 		l.Verdict = a.Verdict.String()
@@ -104,6 +109,7 @@ type detectFlags struct {
 	learning       time.Duration
 	floodThreshold int
 	dnsFlood       int
+	dnsTunnelNames int
 	floodWindow    time.Duration
 	unbounded      string
 	baselineDir    string
@@ -119,6 +125,7 @@ func addDetectFlags(fs *flag.FlagSet) *detectFlags {
 	durationVar(fs, &df.learning, "learning-period", d.LearningPeriod, "how long a new app only learns its destinations")
 	fs.IntVar(&df.floodThreshold, "flood-threshold", d.FloodThreshold, "novel destinations per app and flood window raised one by one; more are summarised")
 	fs.IntVar(&df.dnsFlood, "dns-flood-threshold", d.DNSFloodThreshold, "distinct names one app may ask in DNS per flood window; more raise one flood alert (a DNS tunnel); 0: off")
+	fs.IntVar(&df.dnsTunnelNames, "dns-tunnel-names", d.DNSTunnelNames, "distinct names with encoded-looking labels under one registrable domain, per app and flood window, that raise a DNS tunnel alert; 0: off")
 	durationVar(fs, &df.floodWindow, "flood-window", d.FloodWindow, "window of the flood summary")
 	fs.StringVar(&df.unbounded, "unbounded-apps", "", "comma-separated NAMESPACE/APP that raise no novelty (volume only)")
 	fs.StringVar(&df.baselineDir, "baseline-dir", "", "committed baseline files; an app's file, when present, is its baseline")
@@ -134,6 +141,7 @@ func (df *detectFlags) options(bytesSource bool) (detector.Options, error) {
 	o.LearningPeriod = df.learning
 	o.FloodThreshold = df.floodThreshold
 	o.DNSFloodThreshold = df.dnsFlood
+	o.DNSTunnelNames = df.dnsTunnelNames
 	o.FloodWindow = df.floodWindow
 	for _, s := range splitList(df.unbounded) {
 		a, err := egressd.ParseApp(s)

@@ -197,6 +197,10 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 	if rc.detect != nil {
 		printed = &jsonLines{w: rc.out}
 		det, err = newReplayDetector(ctx, rc, reg, printed)
+		if err == nil {
+			// An anomaly's evidence counts the flows read before it.
+			det.SetFlush(agg.Flush)
+		}
 		if err != nil {
 			return res, err
 		}
@@ -327,6 +331,7 @@ var notKeptReasons = []struct {
 	metric, label, reason string
 }{
 	{"egressd_collector_flows_skipped_total", "reply", "reply: the answer of a connection (the connection is counted)"},
+	{"egressd_collector_flows_skipped_total", "icmp_answer", "icmp_answer: an ICMP error or echo reply a pod sent in answer to inbound traffic"},
 	{"egressd_collector_flows_skipped_total", "not_egress", "not_egress: ingress or of no direction"},
 	{"egressd_collector_flows_skipped_total", "in_cluster", "in_cluster: to a pod, service or node of the cluster, or a cluster-local name"},
 	{"egressd_collector_flows_skipped_total", "internal_cidr", "internal_cidr: to an address in --internal-cidrs (node, LAN, VPC)"},
@@ -409,6 +414,7 @@ func newReplayDetector(ctx context.Context, rc replayConfig, reg prometheus.Regi
 	if err != nil {
 		return nil, err
 	}
+	det.UseEvidence(rc.db)
 	acc, err := rc.db.AcceptedAll(ctx)
 	if err != nil {
 		return nil, err

@@ -64,7 +64,6 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 	ao := alerts.DefaultOptions()
 	amURLs := fs.String("alertmanager-url", c.Getenv("ALERTMANAGER_URL"), "comma-separated Alertmanager base URLs; every one gets every alert (default $ALERTMANAGER_URL)")
 	fs.StringVar(&ao.ExternalURL, "external-url", "", "egressd's URL as operators reach it, for links in alerts")
-	fs.StringVar(&ao.Severity, "severity", ao.Severity, "severity label of alerts")
 	durationVar(fs, &ao.ResendInterval, "alert-resend-interval", ao.ResendInterval, "how often firing alerts are sent again")
 	alertTTL := durationFlag(fs, "alert-ttl", 24*time.Hour, "a novel-destination alert nobody accepted resolves after this")
 	po := detector.DefaultPrometheusOptions()
@@ -116,6 +115,7 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 			"Options.LearningPeriod":      "learning-period",
 			"Options.FloodThreshold":      "flood-threshold",
 			"Options.DNSFloodThreshold":   "dns-flood-threshold",
+			"Options.DNSTunnelNames":      "dns-tunnel-names",
 			"Options.FloodWindow":         "flood-window",
 			"VolumeOptions.Factor":        "volume-factor",
 			"VolumeOptions.Floor":         "volume-floor",
@@ -129,7 +129,6 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 			return s, flagError(err, map[string]string{
 				"Options.Targets":        "alertmanager-url",
 				"Options.ExternalURL":    "external-url",
-				"Options.Severity":       "severity",
 				"Options.ResendInterval": "alert-resend-interval",
 			})
 		}

@@ -63,7 +63,7 @@ func TestParseServeErrorsNameTheFlag(t *testing.T) {
 		{"volume factor", hubble, []string{"--volume-factor", "0.5"}, "--volume-factor: detector: VolumeOptions.Factor must be >= 1"},
 		{"alertmanager env", with("ALERTMANAGER_URL", "ftp://am:9093"), nil, "--alertmanager-url: alerts: Options.Targets[0]"},
 		{"alertmanager duplicate", hubble, []string{"--alertmanager-url", "http://am:9093,http://am:9093/"}, "--alertmanager-url: alerts: Options.Targets[1]"},
-		{"severity", with("ALERTMANAGER_URL", "http://am:9093"), []string{"--severity", ""}, "--severity: alerts: Options.Severity"},
+		{"dns tunnel names", hubble, []string{"--dns-tunnel-names", "-1"}, "--dns-tunnel-names: detector: Options.DNSTunnelNames must be >= 0"},
 		{"external url", with("ALERTMANAGER_URL", "http://am:9093"), []string{"--external-url", "egressd"}, "--external-url: alerts: Options.ExternalURL"},
 		{"prometheus env", with("PROMETHEUS_URL", "prometheus:9090"), nil, "--prometheus-url: detector: PrometheusOptions.URL"},
 		{"short token", with("EGRESSD_API_TOKEN", "short"), nil, "EGRESSD_API_TOKEN: httpapi: Options.Token (EGRESSD_API_TOKEN) must be at least"},
@@ -157,7 +157,7 @@ func FuzzServeConfig(f *testing.F) {
 	f.Add("--prometheus-url=prom:9090 --volume-history=1m", "x", "", "", strings.Repeat("k", 40), "db")
 	f.Add("--unbounded-apps a/b,c extra", "x", "ftp://am", "", "short", "h@db")
 	f.Add("--hubble-tls-cert=c --log-format=xml", "", "", "", "tok en", "db:5432")
-	f.Add("--external-url=:: --severity=", "x", "http://am:9093", "", "", "db")
+	f.Add("--external-url=:: --dns-tunnel-names=-5", "x", "http://am:9093", "", "", "db")
 	f.Add("-- --listen", "x", "", "https://u:p@prom:9090", "", "db")
 	f.Fuzz(func(t *testing.T, argStr, hubble, am, prom, token, dbHost string) {
 		sep := " "

@@ -3,6 +3,7 @@ package hubbletest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,14 @@ type FlowSpec struct {
 	Verdict flow.Verdict
 	// Reply marks the flow as a reply (is_reply and the deprecated reply).
 	Reply bool
+	// ICMPType and ICMPCode are the message of an ICMPv4 or ICMPv6 flow. A
+	// zero type makes an echo request (8, or 128 for ICMPv6); build the L4
+	// layer by hand for an ICMPv4 echo reply (type 0).
+	ICMPType, ICMPCode uint32
+	// TraceReason is the conntrack state Cilium reports (trace_reason):
+	// NEW, ESTABLISHED, REPLY, or RELATED for the ICMP errors that answer
+	// a connection. Unset by default.
+	TraceReason flow.TraceReason
 	// DNS or HTTP, when set, make an L7 flow (event type EventTypeL7) of
 	// type L7Type (default REQUEST).
 	DNS    *flow.DNS
@@ -117,6 +126,7 @@ func NewFlow(s FlowSpec) *flow.Flow {
 		DestinationNames: s.Dst.Names,
 		IsReply:          wrapperspb.Bool(s.Reply),
 		Reply:            s.Reply,
+		TraceReason:      s.TraceReason,
 		Type:             flow.FlowType_L3_L4,
 		EventType:        &flow.CiliumEventType{Type: EventTypeTrace},
 	}
@@ -140,9 +150,9 @@ func NewFlow(s FlowSpec) *flow.Flow {
 	case "SCTP":
 		f.L4 = &flow.Layer4{Protocol: &flow.Layer4_SCTP{SCTP: &flow.SCTP{SourcePort: s.Src.Port, DestinationPort: s.Dst.Port}}}
 	case "ICMPV4":
-		f.L4 = &flow.Layer4{Protocol: &flow.Layer4_ICMPv4{ICMPv4: &flow.ICMPv4{}}}
+		f.L4 = &flow.Layer4{Protocol: &flow.Layer4_ICMPv4{ICMPv4: &flow.ICMPv4{Type: cmp.Or(s.ICMPType, 8), Code: s.ICMPCode}}}
 	case "ICMPV6":
-		f.L4 = &flow.Layer4{Protocol: &flow.Layer4_ICMPv6{ICMPv6: &flow.ICMPv6{}}}
+		f.L4 = &flow.Layer4{Protocol: &flow.Layer4_ICMPv6{ICMPv6: &flow.ICMPv6{Type: cmp.Or(s.ICMPType, 128), Code: s.ICMPCode}}}
 	}
 	if f.Verdict == flow.Verdict_DROPPED {
 		f.EventType = &flow.CiliumEventType{Type: EventTypeDrop, SubType: int32(flow.DropReason_POLICY_DENIED)}
