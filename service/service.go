@@ -67,6 +67,18 @@ type Config struct {
 	OnAnomaly func(egressd.Anomaly)
 	// APIToken enables the API's mutations (accepting destinations).
 	APIToken httpapi.Token
+	// Source names the Hubble source in its lease and cursor (default
+	// "hubble:" and the Hubble address). In per-node mode every node's
+	// agent socket has the same address, so each needs its own name.
+	Source string
+	// PerNode says that this is one of several collectors, one per node,
+	// each reading its node's agent and writing the same database: the
+	// detector judges novelty for the whole cluster (detector
+	// Options.Shared; NewStore must judge in the store too), learns the
+	// apps' first sight from the database at every refresh, and the
+	// flow-rate volume rule, which would see only this node's share of
+	// each app, is off (Prometheus' cAdvisor rates cover every node).
+	PerNode bool
 	// ReplicaID names this replica in the lease of its Hubble source
 	// (default: the host name and a random suffix).
 	ReplicaID string
@@ -116,6 +128,16 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = 30 * time.Second
 	}
+	if cfg.Source == "" {
+		cfg.Source = "hubble:" + cfg.Client.Address
+	}
+	if cfg.PerNode {
+		cfg.Detect.Shared = true
+		if cfg.Prometheus.URL == "" && cfg.Detect.Volume.Factor > 0 {
+			log.Warn("per_node_volume_rule_off", "reason", "each collector sees only its node's flows of an app; set --prometheus-url for the volume rule")
+			cfg.Detect.Volume.Factor = 0
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Service{cfg: cfg, log: log, reg: reg, addr: make(chan string, 1)}
@@ -154,7 +176,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		}
 	}
 	s.collector, err = NewCollector(CollectorOptions{
-		Source: "hubble:" + cfg.Client.Address, ReplicaID: cfg.ReplicaID,
+		Source: cfg.Source, ReplicaID: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, LeaseRenew: cfg.LeaseRenew, LeasePoll: cfg.LeasePoll, KeepLeaseOnStop: cfg.KeepLeaseOnStop,
 		Pipeline: cfg.Pipeline, Aggregate: cfg.Aggregate, OnTerm: s.startTerm,
 	}, cfg.DB, client, sinks, metrics, log)
@@ -165,6 +187,9 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.refresher.DB, s.refresher.Detector = cfg.DB, s.detector
 	s.refresher.BaselineDir, s.refresher.AlertTTL, s.refresher.Interval = cfg.BaselineDir, cfg.AlertTTL, cfg.Refresh
 	s.refresher.OutboxPending, s.refresher.Log, s.refresher.Wake = alertMetrics.OutboxPending, log, wake
+	if cfg.PerNode {
+		s.refresher.Sync = s.syncApps
+	}
 	return s, nil
 }
 
@@ -314,6 +339,22 @@ func (s *Service) startTerm(ctx context.Context, resume time.Time, pipe *collect
 		}
 		s.pods.Load(pods)
 	}
+	return nil
+}
+
+// syncApps gives the detector the apps' first sight as every collector
+// stored it, in per-node mode: an app this collector first sees late is
+// then judged by the cluster's learning period without asking the store.
+func (s *Service) syncApps(ctx context.Context) error {
+	apps, err := s.cfg.DB.Apps(ctx)
+	if err != nil {
+		return fmt.Errorf("sync apps: %w", err)
+	}
+	first := make(map[egressd.App]time.Time, len(apps))
+	for _, a := range apps {
+		first[a.App] = a.FirstSeen
+	}
+	s.detector.LoadApps(first)
 	return nil
 }
 
