@@ -77,7 +77,8 @@ type Config struct {
 	// Options.Shared; NewStore must judge in the store too), learns the
 	// apps' first sight from the database at every refresh, and the
 	// flow-rate volume rule, which would see only this node's share of
-	// each app, is off (Prometheus' cAdvisor rates cover every node).
+	// each app, is off: the Prometheus volume rule (cAdvisor rates cover
+	// every node) runs on one collector at a time (clusterVolume).
 	PerNode bool
 	// ReplicaID names this replica in the lease of its Hubble source
 	// (default: the host name and a random suffix).
@@ -298,9 +299,13 @@ func (s *Service) Run(ctx context.Context) error {
 	g := NewGroup(s.log)
 	g.Add("collector", s.collector.Run)
 	if s.volumeSource != nil {
-		g.Add("volume", func(ctx context.Context) error {
+		volume := func(ctx context.Context) error {
 			return s.detector.RunVolume(ctx, s.volumeSource, time.Minute, time.Now)
-		})
+		}
+		if s.cfg.PerNode {
+			volume = s.clusterVolume(volume)
+		}
+		g.Add("volume", volume)
 	}
 	g.Add("refresh", s.refresher.Run)
 	if s.cfg.Retention > 0 {
@@ -356,6 +361,57 @@ func (s *Service) syncApps(ctx context.Context) error {
 	}
 	s.detector.LoadApps(first)
 	return nil
+}
+
+// volumeLease names the lease of the one collector that runs the
+// Prometheus volume rule in per-node mode.
+const volumeLease = "singleton:volume"
+
+// clusterVolume runs the Prometheus volume rule, in per-node mode, on one
+// collector at a time, the holder of volumeLease: Prometheus' cAdvisor
+// rates cover every node, and each collector would otherwise raise each
+// episode once. While it holds the lease it keeps its pod -> app map up to
+// date with the pods every collector stored, since an app's pods run on
+// other nodes too.
+func (s *Service) clusterVolume(volume func(ctx context.Context) error) func(ctx context.Context) error {
+	o := s.collector.opts
+	one := &Singleton{Leases: s.cfg.DB, Name: volumeLease, Holder: o.ReplicaID,
+		TTL: o.LeaseTTL, Renew: o.LeaseRenew, Poll: o.LeasePoll, Log: s.log.With("component", "volume")}
+	return func(ctx context.Context) error {
+		return one.Run(ctx, func(ctx context.Context) error {
+			go s.syncPods(ctx)
+			return volume(ctx)
+		})
+	}
+}
+
+// syncPods loads the pods every collector stored into the pod -> app map,
+// at every refresh interval, until ctx ends.
+func (s *Service) syncPods(ctx context.Context) {
+	since := time.Now().Add(-detector.DefaultPodAppOptions().TTL)
+	t := time.NewTicker(s.cfg.Refresh)
+	defer t.Stop()
+	for {
+		pods, err := s.cfg.DB.AppPods(ctx, since)
+		switch {
+		case err == nil:
+			s.pods.Load(pods)
+			for _, p := range pods {
+				// Pods are stored at each flush: a minute back covers
+				// flushes that committed out of order.
+				if p.LastSeen.Add(-time.Minute).After(since) {
+					since = p.LastSeen.Add(-time.Minute)
+				}
+			}
+		case ctx.Err() == nil:
+			s.log.Warn("sync_pods_failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // serveHTTP serves on lis until ctx ends, then shuts the server down,
