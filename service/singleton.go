@@ -8,9 +8,9 @@ import (
 	"github.com/egressd/egressd"
 )
 
-// SingletonLeases is what a Singleton needs of the lease table
-// (postgres.DB).
-type SingletonLeases interface {
+// LeaseTable is what holding a lease needs (postgres.DB): a Singleton's,
+// and a Collector's besides its fenced writes.
+type LeaseTable interface {
 	AcquireLease(ctx context.Context, source, holder string, ttl time.Duration) (egressd.Lease, error)
 	RenewLease(ctx context.Context, l egressd.Lease, ttl time.Duration) (egressd.Lease, error)
 	ReleaseLease(ctx context.Context, l egressd.Lease) error
@@ -22,7 +22,7 @@ type SingletonLeases interface {
 // per node (its fingerprint carries the start of the episode, which each
 // would see at a slightly different time).
 type Singleton struct {
-	Leases SingletonLeases
+	Leases LeaseTable
 	// Name is the lease's name, in the table of the sources' leases.
 	Name, Holder string
 	// TTL, Renew and Poll are as the collector's lease timings.
