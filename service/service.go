@@ -379,8 +379,13 @@ func (s *Service) clusterVolume(volume func(ctx context.Context) error) func(ctx
 		TTL: o.LeaseTTL, Renew: o.LeaseRenew, Poll: o.LeasePoll, Log: s.log.With("component", "volume")}
 	return func(ctx context.Context) error {
 		return one.Run(ctx, func(ctx context.Context) error {
-			go s.syncPods(ctx)
-			return volume(ctx)
+			syncCtx, stopSync := context.WithCancel(ctx)
+			synced := make(chan struct{})
+			go func() { defer close(synced); s.syncPods(syncCtx) }()
+			err := volume(ctx)
+			stopSync()
+			<-synced
+			return err
 		})
 	}
 }
