@@ -157,8 +157,10 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 	if len(*source) > 256 || strings.ContainsFunc(*source, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return s, usageError("--source: at most 256 characters, no control characters")
 	}
-	if strings.HasPrefix(*source, "replay:") {
-		return s, usageError("--source %q: the prefix replay: names the spans of `egressd replay`; choose another name, such as node/NAME", *source)
+	for _, reserved := range []string{"replay:", "singleton:"} {
+		if strings.HasPrefix(*source, reserved) {
+			return s, usageError("--source %q: the prefix %s is egressd's own (replay spans, per-node singletons); choose another name, such as node/NAME", *source, reserved)
+		}
 	}
 	if len(*replicaID) > 256 || strings.ContainsFunc(*replicaID, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return s, usageError("--replica-id: at most 256 characters, no control characters")
