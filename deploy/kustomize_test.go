@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -32,6 +33,7 @@ func TestBuild(t *testing.T) {
 	}{
 		{"base", baseDir, egressd, "", "registry.example.com/egressd/egressd:latest"},
 		{"example overlay", exampleDir, sorted(append([]string{"Namespace/egressd"}, egressd...)), "egressd", "registry.example.com/egressd/egressd:v0.1.0"},
+		{"per-node overlay", perNodeDir, sorted(append([]string{"Namespace/egressd", "DaemonSet/egressd"}, slices.DeleteFunc(slices.Clone(egressd), func(k string) bool { return k == "Deployment/egressd" })...)), "egressd", "registry.example.com/egressd/egressd:v0.1.0"},
 		{"gitops", gitopsDir, []string{"CiliumNetworkPolicy/egressd-gitops", "CronJob/egressd-gitops"}, "egressd", "registry.example.com/egressd/egressd-gitops:v0.1.0"},
 	}
 	hash := regexp.MustCompile(`^(ConfigMap/.*)-[a-z0-9]{10}$`)
@@ -63,6 +65,8 @@ func TestBuild(t *testing.T) {
 func podSpec(o object) corev1.PodSpec {
 	switch v := o.Value.(type) {
 	case *appsv1.Deployment:
+		return v.Spec.Template.Spec
+	case *appsv1.DaemonSet:
 		return v.Spec.Template.Spec
 	case *batchv1.CronJob:
 		return v.Spec.JobTemplate.Spec.Template.Spec
@@ -261,6 +265,8 @@ func TestCiliumNetworkPolicies(t *testing.T) {
 			for _, w := range objs {
 				switch x := w.Value.(type) {
 				case *appsv1.Deployment:
+					pod = x.Spec.Template.Labels
+				case *appsv1.DaemonSet:
 					pod = x.Spec.Template.Labels
 				case *batchv1.CronJob:
 					pod = x.Spec.JobTemplate.Spec.Template.Labels

@@ -30,6 +30,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 const (
 	baseDir    = "kustomize/base"
 	exampleDir = "kustomize/overlays/example"
+	perNodeDir = "kustomize/overlays/per-node"
 	gitopsDir  = "gitops"
 )
 
@@ -49,6 +50,7 @@ var newTyped = map[string]func() any{
 	"v1/ConfigMap":       func() any { return &corev1.ConfigMap{} },
 	"v1/Service":         func() any { return &corev1.Service{} },
 	"apps/v1/Deployment": func() any { return &appsv1.Deployment{} },
+	"apps/v1/DaemonSet":  func() any { return &appsv1.DaemonSet{} },
 	"batch/v1/CronJob":   func() any { return &batchv1.CronJob{} },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &monitoringv1.ServiceMonitor{} },
 	"monitoring.coreos.com/v1/PrometheusRule": func() any { return &monitoringv1.PrometheusRule{} },

@@ -59,6 +59,15 @@ type Options struct {
 	MaxKeysPerApp int
 	// Volume configures the volume rule; a zero Factor disables it.
 	Volume VolumeOptions
+	// Shared says that collectors of other sources (one per node) write
+	// the same store, so this detector sees only its share of each app:
+	// the Store then judges each novel destination for the whole cluster
+	// before raising it (it reports one known there as already stored),
+	// and a new key of an app whose first sight was this detector's own,
+	// not the store's (LoadApps), goes to the Store too rather than being
+	// learnt locally, since the app may have left its learning period on
+	// another node long ago. Such a key skips the flood count.
+	Shared bool
 }
 
 // DefaultOptions returns the documented defaults.
@@ -132,6 +141,9 @@ const (
 
 type appState struct {
 	firstSeen time.Time
+	// confirmed: firstSeen came from the store (LoadApps), so the
+	// learning period it starts holds for the whole cluster.
+	confirmed bool
 	file      *baseline.Matcher // the committed baseline, when there is one
 	unbounded bool
 	flood     floodState
@@ -323,6 +335,7 @@ func (d *Detector) LoadApps(firstSeen map[egressd.App]time.Time) {
 		if t.Before(st.firstSeen) {
 			st.firstSeen = t
 		}
+		st.confirmed = true
 	}
 }
 
@@ -460,6 +473,14 @@ func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bo
 		}
 	}
 	switch {
+	case learning && d.opts.Shared && !st.confirmed:
+		// Learning for this detector, which first saw the app just now;
+		// the store knows whether the cluster has.
+		a := anomalyOf(o, st, egressd.AnomalyNovelDestination, egressd.NoveltyFingerprint(o.App, o.Destination))
+		a.Details = map[string]string{"verdict": o.Verdict.String(), "name_source": o.NameSource.String()}
+		a.Summary = noveltySummary(o)
+		d.pending[h] = struct{}{}
+		return a, true
 	case learning:
 		remember()
 		d.metrics.Suppressed.WithLabelValues("learning").Inc()
@@ -471,10 +492,7 @@ func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bo
 	}
 	a := anomalyOf(o, st, egressd.AnomalyNovelDestination, egressd.NoveltyFingerprint(o.App, o.Destination))
 	a.Details = map[string]string{"verdict": o.Verdict.String(), "name_source": o.NameSource.String()}
-	a.Summary = fmt.Sprintf("%s reached %s, new for this app", o.App, o.Destination)
-	if o.Verdict.Denied() {
-		a.Summary = fmt.Sprintf("%s tried to reach %s, new for this app (%s)", o.App, o.Destination, o.Verdict)
-	}
+	a.Summary = noveltySummary(o)
 	a, raise := d.flood(st, a)
 	if !raise || a.Kind != egressd.AnomalyNovelDestination {
 		// Folded into the window's flood anomaly, raised or being raised.
@@ -483,6 +501,14 @@ func (d *Detector) judge(h keyHash, o *egressd.Observation) (egressd.Anomaly, bo
 	}
 	d.pending[h] = struct{}{}
 	return a, true
+}
+
+// noveltySummary is the summary of a novel destination o reached.
+func noveltySummary(o *egressd.Observation) string {
+	if o.Verdict.Denied() {
+		return fmt.Sprintf("%s tried to reach %s, new for this app (%s)", o.App, o.Destination, o.Verdict)
+	}
+	return fmt.Sprintf("%s reached %s, new for this app", o.App, o.Destination)
 }
 
 // known reports whether k, whose index entry is ks, is normal for the app,

@@ -32,8 +32,8 @@ type StateStore interface {
 	AppHours(ctx context.Context, from, to time.Time) ([]egressd.AppHour, error)
 }
 
-// noveltyWindow is how far back the live window reaches.
-const noveltyWindow = 7 * 24 * time.Hour
+// NoveltyWindow is how far back the live window reaches.
+const NoveltyWindow = 7 * 24 * time.Hour
 
 // PrimeStats says what Prime loaded.
 type PrimeStats struct {
@@ -81,7 +81,7 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 		return ps, nil // nothing stored yet
 	}
 	ps.End = end
-	since := end.Add(-noveltyWindow)
+	since := end.Add(-NoveltyWindow)
 	fresh, err := s.NewDestinations(ctx, since, d.opts.LearningPeriod)
 	if err != nil {
 		return ps, fmt.Errorf("prime detector: %w", err)

@@ -45,9 +45,7 @@ import (
 // (postgres.DB). Errors that say the lease is held by another replica
 // match egressd.ErrLeaseLost.
 type Leases interface {
-	AcquireLease(ctx context.Context, source, holder string, ttl time.Duration) (egressd.Lease, error)
-	RenewLease(ctx context.Context, l egressd.Lease, ttl time.Duration) (egressd.Lease, error)
-	ReleaseLease(ctx context.Context, l egressd.Lease) error
+	LeaseTable
 	// WriteRollupFenced writes r only while l is still the source's lease.
 	WriteRollupFenced(ctx context.Context, r *egressd.Rollup, l egressd.Lease) error
 	// ResumeCursor is the time up to which source's flows are stored, or

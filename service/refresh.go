@@ -47,6 +47,9 @@ type Refresher struct {
 	Log *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Sync, when set, runs at every refresh after the rest: per-node
+	// mode loads what other collectors stored there.
+	Sync func(ctx context.Context) error
 
 	now chan struct{}
 }
@@ -102,6 +105,9 @@ func (r *Refresher) Refresh(ctx context.Context) error {
 				r.Wake()
 			}
 		}
+	}
+	if r.Sync != nil {
+		return r.Sync(ctx)
 	}
 	return nil
 }

@@ -67,6 +67,19 @@ type Config struct {
 	OnAnomaly func(egressd.Anomaly)
 	// APIToken enables the API's mutations (accepting destinations).
 	APIToken httpapi.Token
+	// Source names the Hubble source in its lease and cursor (default
+	// "hubble:" and the Hubble address). In per-node mode every node's
+	// agent socket has the same address, so each needs its own name.
+	Source string
+	// PerNode says that this is one of several collectors, one per node,
+	// each reading its node's agent and writing the same database: the
+	// detector judges novelty for the whole cluster (detector
+	// Options.Shared; NewStore must judge in the store too), learns the
+	// apps' first sight from the database at every refresh, and the
+	// flow-rate volume rule, which would see only this node's share of
+	// each app, is off: the Prometheus volume rule (cAdvisor rates cover
+	// every node) runs on one collector at a time (clusterVolume).
+	PerNode bool
 	// ReplicaID names this replica in the lease of its Hubble source
 	// (default: the host name and a random suffix).
 	ReplicaID string
@@ -116,6 +129,16 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = 30 * time.Second
 	}
+	if cfg.Source == "" {
+		cfg.Source = "hubble:" + cfg.Client.Address
+	}
+	if cfg.PerNode {
+		cfg.Detect.Shared = true
+		if cfg.Prometheus.URL == "" && cfg.Detect.Volume.Factor > 0 {
+			log.Warn("per_node_volume_rule_off", "reason", "each collector sees only its node's flows of an app; set --prometheus-url for the volume rule")
+			cfg.Detect.Volume.Factor = 0
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Service{cfg: cfg, log: log, reg: reg, addr: make(chan string, 1)}
@@ -157,7 +180,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		}
 	}
 	s.collector, err = NewCollector(CollectorOptions{
-		Source: "hubble:" + cfg.Client.Address, ReplicaID: cfg.ReplicaID,
+		Source: cfg.Source, ReplicaID: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, LeaseRenew: cfg.LeaseRenew, LeasePoll: cfg.LeasePoll, KeepLeaseOnStop: cfg.KeepLeaseOnStop,
 		Pipeline: cfg.Pipeline, Aggregate: cfg.Aggregate, OnTerm: s.startTerm, OnFlusher: s.detector.SetFlush,
 	}, cfg.DB, client, sinks, metrics, log)
@@ -168,6 +191,9 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.refresher.DB, s.refresher.Detector = cfg.DB, s.detector
 	s.refresher.BaselineDir, s.refresher.AlertTTL, s.refresher.Interval = cfg.BaselineDir, cfg.AlertTTL, cfg.Refresh
 	s.refresher.OutboxPending, s.refresher.Log, s.refresher.Wake = alertMetrics.OutboxPending, log, wake
+	if cfg.PerNode {
+		s.refresher.Sync = s.syncApps
+	}
 	return s, nil
 }
 
@@ -276,9 +302,13 @@ func (s *Service) Run(ctx context.Context) error {
 	g := NewGroup(s.log)
 	g.Add("collector", s.collector.Run)
 	if s.volumeSource != nil {
-		g.Add("volume", func(ctx context.Context) error {
+		volume := func(ctx context.Context) error {
 			return s.detector.RunVolume(ctx, s.volumeSource, time.Minute, time.Now)
-		})
+		}
+		if s.cfg.PerNode {
+			volume = s.clusterVolume(volume)
+		}
+		g.Add("volume", volume)
 	}
 	g.Add("refresh", s.refresher.Run)
 	if s.cfg.Retention > 0 {
@@ -322,6 +352,78 @@ func (s *Service) startTerm(ctx context.Context, resume time.Time, pipe *collect
 		s.pods.Load(pods)
 	}
 	return nil
+}
+
+// syncApps gives the detector the apps' first sight as every collector
+// stored it, in per-node mode: an app this collector first sees late is
+// then judged by the cluster's learning period without asking the store.
+func (s *Service) syncApps(ctx context.Context) error {
+	apps, err := s.cfg.DB.Apps(ctx)
+	if err != nil {
+		return fmt.Errorf("sync apps: %w", err)
+	}
+	first := make(map[egressd.App]time.Time, len(apps))
+	for _, a := range apps {
+		first[a.App] = a.FirstSeen
+	}
+	s.detector.LoadApps(first)
+	return nil
+}
+
+// volumeLease names the lease of the one collector that runs the
+// Prometheus volume rule in per-node mode.
+const volumeLease = "singleton:volume"
+
+// clusterVolume runs the Prometheus volume rule, in per-node mode, on one
+// collector at a time, the holder of volumeLease: Prometheus' cAdvisor
+// rates cover every node, and each collector would otherwise raise each
+// episode once. While it holds the lease it keeps its pod -> app map up to
+// date with the pods every collector stored, since an app's pods run on
+// other nodes too.
+func (s *Service) clusterVolume(volume func(ctx context.Context) error) func(ctx context.Context) error {
+	o := s.collector.opts
+	one := &Singleton{Leases: s.cfg.DB, Name: volumeLease, Holder: o.ReplicaID,
+		TTL: o.LeaseTTL, Renew: o.LeaseRenew, Poll: o.LeasePoll, Log: s.log.With("component", "volume")}
+	return func(ctx context.Context) error {
+		return one.Run(ctx, func(ctx context.Context) error {
+			syncCtx, stopSync := context.WithCancel(ctx)
+			synced := make(chan struct{})
+			go func() { defer close(synced); s.syncPods(syncCtx) }()
+			err := volume(ctx)
+			stopSync()
+			<-synced
+			return err
+		})
+	}
+}
+
+// syncPods loads the pods every collector stored into the pod -> app map,
+// at every refresh interval, until ctx ends.
+func (s *Service) syncPods(ctx context.Context) {
+	since := time.Now().Add(-detector.DefaultPodAppOptions().TTL)
+	t := time.NewTicker(s.cfg.Refresh)
+	defer t.Stop()
+	for {
+		pods, err := s.cfg.DB.AppPods(ctx, since)
+		switch {
+		case err == nil:
+			s.pods.Load(pods)
+			for _, p := range pods {
+				// Pods are stored at each flush: a minute back covers
+				// flushes that committed out of order.
+				if p.LastSeen.Add(-time.Minute).After(since) {
+					since = p.LastSeen.Add(-time.Minute)
+				}
+			}
+		case ctx.Err() == nil:
+			s.log.Warn("sync_pods_failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // serveHTTP serves on lis until ctx ends, then shuts the server down,

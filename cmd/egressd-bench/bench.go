@@ -41,6 +41,8 @@ prints each figure with its target and ratio, min/median/max over --runs runs:
   memory   heap per active (app, destination, port) key at --keys keys
   flush    one flush of 10k distinct keys to PostgreSQL
   export   baseline export of 10k apps x 20 destinations (--export-apps)
+  pernode  the ingest flows split over 1, 2 and 4 per-node collectors on one
+           database: aggregate rate, rows written per second, flush time
 
 It reports; it never fails on a figure. Without --database-url it starts a
 throwaway PostgreSQL (fsync off, on tmpfs when there is one). The latency
@@ -139,7 +141,7 @@ func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv fun
 	fs.IntVar(&cfg.exportN, "export-apps", 10_000, "apps (20 destinations each) for the export figure")
 	fs.DurationVar(&cfg.decodeIn, "decode-time", 2*time.Second, "time spent per decode run")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the first egressd ingest run to this file")
-	only := fs.String("only", "", "comma-separated figures to measure (decode,ingest,latency,memory,flush,export); default all")
+	only := fs.String("only", "", "comma-separated figures to measure (decode,ingest,latency,memory,flush,export,pernode); default all")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage+"Flags:\n"); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -147,7 +149,7 @@ func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv fun
 	if fs.NArg() > 0 {
 		return usageError("bench: unexpected argument %q", fs.Arg(0))
 	}
-	all := []string{"decode", "ingest", "latency", "memory", "flush", "export"}
+	all := []string{"decode", "ingest", "latency", "memory", "flush", "export", "pernode"}
 	cfg.only = map[string]bool{}
 	for _, s := range splitList(*only) {
 		if !slices.Contains(all, s) {
@@ -172,7 +174,7 @@ func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv fun
 		runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, cfg.runs)
 
 	var db *postgres.DB
-	if cfg.only["ingest"] || cfg.only["latency"] || cfg.only["flush"] || cfg.only["export"] {
+	if cfg.only["ingest"] || cfg.only["latency"] || cfg.only["flush"] || cfg.only["export"] || cfg.only["pernode"] {
 		if *databaseURL == "" {
 			fmt.Fprintln(out, "==> starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")
 			eph, err := pgserver.Start(ctx, pgserver.Options{})
@@ -209,6 +211,7 @@ func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv fun
 		{"memory", func() ([]*figure, error) { return benchMemory(cfg) }},
 		{"flush", func() ([]*figure, error) { return benchFlush(ctx, cfg, db) }},
 		{"export", func() ([]*figure, error) { return benchExport(ctx, cfg, db) }},
+		{"pernode", func() ([]*figure, error) { return benchPerNode(ctx, cfg, db) }},
 	}
 	for _, s := range steps {
 		if !cfg.only[s.name] {

@@ -21,6 +21,12 @@ type anomalyDB interface {
 	ResolveAnomaly(ctx context.Context, fingerprint string, at time.Time) (bool, error)
 }
 
+// clusterDB judges a novel destination for the whole cluster, in per-node
+// mode (postgres.DB.ClusterKnows).
+type clusterDB interface {
+	ClusterKnows(ctx context.Context, app egressd.App, dst egressd.Destination, at time.Time, learning, window time.Duration) (string, error)
+}
+
 // detectorStore records anomalies in PostgreSQL with one outbox row per
 // Alertmanager, then wakes the alert sender so delivery takes milliseconds.
 type detectorStore struct {
@@ -30,9 +36,21 @@ type detectorStore struct {
 	wake    func()
 	// onNew is told of every anomaly stored for the first time.
 	onNew func(egressd.Anomaly)
+	// cluster, in per-node mode (detector.Options.Shared), judges each
+	// novel destination against what every collector stored: one known
+	// there, or of an app learning there, is reported as stored already,
+	// and the detector learns it.
+	cluster  clusterDB
+	learning time.Duration
 }
 
 func (s *detectorStore) Raise(ctx context.Context, a egressd.Anomaly) (bool, error) {
+	if s.cluster != nil && a.Kind == egressd.AnomalyNovelDestination {
+		known, err := s.cluster.ClusterKnows(ctx, a.App, a.Destination, a.Time, s.learning, detector.NoveltyWindow)
+		if err != nil || known != "" {
+			return false, err
+		}
+	}
 	inserted, err := s.db.RecordAnomaly(ctx, a, s.targets, s.now())
 	if err != nil || !inserted {
 		return inserted, err

@@ -30,7 +30,11 @@ func NewMain(cfg ServeConfig, log *slog.Logger) (*Main, error) {
 	}
 	if cfg.NewStore == nil {
 		cfg.NewStore = func(wake func()) detector.Store {
-			return &detectorStore{db: cfg.DB, targets: cfg.Alerts.Targets, now: time.Now, wake: wake, onNew: cfg.OnAnomaly}
+			st := &detectorStore{db: cfg.DB, targets: cfg.Alerts.Targets, now: time.Now, wake: wake, onNew: cfg.OnAnomaly}
+			if cfg.PerNode {
+				st.cluster, st.learning = cfg.DB, cfg.Detect.LearningPeriod
+			}
+			return st
 		}
 	}
 	return service.New(cfg, log)

@@ -51,7 +51,13 @@ func startHubble(tb testing.TB, opts hubbletest.Options) (*hubbletest.Server, st
 // once; it checks that Run returned nil.
 func runMain(t testing.TB, cfg ServeConfig) (m *Main, stop func()) {
 	t.Helper()
-	m, err := NewMain(cfg, slog.New(slog.DiscardHandler))
+	return runMainLog(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+// runMainLog is runMain logging to log.
+func runMainLog(t testing.TB, cfg ServeConfig, log *slog.Logger) (m *Main, stop func()) {
+	t.Helper()
+	m, err := NewMain(cfg, log)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -58,6 +58,10 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 	durationVar(fs, &co.BackoffMax, "hubble-backoff-max", co.BackoffMax, "longest wait between reconnects")
 	replicaID := fs.String("replica-id", c.Getenv("POD_NAME"),
 		"this replica's name in its Hubble source's lease: a process restarted with the same name takes the lease back at once, where a new name waits for it to expire (15s); two running processes must never share one (default $POD_NAME, else the host name and a random suffix)")
+	source := fs.String("source", "",
+		"this collector's Hubble source in its lease and cursor (default \"hubble:\" and --hubble-address; with --per-node, node/$NODE_NAME)")
+	perNode := fs.Bool("per-node", false,
+		"one collector per node: this one reads its node's agent socket and shares the database with the others; novelty and learning are judged for the whole cluster, and the volume rule needs --prometheus-url (docs/pernode.md)")
 	listen := fs.String("listen", ":9090", "HTTP address of the API (/api/v1), /metrics, /healthz and /readyz")
 	retention := durationFlag(fs, "retention", 30*24*time.Hour, "how long hourly buckets are kept (at least the baseline window); 0 keeps everything")
 	df := addDetectFlags(fs)
@@ -142,6 +146,21 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 			})
 		}
 	}
+	if *perNode && *source == "" {
+		node := c.Getenv("NODE_NAME")
+		if node == "" {
+			return s, usageError("--per-node: set --source or $NODE_NAME (the node's name, from the downward API): every node's collector needs a source of its own")
+		}
+		*source = "node/" + node
+	}
+	if len(*source) > 256 || strings.ContainsFunc(*source, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return s, usageError("--source: at most 256 characters, no control characters")
+	}
+	for _, reserved := range []string{"replay:", "singleton:"} {
+		if strings.HasPrefix(*source, reserved) {
+			return s, usageError("--source %q: the prefix %s is egressd's own (replay spans, per-node singletons); choose another name, such as node/NAME", *source, reserved)
+		}
+	}
 	if len(*replicaID) > 256 || strings.ContainsFunc(*replicaID, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return s, usageError("--replica-id: at most 256 characters, no control characters")
 	}
@@ -155,7 +174,7 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 	}
 	s.common, s.log = cm, log
 	s.config = ServeConfig{
-		APIToken: token, ReplicaID: *replicaID,
+		APIToken: token, ReplicaID: *replicaID, Source: *source, PerNode: *perNode,
 		Client: co, Pipeline: opts, Aggregate: aggOpts, Listen: *listen, Retention: *retention,
 		Detect: detOpts, Alerts: ao, BaselineDir: df.baselineDir, AlertTTL: *alertTTL, Prometheus: po,
 	}

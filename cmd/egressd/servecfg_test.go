@@ -57,6 +57,10 @@ func TestParseServeErrorsNameTheFlag(t *testing.T) {
 		{"max keys", hubble, []string{"--max-keys", "-1"}, "--max-keys: collector: AggregatorOptions.MaxKeys must be > 0"},
 		{"max keys per app", hubble, []string{"--max-keys-per-app", "0"}, "--max-keys-per-app: "},
 		{"replica id", with("POD_NAME", "pod\nname"), nil, "--replica-id: at most 256 characters, no control characters"},
+		{"per-node without a node", hubble, []string{"--per-node"}, "--per-node: set --source or $NODE_NAME"},
+		{"source of replay", hubble, []string{"--source", "replay:node-1@0"}, `--source "replay:node-1@0": the prefix replay: is egressd's own`},
+		{"source of a singleton", hubble, []string{"--source", "singleton:volume"}, `--source "singleton:volume": the prefix singleton: is egressd's own`},
+		{"source control character", hubble, []string{"--source", "node/a\tb"}, "--source: at most 256 characters, no control characters"},
 		{"cluster domain", hubble, []string{"--cluster-domains", "a b"}, `--cluster-domains: collector: Options.ClusterDomains entry "a b"`},
 		{"unbounded", hubble, []string{"--unbounded-apps", "noslash"}, "--unbounded-apps: "},
 		{"flood", hubble, []string{"--flood-threshold", "0"}, "--flood-threshold: detector: Options.FloodThreshold must be > 0"},
@@ -236,3 +240,32 @@ func TestServeChecksConfigurationBeforeTheDatabase(t *testing.T) {
 
 // noCanary lowercases "Canary" wherever s spells it.
 func noCanary(s string) string { return strings.ReplaceAll(s, "Canary", "canary") }
+
+func TestParseServeSource(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		source  string
+		perNode bool
+	}{
+		{"default: the service fills in hubble:ADDRESS", nil, nil, "", false},
+		{"named", nil, []string{"--source", "relay-eu"}, "relay-eu", false},
+		{"per node, from the node's name", map[string]string{"NODE_NAME": "k8s-node-2"}, []string{"--per-node"}, "node/k8s-node-2", true},
+		{"per node, named", map[string]string{"NODE_NAME": "k8s-node-2"}, []string{"--per-node", "--source", "node-b"}, "node-b", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"HUBBLE_ADDRESS": "unix:///var/run/cilium/hubble.sock"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			s, _, err := parseServeWith(env, tt.args...)
+			require.NoError(t, err)
+			require.Equal(t, tt.source, s.config.Source)
+			require.Equal(t, tt.perNode, s.config.PerNode)
+		})
+	}
+}
