@@ -98,7 +98,7 @@ func (d *Detector) askStore(ctx context.Context, a *egressd.Anomaly) {
 			d.log.Warn("evidence_flush_failed", "fingerprint", a.Fingerprint, "err", err)
 		}
 	}
-	got, err := d.evidence.DestinationEvidence(ctx, a.App, a.Destination, e.Domain, a.Time.Add(-noveltyWindow), a.Time)
+	got, err := d.evidence.DestinationEvidence(ctx, a.App, a.Destination, e.Domain, a.Time.Add(-NoveltyWindow), a.Time)
 	if err != nil {
 		e.Incomplete = "the store did not answer"
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
