@@ -381,27 +381,35 @@ func newRollupWriter(r *egressd.Rollup) *rollupWriter {
 	w := &rollupWriter{}
 
 	// Merge rows that share a key, then sort by key: the sort fixes the
-	// order in which every writer locks rows.
-	dests := make([]destRow, 0, len(r.Destinations))
-	for _, d := range r.Destinations {
-		row := destRow{DestinationRollup: d}
+	// order in which every writer locks rows. Pointers are sorted, not the
+	// rows: a row is some 200 bytes, and moving rows was a third of the
+	// Go side of a 10k-key flush.
+	rows := make([]destRow, len(r.Destinations))
+	dests := make([]*destRow, len(r.Destinations))
+	for i, d := range r.Destinations {
+		rows[i].DestinationRollup = d
 		if d.ExamplePod != "" {
-			row.podSeen = d.LastSeen
+			rows[i].podSeen = d.LastSeen
 		}
-		dests = append(dests, row)
+		dests[i] = &rows[i]
 	}
-	dests = mergeSorted(dests, func(a, b destRow) int {
+	dests = mergeSorted(dests, func(a, b *destRow) int {
 		return cmpDest(a.App, a.Destination, b.App, b.Destination)
-	}, mergeDest)
+	}, func(a, b *destRow) *destRow {
+		*a = mergeDest(*a, *b)
+		return a
+	})
 
-	hourly := make([]egressd.HourlyRollup, 0, len(r.Hourly))
-	for _, h := range r.Hourly {
+	hours := make([]egressd.HourlyRollup, len(r.Hourly))
+	hourly := make([]*egressd.HourlyRollup, len(r.Hourly))
+	for i, h := range r.Hourly {
 		h.Hour = h.Hour.UTC().Truncate(time.Hour)
-		hourly = append(hourly, h)
+		hours[i] = h
+		hourly[i] = &hours[i]
 	}
-	hourly = mergeSorted(hourly, func(a, b egressd.HourlyRollup) int {
+	hourly = mergeSorted(hourly, func(a, b *egressd.HourlyRollup) int {
 		return cmp.Or(cmpDest(a.App, a.Destination, b.App, b.Destination), a.Hour.Compare(b.Hour))
-	}, func(a, b egressd.HourlyRollup) egressd.HourlyRollup {
+	}, func(a, b *egressd.HourlyRollup) *egressd.HourlyRollup {
 		a.Flows += b.Flows
 		a.DroppedFlows += b.DroppedFlows
 		return a
@@ -425,7 +433,7 @@ func newRollupWriter(r *egressd.Rollup) *rollupWriter {
 
 	// Apps: first and last seen from destination and DNS rows. An app that
 	// only has hourly rows (not something the collector sends) still needs
-	// a row for the foreign key; its hours stand in for its times.
+	// a row, which its rows refer to; its hours stand in for its times.
 	type seen struct{ first, last time.Time }
 	apps := make(map[egressd.App]seen)
 	see := func(a egressd.App, first, last time.Time) {
