@@ -34,3 +34,23 @@ COMMENT ON FUNCTION apps_delete_rows() IS 'Deletes the destinations, hourly buck
 CREATE TRIGGER apps_delete_rows AFTER DELETE ON apps
     REFERENCING OLD TABLE AS deleted_apps
     FOR EACH STATEMENT EXECUTE FUNCTION apps_delete_rows();
+
+-- The baseline window from one row per destination: the first and last UTC
+-- hours whose bucket has allowed flows. Whether a destination had allowed
+-- traffic in a window of whole hours [lo, to) is then known without
+-- aggregating its buckets whenever one of those two hours falls inside
+-- (postgres.DB.WindowDestinations says when it still reads buckets). Not
+-- indexed, so flushes keep updating destinations in place (HOT).
+ALTER TABLE destinations ADD COLUMN first_allowed_hour timestamptz,
+                         ADD COLUMN last_allowed_hour timestamptz;
+
+COMMENT ON COLUMN destinations.first_allowed_hour IS 'Earliest hour whose bucket had allowed flows; NULL when none did.';
+COMMENT ON COLUMN destinations.last_allowed_hour IS 'Latest hour whose bucket had allowed flows.';
+
+-- Rows stored before: from the buckets retention kept.
+UPDATE destinations d
+SET first_allowed_hour = h.first_hour, last_allowed_hour = h.last_hour
+FROM (SELECT app_id, name, port, protocol, min(hour) AS first_hour, max(hour) AS last_hour
+      FROM destination_hourly WHERE flows > dropped_flows
+      GROUP BY app_id, name, port, protocol) h
+WHERE d.app_id = h.app_id AND d.name = h.name AND d.port = h.port AND d.protocol = h.protocol;

@@ -106,9 +106,10 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 	return err
 }
 
-// liveBaselines builds every app's baseline from the window [from, to).
+// liveBaselines builds every app's baseline from the window [from, to),
+// read from one row per destination (postgres.DB.WindowDestinations).
 func liveBaselines(ctx context.Context, db *postgres.DB, from, to time.Time) ([]egressd.Baseline, error) {
-	entries, err := db.WindowEntries(ctx, from, to)
+	entries, err := db.WindowDestinations(ctx, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
 	}
