@@ -54,3 +54,24 @@ FROM (SELECT app_id, name, port, protocol, min(hour) AS first_hour, max(hour) AS
       FROM destination_hourly WHERE flows > dropped_flows
       GROUP BY app_id, name, port, protocol) h
 WHERE d.app_id = h.app_id AND d.name = h.name AND d.port = h.port AND d.protocol = h.protocol;
+
+-- HOT-friendly pages. A flush updates every row of its keys in one
+-- transaction, so each row needs room for a second version on its own page
+-- before any old version can be pruned: with 20% free (fillfactor 80) only
+-- 42% of 240k updates of 10k-row flushes were HOT, the rest moved their rows
+-- and inserted index entries, and the table grew to 27.7 MB; with 50% free
+-- every update was HOT, the table held at 16.4 MB, and updating 10k known
+-- keys took 101 ms instead of 149 ms (median of 24, same run). 45% gained
+-- nothing more. Rows stored before keep their pages until updates move them
+-- or VACUUM FULL rewrites the table. The writer creates new day partitions
+-- of destination_hourly with the same setting.
+ALTER TABLE destinations SET (fillfactor = 50);
+DO $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'destination_hourly'::regclass LOOP
+        EXECUTE format('ALTER TABLE %s SET (fillfactor = 50)', part);
+    END LOOP;
+END
+$$;
