@@ -166,6 +166,7 @@ func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions
 		count[egressd.App{Namespace: b.Namespace, Name: b.App}]++
 	}
 	steps := make([]step, 0, len(live))
+	missingNS := map[string]bool{}
 	for _, b := range live {
 		app := egressd.App{Namespace: b.Namespace, Name: b.App}
 		rel, err := relPath(app.Namespace, app.Name)
@@ -182,7 +183,21 @@ func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions
 			errs = append(errs, egressd.Errorf(egressd.EINVALID, "%s: app %s appears %d times in the live set (file left untouched)", path, app, n))
 			continue
 		}
-		oldData, exists, err := readData(root, dir, app)
+		var (
+			oldData []byte
+			exists  bool
+		)
+		// A namespace directory that does not exist holds no file: one
+		// look at it spares a failed open per app (a first export).
+		absent, seen := missingNS[app.Namespace]
+		if !seen && root != nil {
+			_, err := root.Lstat(app.Namespace)
+			absent = errors.Is(err, fs.ErrNotExist)
+			missingNS[app.Namespace] = absent
+		}
+		if !absent {
+			oldData, exists, err = readData(root, dir, app)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%w (file left untouched)", err))
 			continue

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -39,63 +40,13 @@ import (
 // same rollup (the collector's rollups always do); a bucket written without
 // one would be seen by WindowEntries only.
 func (db *DB) WindowDestinations(ctx context.Context, from, to time.Time) ([]egressd.WindowEntry, error) {
-	lo := from.UTC().Truncate(time.Hour)
-	parts, err := hourlyPartitions(ctx, db.pool)
-	if err != nil {
-		return nil, err
-	}
-	if len(parts) == 0 {
-		return nil, nil // no buckets, so nothing in any window
-	}
-	// The oldest day's buckets are read as they are: retention may have
-	// dropped the buckets before it while keeping their destinations, and
-	// deleted destinations while keeping that day's buckets.
-	settled := parts[0].day.AddDate(0, 0, 1)
-	var early []egressd.WindowEntry
-	if lo.Before(settled) {
-		if early, err = db.windowKeysFromBuckets(ctx, lo, minTime(to, settled)); err != nil {
-			return nil, err
-		}
-		lo = settled
-	}
-	if !lo.Before(to) {
-		return early, nil
-	}
-	rows, err := db.pool.Query(ctx, `
-SELECT a.cluster, a.namespace, a.name, d.name, d.port, d.protocol,
-       d.first_allowed_hour < $1 AND d.last_allowed_hour >= $2
-FROM destinations d
-JOIN apps a ON a.id = d.app_id
-WHERE d.last_allowed_hour >= $1 AND d.first_allowed_hour < $2`, lo, to)
-	if err != nil {
-		return nil, wrap(err, "read window destinations %s to %s", lo.Format(time.RFC3339), to.UTC().Format(time.RFC3339))
-	}
-	entries := early
-	var (
-		e         egressd.WindowEntry
-		port      int32
-		straddles bool
-		unsettled bool
-	)
-	_, err = pgx.ForEachRow(rows, []any{
-		&e.App.Cluster, &e.App.Namespace, &e.App.Name,
-		&e.Destination.Name, &port, &e.Destination.Protocol, &straddles,
-	}, func() error {
-		if straddles {
-			unsettled = true
-		}
-		e.Destination.Port = uint16(port)
+	var entries []egressd.WindowEntry
+	err := db.EachWindowDestination(ctx, from, to, func(e egressd.WindowEntry) error {
 		entries = append(entries, e)
 		return nil
 	})
 	if err != nil {
-		return nil, wrap(err, "read window destinations")
-	}
-	if unsettled {
-		// Rare outside a pinned export, and then most long-lived
-		// destinations straddle the window: one aggregation of its
-		// buckets answers for all of them.
-		return db.windowKeysFromBuckets(ctx, from, to)
+		return nil, err
 	}
 	slices.SortFunc(entries, func(a, b egressd.WindowEntry) int {
 		return cmpDest(a.App, a.Destination, b.App, b.Destination)
@@ -105,11 +56,116 @@ WHERE d.last_allowed_hour >= $1 AND d.first_allowed_hour < $2`, lo, to)
 	}), nil
 }
 
-// windowKeysFromBuckets is WindowEntries with only the keys kept.
-func (db *DB) windowKeysFromBuckets(ctx context.Context, from, to time.Time) ([]egressd.WindowEntry, error) {
-	entries, err := db.WindowEntries(ctx, from, to)
-	for i := range entries {
-		entries[i] = egressd.WindowEntry{App: entries[i].App, Destination: entries[i].Destination}
+// EachWindowDestination calls fn with each key of WindowDestinations as
+// rows arrive, in no particular order; a key may come twice. It holds no
+// list of the window, so a build can consume it as it streams
+// (baseline.Builder). An error from fn stops it and is returned.
+func (db *DB) EachWindowDestination(ctx context.Context, from, to time.Time, fn func(egressd.WindowEntry) error) error {
+	// One snapshot for every read below: apps are read apart from their
+	// destinations, and a flush may commit in between.
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return wrap(err, "read window destinations: begin")
 	}
-	return entries, err
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	lo := from.UTC().Truncate(time.Hour)
+	parts, err := hourlyPartitions(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if len(parts) == 0 {
+		return nil // no buckets, so nothing in any window
+	}
+	// The oldest day's buckets are read as they are: retention may have
+	// dropped the buckets before it while keeping their destinations, and
+	// deleted destinations while keeping that day's buckets.
+	settled := parts[0].day.AddDate(0, 0, 1)
+	colFrom := lo // where the columns answer
+	if colFrom.Before(settled) {
+		colFrom = settled
+	}
+	if colFrom.Before(to) {
+		// A destination whose allowed hours straddle the window cannot be
+		// settled from them: rare outside a pinned export, and then most
+		// long-lived destinations do, so one aggregation of the window's
+		// buckets answers for all of them. The check stops at the first
+		// such row.
+		var straddles bool
+		if err := tx.QueryRow(ctx, `
+SELECT EXISTS (SELECT FROM destinations WHERE first_allowed_hour < $1 AND last_allowed_hour >= $2)`,
+			colFrom, to).Scan(&straddles); err != nil {
+			return wrap(err, "read window destinations")
+		}
+		if straddles {
+			return eachWindowKeyFromBuckets(ctx, tx, from, to, fn)
+		}
+	}
+	if lo.Before(settled) {
+		if err := eachWindowKeyFromBuckets(ctx, tx, lo, minTime(to, settled), fn); err != nil {
+			return err
+		}
+	}
+	if !colFrom.Before(to) {
+		return nil
+	}
+	// Apps apart, by id: sending each app's names with every one of its
+	// destinations was a third of the bytes, and a join.
+	apps := map[int64]egressd.App{}
+	rows, err := tx.Query(ctx, `SELECT id, cluster, namespace, name FROM apps`)
+	if err != nil {
+		return wrap(err, "read window destinations: apps")
+	}
+	var (
+		id  int64
+		app egressd.App
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &app.Cluster, &app.Namespace, &app.Name}, func() error {
+		apps[id] = app
+		return nil
+	}); err != nil {
+		return wrap(err, "read window destinations: apps")
+	}
+	rows, err = tx.Query(ctx, `
+SELECT app_id, name, port, protocol FROM destinations
+WHERE last_allowed_hour >= $1 AND first_allowed_hour < $2`, colFrom, to)
+	if err != nil {
+		return wrap(err, "read window destinations %s to %s", colFrom.Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	}
+	var (
+		e    egressd.WindowEntry
+		port int32
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &e.Destination.Name, &port, &e.Destination.Protocol}, func() error {
+		var ok bool
+		if e.App, ok = apps[id]; !ok {
+			// The writer upserts a row's app in the row's transaction,
+			// and the snapshot is one.
+			return fmt.Errorf("destination %q of app id %d: no such app", e.Destination.Name, id)
+		}
+		e.Destination.Port = uint16(port)
+		return fn(e)
+	})
+	if err != nil {
+		return wrap(err, "read window destinations")
+	}
+	return nil
+}
+
+// eachWindowKeyFromBuckets calls fn with the keys WindowEntries returns,
+// read in tx.
+func eachWindowKeyFromBuckets(ctx context.Context, tx pgx.Tx, from, to time.Time, fn func(egressd.WindowEntry) error) error {
+	rows, err := tx.Query(ctx, windowQuery(""), from.UTC().Truncate(time.Hour), to)
+	if err != nil {
+		return wrap(err, "read window %s to %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	}
+	entries, err := scanWindowEntries(rows, "read window")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := fn(egressd.WindowEntry{App: e.App, Destination: e.Destination}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -526,11 +526,15 @@ func benchExport(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*figu
 	export := func(dir string) (int, baseline.ExportResult, time.Duration, error) {
 		// As `egressd baseline export` reads the live window.
 		t0 := time.Now()
-		entries, err := db.WindowDestinations(ctx, end.Add(-168*time.Hour), end)
+		var b baseline.Builder
+		err := db.EachWindowDestination(ctx, end.Add(-168*time.Hour), end, func(e egressd.WindowEntry) error {
+			b.Add(e)
+			return nil
+		})
 		if err != nil {
 			return 0, baseline.ExportResult{}, 0, err
 		}
-		live := baseline.Build(entries)
+		live := b.Baselines()
 		read := time.Since(t0)
 		res, err := baseline.Export(dir, live, baseline.ExportOptions{})
 		return len(live), res, read, err
