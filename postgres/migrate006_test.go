@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/tern/v2/migrate"
 	"github.com/stretchr/testify/require"
@@ -80,17 +79,7 @@ func TestMigrationWithoutAppKeys(t *testing.T) {
 		{at(-time.Hour), tomorrow.Add(24 * time.Hour)},
 		{day.AddDate(0, 0, -2), at(0)}, // the oldest day, from its buckets
 	} {
-		want, err := db.WindowEntries(ctx, w[0], w[1])
-		require.NoError(t, err)
-		require.NotEmpty(t, want)
-		for i := range want {
-			want[i] = egressd.WindowEntry{App: want[i].App, Destination: want[i].Destination}
-		}
-		got, err := db.WindowDestinations(ctx, w[0], w[1])
-		require.NoError(t, err)
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("WindowDestinations(%s, %s) after migrating (-buckets +columns):\n%s", w[0], w[1], diff)
-		}
+		requireWindowKeys(t, db, w[0], w[1])
 	}
 
 	count := func(table string) (n int) {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/egressd/egressd"
+	"github.com/egressd/egressd/postgres"
 	"github.com/egressd/egressd/postgres/pgtest"
 )
 
@@ -47,7 +48,12 @@ func TestWindowDestinations(t *testing.T) {
 						row = &r.Destinations[len(r.Destinations)-1]
 						continue
 					}
-					row.FirstSeen, row.LastSeen = minT(row.FirstSeen, seen), maxT(row.LastSeen, seen)
+					if seen.Before(row.FirstSeen) {
+						row.FirstSeen = seen
+					}
+					if seen.After(row.LastSeen) {
+						row.LastSeen = seen
+					}
 					row.Flows += flows
 					row.DroppedFlows += dropped
 				}
@@ -56,13 +62,6 @@ func TestWindowDestinations(t *testing.T) {
 		require.NoError(t, db.WriteRollup(ctx, r), "flush %d", flush)
 	}
 
-	keys := func(entries []egressd.WindowEntry) []egressd.WindowEntry {
-		var out []egressd.WindowEntry
-		for _, e := range entries {
-			out = append(out, egressd.WindowEntry{App: e.App, Destination: e.Destination})
-		}
-		return out
-	}
 	windows := [][2]time.Duration{
 		{0, hours * time.Hour},                                 // everything
 		{30 * time.Hour, 200 * time.Hour},                      // after the oldest day, open-ended
@@ -78,27 +77,22 @@ func TestWindowDestinations(t *testing.T) {
 		windows = append(windows, [2]time.Duration{from, from + time.Duration(1+rng.IntN(48))*time.Hour + time.Duration(i)*time.Minute})
 	}
 	for _, w := range windows {
-		from, to := start.Add(w[0]), start.Add(w[1])
-		want, err := db.WindowEntries(ctx, from, to)
-		require.NoError(t, err)
-		got, err := db.WindowDestinations(ctx, from, to)
-		require.NoError(t, err)
-		if diff := cmp.Diff(keys(want), got); diff != "" {
-			t.Errorf("WindowDestinations(%s, %s) (-buckets +lifetime):\n%s", from.Format(time.RFC3339), to.Format(time.RFC3339), diff)
-		}
+		requireWindowKeys(t, db, start.Add(w[0]), start.Add(w[1]))
 	}
 }
 
-func minT(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
+// requireWindowKeys checks that WindowDestinations returns the keys of
+// WindowEntries for the window [from, to).
+func requireWindowKeys(t *testing.T, db *postgres.DB, from, to time.Time) {
+	t.Helper()
+	want, err := db.WindowEntries(t.Context(), from, to)
+	require.NoError(t, err)
+	for i := range want {
+		want[i] = egressd.WindowEntry{App: want[i].App, Destination: want[i].Destination}
 	}
-	return a
-}
-
-func maxT(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
+	got, err := db.WindowDestinations(t.Context(), from, to)
+	require.NoError(t, err)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("WindowDestinations(%s, %s) (-buckets +columns):\n%s", from.Format(time.RFC3339), to.Format(time.RFC3339), diff)
 	}
-	return a
 }
