@@ -18,54 +18,76 @@ import (
 // IP address, an unknown protocol) are skipped; the collector validates what
 // it reads from flows, so they can only come from a bug upstream.
 func Build(entries []egressd.WindowEntry) []egressd.Baseline {
-	type appKey struct{ namespace, app string }
-	type item struct {
-		name string
-		port egressd.Port
-	}
-	groups := make(map[appKey][]item)
-	// Entries arrive grouped by app, so remember the last app's validity
-	// rather than validating every entry.
-	var last appKey
-	lastValid := false
+	var b Builder
 	for _, e := range entries {
-		k := appKey{e.App.Namespace, e.App.Name}
-		if k != last || !lastValid {
-			last = k
-			lastValid = egressd.App{Namespace: k.namespace, Name: k.app}.Validate() == nil
-		}
-		if !lastValid {
-			continue
-		}
-		name, ok := canonicalName(e.Destination.Name, false)
-		if !ok {
-			continue
-		}
-		proto, ok := egressd.CanonicalProtocol(e.Destination.Protocol)
-		if !ok {
-			continue
-		}
-		groups[k] = append(groups[k], item{name, egressd.Port{Number: e.Destination.Port, Protocol: proto}})
+		b.Add(e)
 	}
+	return b.Baselines()
+}
 
-	out := make([]egressd.Baseline, 0, len(groups))
-	for k, items := range groups {
-		slices.SortFunc(items, func(a, b item) int {
+// Builder is Build fed one entry at a time, as a window streams from the
+// database (postgres.DB.EachWindowDestination): entries may come in any
+// order, and a repeated entry counts once. Only the names and ports are
+// kept, never the list of entries. The zero value is ready to use.
+type Builder struct {
+	groups map[builderApp][]builderItem
+	// Entries usually come grouped by app, so the last app's validity is
+	// remembered rather than checked for every entry.
+	last      builderApp
+	lastValid bool
+}
+
+type builderApp struct{ namespace, app string }
+
+type builderItem struct {
+	name string
+	port egressd.Port
+}
+
+// Add adds e to its app's baseline; see Build for the entries skipped.
+func (b *Builder) Add(e egressd.WindowEntry) {
+	if b.groups == nil {
+		b.groups = make(map[builderApp][]builderItem)
+	}
+	k := builderApp{e.App.Namespace, e.App.Name}
+	if k != b.last || !b.lastValid {
+		b.last = k
+		b.lastValid = egressd.App{Namespace: k.namespace, Name: k.app}.Validate() == nil
+	}
+	if !b.lastValid {
+		return
+	}
+	name, ok := canonicalName(e.Destination.Name, false)
+	if !ok {
+		return
+	}
+	proto, ok := egressd.CanonicalProtocol(e.Destination.Protocol)
+	if !ok {
+		return
+	}
+	b.groups[k] = append(b.groups[k], builderItem{name, egressd.Port{Number: e.Destination.Port, Protocol: proto}})
+}
+
+// Baselines returns the baselines of the entries added, as Build does.
+func (b *Builder) Baselines() []egressd.Baseline {
+	out := make([]egressd.Baseline, 0, len(b.groups))
+	for k, items := range b.groups {
+		slices.SortFunc(items, func(a, b builderItem) int {
 			if c := strings.Compare(a.name, b.name); c != 0 {
 				return c
 			}
 			return comparePorts(a.port, b.port)
 		})
 		items = slices.Compact(items)
-		b := egressd.Baseline{Namespace: k.namespace, App: k.app}
+		bl := egressd.Baseline{Namespace: k.namespace, App: k.app}
 		for i, it := range items {
 			if i == 0 || it.name != items[i-1].name {
-				b.Destinations = append(b.Destinations, egressd.BaselineDestination{Name: it.name})
+				bl.Destinations = append(bl.Destinations, egressd.BaselineDestination{Name: it.name})
 			}
-			d := &b.Destinations[len(b.Destinations)-1]
+			d := &bl.Destinations[len(bl.Destinations)-1]
 			d.Ports = append(d.Ports, it.port)
 		}
-		out = append(out, b)
+		out = append(out, bl)
 	}
 	sortBaselines(out)
 	return out

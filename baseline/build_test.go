@@ -1,8 +1,12 @@
 package baseline_test
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/baseline"
@@ -110,5 +114,35 @@ func TestBuild(t *testing.T) {
 				t.Errorf("Build mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestBuilderIgnoresOrderAndRepeats: entries streamed in any order, some
+// twice (a window read as it streams may send a key twice), build what
+// Build builds from them sorted.
+func TestBuilderIgnoresOrderAndRepeats(t *testing.T) {
+	t.Parallel()
+	var entries []egressd.WindowEntry
+	for a := range 5 {
+		for d := range 6 {
+			entries = append(entries, entry([]string{"", "prod"}[a%2], "ns", "app-"+string(rune('a'+a%3)),
+				"d"+string(rune('0'+d))+".example.com", uint16(443+d%2), []string{"TCP", "UDP"}[d%2]))
+		}
+	}
+	entries = append(entries, entry("", "Bad Namespace", "x", "a.example.com", 443, "TCP"))
+	want := baseline.Build(entries)
+	require.Len(t, want, 3)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 5 {
+		shuffled := append(slices.Clone(entries), entries[:7]...)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		var b baseline.Builder
+		for _, e := range shuffled {
+			b.Add(e)
+		}
+		if diff := cmp.Diff(want, b.Baselines()); diff != "" {
+			t.Errorf("Builder on shuffled entries (-Build +Builder):\n%s", diff)
+		}
 	}
 }

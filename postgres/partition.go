@@ -81,9 +81,10 @@ WHERE NOT EXISTS (
 		}
 		// DDL takes no parameters; both values are formatted here from a
 		// time.Time, never from input text.
-		// fillfactor as for the other tables the flushes update (see
-		// 001_initial.sql); partitions do not inherit it.
-		sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s') WITH (fillfactor = 80)`,
+		// fillfactor as for destinations (see 007_flush.sql): a flush
+		// updates every bucket of its hour, and half of each page free
+		// keeps all of those updates HOT. Partitions do not inherit it.
+		sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s') WITH (fillfactor = 50)`,
 			pgx.Identifier{name}.Sanitize(), hourlyTable,
 			day.Format(time.RFC3339), day.AddDate(0, 0, 1).Format(time.RFC3339))
 		if _, err := tx.Exec(ctx, sql); err != nil {

@@ -13,8 +13,12 @@ import (
 
 // BenchmarkWindowEntries measures loading the destinations of a 7-day
 // window, as the detector does at start-up to learn every app's known
-// destinations, two ways on the same data: WindowEntries aggregates the
-// window's hourly buckets, KnownDestinations reads one row per destination.
+// destinations, three ways on the same data: WindowEntries aggregates the
+// window's hourly buckets, KnownDestinations reads one row per destination,
+// and WindowDestinations (baseline export) reads one row per destination
+// for WindowEntries' exact keys. A destination seen 30 days earlier stands
+// for the older partitions a database keeps for its retention period, so
+// that the window's first day is not its oldest partition's.
 //
 // Ten destinations per app, each with allowed traffic in `hours` hourly
 // buckets (a destination reached every hour of a week has 168): the bucket
@@ -41,6 +45,11 @@ func BenchmarkWindowEntries(b *testing.B) {
 				}
 				require.NoError(b, db.WriteRollup(ctx, r))
 			}
+			old := destRollup(DestOpts{App: egressd.App{Namespace: "bench", Name: "old"}, Destination: github, FirstSeen: t0.AddDate(0, 0, -30)})
+			require.NoError(b, db.WriteRollup(ctx, &egressd.Rollup{
+				Destinations: []egressd.DestinationRollup{old},
+				Hourly:       []egressd.HourlyRollup{hourly(old.App, github, old.FirstSeen.Truncate(time.Hour), 1, 0)},
+			}))
 			from := end.Add(-7 * 24 * time.Hour)
 
 			for _, read := range []struct {
@@ -49,6 +58,7 @@ func BenchmarkWindowEntries(b *testing.B) {
 			}{
 				{"window", func() ([]egressd.WindowEntry, error) { return db.WindowEntries(ctx, from, end) }},
 				{"known", func() ([]egressd.WindowEntry, error) { return db.KnownDestinations(ctx, from) }},
+				{"columns", func() ([]egressd.WindowEntry, error) { return db.WindowDestinations(ctx, from, end) }},
 			} {
 				b.Run("read="+read.name, func(b *testing.B) {
 					b.ReportAllocs()

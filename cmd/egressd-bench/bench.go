@@ -209,7 +209,7 @@ func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv fun
 		{"ingest", func() ([]*figure, error) { return benchIngest(ctx, cfg, db, out) }},
 		{"latency", func() ([]*figure, error) { return benchLatency(ctx, cfg, db) }},
 		{"memory", func() ([]*figure, error) { return benchMemory(cfg) }},
-		{"flush", func() ([]*figure, error) { return benchFlush(ctx, cfg, db) }},
+		{"flush", func() ([]*figure, error) { return benchFlush(ctx, cfg, db, *databaseURL) }},
 		{"export", func() ([]*figure, error) { return benchExport(ctx, cfg, db) }},
 		{"pernode", func() ([]*figure, error) { return benchPerNode(ctx, cfg, db) }},
 	}

@@ -106,11 +106,17 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 	return err
 }
 
-// liveBaselines builds every app's baseline from the window [from, to).
+// liveBaselines builds every app's baseline from the window [from, to),
+// as the window streams from one row per destination
+// (postgres.DB.EachWindowDestination).
 func liveBaselines(ctx context.Context, db *postgres.DB, from, to time.Time) ([]egressd.Baseline, error) {
-	entries, err := db.WindowEntries(ctx, from, to)
+	var b baseline.Builder
+	err := db.EachWindowDestination(ctx, from, to, func(e egressd.WindowEntry) error {
+		b.Add(e)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
 	}
-	return baseline.Build(entries), nil
+	return b.Baselines(), nil
 }
