@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"unicode/utf8"
@@ -99,6 +100,49 @@ const (
 type msgSchema struct {
 	// fields by JSON name, then by proto name, as protojson looks them up.
 	fields map[string]*fieldSchema
+	// table holds fields for lookup, which hashes a name from its length
+	// and its first and last bytes: quicker than a map for short keys.
+	table []schemaSlot
+	mask  uint
+}
+
+type schemaSlot struct {
+	name string
+	f    *fieldSchema
+}
+
+func nameHash(k []byte) uint {
+	return uint(len(k))*0x9e3779b1 ^ uint(k[0])*0x85ebca6b ^ uint(k[len(k)-1])*0xc2b2ae35
+}
+
+// index builds s.table from s.fields, with at least four slots per name so
+// that probes stay short.
+func (s *msgSchema) index() {
+	n := 8
+	for n < 4*len(s.fields) {
+		n *= 2
+	}
+	s.table, s.mask = make([]schemaSlot, n), uint(n-1)
+	for name, f := range s.fields {
+		i := nameHash([]byte(name)) & s.mask
+		for s.table[i].f != nil {
+			i = (i + 1) & s.mask
+		}
+		s.table[i] = schemaSlot{name: name, f: f}
+	}
+}
+
+// lookup returns the field named k, or nil.
+func (s *msgSchema) lookup(k []byte) *fieldSchema {
+	if len(k) == 0 {
+		return nil // no field has an empty name
+	}
+	for i := nameHash(k) & s.mask; ; i = (i + 1) & s.mask {
+		e := &s.table[i]
+		if e.f == nil || e.name == string(k) {
+			return e.f
+		}
+	}
 }
 
 type fieldSchema struct {
@@ -190,6 +234,7 @@ func (b *schemaBuilder) message(md protoreflect.MessageDescriptor, p placed) *ms
 			s.fields[string(fd.Name())] = s.fields[fd.JSONName()]
 		}
 	}
+	s.index()
 	return s
 }
 
@@ -278,17 +323,24 @@ func newFastJSON() (*fastJSON, error) {
 // read fills rec from line, a JSON object, and reports whether it could:
 // false leaves the line to protojson, rec then holding anything.
 func (w *fastJSON) read(line []byte, rec *record) bool {
-	if len(line) > maxFastLine || !utf8.Valid(line) || surrogateEscape(line) {
+	if len(line) > maxFastLine || hasControl(line) || !utf8.Valid(line) {
+		return false
+	}
+	escapes := bytes.IndexByte(line, '\\') >= 0
+	if escapes && surrogateEscape(line) {
 		return false
 	}
 	v, err := w.p.ParseBytes(line)
 	if err != nil || v.Type() != fastjson.TypeObject {
 		return false
 	}
-	// fastjson's parser is lenient where its validator is not (escapes,
-	// numbers, control characters). The parse came first, so the
+	// fastjson's parser checks the structure as strictly as protojson,
+	// not what it does not read: escapes, numbers and control characters.
+	// The line has none of the last; a number is checked where it is read
+	// (w.integer, checkNumbers); escapes, which Hubble hardly ever writes,
+	// are left to fastjson's validator. The parse came first, so the
 	// validator's recursion is bounded by the parser's depth limit.
-	if fastjson.ValidateBytes(line) != nil {
+	if escapes && fastjson.ValidateBytes(line) != nil {
 		return false
 	}
 	rec.reset()
@@ -311,6 +363,93 @@ func (w *fastJSON) read(line []byte, rec *record) bool {
 	}
 	rec.kind, rec.nodeName, rec.time = kindFlow, f.nodeName, f.time
 	return true
+}
+
+// hasControl reports whether line holds a byte below 0x20: protojson
+// rejects one in a string, and a line of compact JSON has none between
+// tokens either. It reads eight bytes at a time.
+func hasControl(line []byte) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(line); i += 8 {
+		x := binary.LittleEndian.Uint64(line[i:])
+		// A byte below 0x20 borrows when 0x20 is taken from it; a byte
+		// of 0x80 or more sets its high bit anyway, and is masked out.
+		if (x-lo*0x20)&^x&hi != 0 {
+			return true
+		}
+	}
+	for ; i < len(line); i++ {
+		if line[i] < 0x20 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkNumbers checks every number in v, a value of a field the fast path
+// does not know, against the JSON grammar: fastjson's parser does not.
+func checkNumbers(v *fastjson.Value, num []byte) bool {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		return validNumber(v.MarshalTo(num[:0]))
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		for _, e := range arr {
+			if !checkNumbers(e, num) {
+				return false
+			}
+		}
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		ok := true
+		o.Visit(func(_ []byte, e *fastjson.Value) {
+			ok = ok && checkNumbers(e, num)
+		})
+		return ok
+	}
+	return true
+}
+
+// validNumber reports whether s is a JSON number:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validNumber(s []byte) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if i == len(s) || s[i] < '0' || s[i] > '9' {
+			return false
+		}
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if i == len(s) || s[i] < '0' || s[i] > '9' {
+			return false
+		}
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	}
+	return i == len(s)
 }
 
 // surrogateEscape reports whether line may hold a \u escape of a UTF-16
@@ -344,11 +483,11 @@ func (w *fastJSON) message(v *fastjson.Value, s *msgSchema) bool {
 		if !ok {
 			return
 		}
-		f := s.fields[string(k)]
+		f := s.lookup(k)
 		if f == nil {
 			// Unknown: protojson skips it (DiscardUnknown), unless
 			// it names an extension.
-			ok = !(len(k) >= 2 && k[0] == '[' && k[len(k)-1] == ']')
+			ok = !(len(k) >= 2 && k[0] == '[' && k[len(k)-1] == ']') && checkNumbers(fv, w.num)
 			return
 		}
 		word, bit := f.idx>>6, uint64(1)<<(f.idx&63)

@@ -196,7 +196,8 @@ var edgeLines = []struct {
 	{"deep unknown", false, `{"flow":{"future":` + strings.Repeat("[", 400) + strings.Repeat("]", 400) + `}}`},
 	{"single quotes", false, `{'flow':{}}`},
 	{"trailing comma", false, `{"flow":{},}`},
-	{"whitespace", true, "{ \"flow\" :\t{ \"node_name\" : \"n\" } , \"time\" :\r\n\"2026-11-01T00:00:01Z\" }"},
+	{"spaces", true, `{ "flow" : { "node_name" : "n" } , "time" : "2026-11-01T00:00:01Z" }`},
+	{"tabs between tokens", false, "{\"flow\":\t{\"node_name\" :\r\"n\"}}"},
 }
 
 // TestFastJSONAgreesWithProtojson is the fast path's differential test:
