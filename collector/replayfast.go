@@ -547,41 +547,36 @@ func (w *fastJSON) value(f *fieldSchema, v *fastjson.Value, i int) bool {
 		if v.Type() == fastjson.TypeString {
 			b, _ := v.StringBytes()
 			if n, ok := f.enum[string(b)]; ok {
-				w.setInt(f.id, int64(n))
+				w.setNumber(f.id, uint64(n))
 			}
 			return true // an unknown name is discarded
 		}
-		n, ok := w.integer(v, 32, true)
-		if ok {
-			w.setInt(f.id, n)
-		}
-		return ok
-	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
-		n, ok := w.integer(v, 32, true)
-		if ok {
-			w.setInt(f.id, n)
-		}
-		return ok
-	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-		n, ok := w.integer(v, 64, true)
-		if ok {
-			w.setInt(f.id, n)
-		}
-		return ok
-	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
-		n, ok := w.integer(v, 32, false)
-		if ok {
-			w.setUint(f.id, uint64(n))
-		}
-		return ok
-	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		n, ok := w.integer(v, 64, false)
-		if ok {
-			w.setUint(f.id, uint64(n))
-		}
-		return ok
 	}
-	return false // floats, bytes: none in these messages
+	bits, signed, isInt := integerKind(f.kind)
+	if !isInt {
+		return false // floats, bytes: none in these messages
+	}
+	n, ok := w.integer(v, bits, signed)
+	if ok {
+		w.setNumber(f.id, uint64(n))
+	}
+	return ok
+}
+
+// integerKind says how protojson reads a field of kind k as an integer: an
+// enum by number as an int32.
+func integerKind(k protoreflect.Kind) (bits int, signed, ok bool) {
+	switch k {
+	case protoreflect.EnumKind, protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return 32, true, true
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return 64, true, true
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return 32, false, true
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return 64, false, true
+	}
+	return 0, false, false
 }
 
 func (w *fastJSON) messageValue(f *fieldSchema, v *fastjson.Value, i int) bool {
@@ -627,16 +622,9 @@ func (w *fastJSON) messageValue(f *fieldSchema, v *fastjson.Value, i int) bool {
 		fl.hasL7 = true
 	case idL7DNS:
 		fl.hasDNS = true
-	case idL4TCP:
-		fl.l4 = l4TCP
-	case idL4UDP:
-		fl.l4 = l4UDP
-	case idL4ICMPv4:
-		fl.l4 = l4ICMPv4
-	case idL4ICMPv6:
-		fl.l4 = l4ICMPv6
-	case idL4SCTP:
-		fl.l4 = l4SCTP
+	case idL4TCP, idL4UDP, idL4ICMPv4, idL4ICMPv6, idL4SCTP:
+		// Both run TCP, UDP, ICMPv4, ICMPv6, SCTP.
+		fl.l4 = l4TCP + int(f.id-idL4TCP)
 	case idFlowL4:
 		fl.l4 = 0 // another protocol, or none
 	case idEpWorkloads:
@@ -695,7 +683,9 @@ func (w *fastJSON) setBool(id fieldID, b bool) {
 	}
 }
 
-func (w *fastJSON) setInt(id fieldID, n int64) {
+// setNumber keeps an integer or enum field: n holds its bits, which a
+// 32-bit field truncates (an int32's sign included).
+func (w *fastJSON) setNumber(id fieldID, n uint64) {
 	r, f := w.rec, &w.rec.flow
 	switch id {
 	case idFlowVerdict:
@@ -710,12 +700,6 @@ func (w *fastJSON) setInt(id fieldID, n int64) {
 		f.eventType = int32(n)
 	case idLostSource:
 		r.lostSrc = int32(n)
-	}
-}
-
-func (w *fastJSON) setUint(id fieldID, n uint64) {
-	f := &w.rec.flow
-	switch id {
 	case idEpIdentity:
 		w.ep.identity = uint32(n)
 	case idPortSource:
@@ -727,7 +711,7 @@ func (w *fastJSON) setUint(id fieldID, n uint64) {
 	case idDNSRcode:
 		f.dnsRcode = uint32(n)
 	case idLostNum:
-		w.rec.lostNum = n
+		r.lostNum = n
 	}
 }
 

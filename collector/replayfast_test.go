@@ -13,10 +13,8 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/cilium/cilium/api/v1/observer"
 	relaypb "github.com/cilium/cilium/api/v1/relay"
-	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/collector/flowgen"
@@ -39,15 +37,9 @@ func agreeWithProtojson(t testing.TB, d *collector.Decoder, line []byte) bool {
 	if err != nil {
 		return ok
 	}
-	full, err := collector.ProtojsonResponse(line)
+	whole, err := collector.ProtojsonResponse(line)
 	require.NoError(t, err)
-	whole, err := proto.Marshal(full)
-	require.NoError(t, err)
-	want, err := d.Decode(whole)
-	require.NoError(t, err)
-	got, err := d.Decode(slow)
-	require.NoError(t, err)
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := collectorDiff(t, d, whole, slow); diff != "" {
 		t.Fatalf("replay's message loses what the collector reads of %s (-whole +replayed):\n%s", line, diff)
 	}
 	return ok

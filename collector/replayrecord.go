@@ -70,14 +70,26 @@ type endpointRecord struct {
 	workloadKind []byte
 }
 
-// reset empties r, keeping the storage of its lists.
+// reset empties r, keeping the storage of its lists unless a hostile line
+// made one long: a line may hold up to MaxLineBytes of labels.
 func (r *record) reset() {
 	f := &r.flow
-	destNames, dnsIPs := f.destNames[:0], f.dnsIPs[:0]
-	srcLabels, dstLabels := f.src.labels[:0], f.dst.labels[:0]
+	destNames, dnsIPs := keep(f.destNames), keep(f.dnsIPs)
+	srcLabels, dstLabels := keep(f.src.labels), keep(f.dst.labels)
 	*r = record{}
 	f.destNames, f.dnsIPs = destNames, dnsIPs
 	f.src.labels, f.dst.labels = srcLabels, dstLabels
+}
+
+// maxKeptList is the most entries of a record's list whose storage reset
+// keeps for the next line; real flows have a few dozen labels at most.
+const maxKeptList = 256
+
+func keep(l [][]byte) [][]byte {
+	if cap(l) > maxKeptList {
+		return nil
+	}
+	return l[:0]
 }
 
 // Field numbers written by appendRecord that decode.go has no constant for.
@@ -111,11 +123,7 @@ func appendFlow(b []byte, f *flowRecord) []byte {
 	b = appendTimestamp(b, flowTime, f.time)
 	b = appendVarintField(b, flowVerdict, uint64(f.verdict))
 	if f.hasIP {
-		var start int
-		b, start = openMessage(b, flowIP)
-		b = appendBytesField(b, ipSource, f.ipSrc)
-		b = appendBytesField(b, ipDestination, f.ipDst)
-		b = closeMessage(b, start)
+		b = appendStringPair(b, flowIP, ipSource, f.ipSrc, ipDestination, f.ipDst)
 	}
 	if f.l4 != 0 {
 		var l4, proto int
@@ -186,13 +194,17 @@ func appendEndpoint(b []byte, num protowire.Number, e *endpointRecord) []byte {
 	}
 	b = appendBytesField(b, epPodName, e.podName)
 	if e.hasWorkload {
-		var w int
-		b, w = openMessage(b, epWorkloads)
-		b = appendBytesField(b, workloadName, e.workloadName)
-		b = appendBytesField(b, workloadKind, e.workloadKind)
-		b = closeMessage(b, w)
+		b = appendStringPair(b, epWorkloads, workloadName, e.workloadName, workloadKind, e.workloadKind)
 	}
 	b = appendBytesField(b, epClusterName, e.clusterName)
+	return closeMessage(b, start)
+}
+
+// appendStringPair appends a message field num holding two string fields.
+func appendStringPair(b []byte, num, n1 protowire.Number, v1 []byte, n2 protowire.Number, v2 []byte) []byte {
+	b, start := openMessage(b, num)
+	b = appendBytesField(b, n1, v1)
+	b = appendBytesField(b, n2, v2)
 	return closeMessage(b, start)
 }
 
