@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/cilium/cilium/api/v1/observer"
 	relaypb "github.com/cilium/cilium/api/v1/relay"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -288,4 +290,30 @@ func FuzzFastJSONAgreesWithProtojson(f *testing.F) {
 		}
 		agreeWithProtojson(t, d, line)
 	})
+}
+
+// TestFastJSONKeepsTheChecks: lines the fast path reads meet the same
+// checks after it as protojson's did: unbelievable times are rejected at
+// the pipeline's door, and a line over the cap is reported, not read.
+func TestFastJSONKeepsTheChecks(t *testing.T) {
+	t.Parallel()
+	now := t0
+	sink := &captureSink{}
+	p, m, _ := clockPipeline(t, sink, &now)
+	var in bytes.Buffer
+	for _, stamp := range []string{"2100-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "1999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", t0.Add(6 * time.Minute).Format(time.RFC3339Nano)} {
+		line := strings.Replace(jsonLine(t, resp(podFlow(t0, "140.82.112.6", 443))), t0.Format(time.RFC3339Nano), stamp, -1)
+		_, fast := collector.FastJSONLine([]byte(line))
+		require.True(t, fast, "the fast path reads %s", line)
+		in.WriteString(line + "\n")
+	}
+	in.WriteString(`{"flow":{"node_name":"` + strings.Repeat("n", collector.MaxLineBytes) + `"}}` + "\n")
+	st, err := collector.NewReplayer().Replay(context.Background(), "hostile", &in, func(msg []byte) error { return p.Handle("hubble", msg) })
+	require.NoError(t, err)
+	require.Equal(t, 6, st.Lines)
+	require.Equal(t, 1, st.BadLines)
+	require.Contains(t, st.FirstErrors[0].Error(), "longer than")
+	require.Equal(t, 5.0, testutil.ToFloat64(m.Rejected.WithLabelValues("clock")))
+	require.Empty(t, sink.obs)
+	require.Empty(t, sink.cursors)
 }
