@@ -77,7 +77,7 @@ func benchReplay(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*figu
 			if err != nil {
 				return nil, err
 			}
-			py.add(pyRate, note)
+			py.add(pyRate, "")
 		}
 		runtime.GC()
 		res, err := replayOnce(ctx, db, path)
@@ -88,8 +88,8 @@ func benchReplay(ctx context.Context, cfg benchConfig, db *postgres.DB) ([]*figu
 			return nil, fmt.Errorf("replay read %d lines, %d bad, of %d", res.lines, res.bad, lines)
 		}
 		rate := float64(res.lines) / res.wall.Seconds()
-		egr.add(rate, fmt.Sprintf("run %d: %d observations stored, %d lines read by protojson, last flush %d ms",
-			run+1, res.observations, res.protojson, res.drain.Milliseconds()))
+		egr.add(rate, fmt.Sprintf("%s; %d observations stored, %d lines read by protojson, last flush %d ms",
+			note, res.observations, res.protojson, res.drain.Milliseconds()))
 		if pyErr == nil {
 			ratio.add(rate/pyRate, "")
 		}
