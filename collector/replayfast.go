@@ -176,6 +176,11 @@ func (b *schemaBuilder) message(md protoreflect.MessageDescriptor, p placed) *ms
 		b.plain[md.FullName()] = s // before the fields: a message may contain itself
 	}
 	fds := md.Fields()
+	for name := range p.ids {
+		if fds.ByName(name) == nil {
+			b.err = fmt.Errorf("%s has no field %s to keep", md.FullName(), name)
+		}
+	}
 	if fds.Len() > 256 {
 		b.err = fmt.Errorf("%s: %d fields, more than the duplicate check holds", md.FullName(), fds.Len())
 	}
