@@ -155,6 +155,8 @@ var edgeLines = []struct {
 	{"extension key", false, `{"flow":{"[flow.foo]":1}}`},
 	{"any extensions", false, `{"flow":{"extensions":{"@type":"type.googleapis.com/flow.Flow"}}}`},
 	{"any null", true, `{"flow":{"extensions":null}}`},
+	{"empty list entries", true, `{"flow":{"source":{"labels":["",""]},"destination_names":[""],"l7":{"dns":{"ips":["",""]}}}}`},
+	{"empty strings", true, `{"flow":{"uuid":"","node_name":"","source":{"namespace":"","workloads":[{"name":"","kind":""}]}},"node_name":""}`},
 	{"workloads", true, `{"flow":{"source":{"workloads":[{"name":"a","kind":"Deployment"},{"name":"b"}]},"destination":{"workloads":[{},{"name":"c"}]}}}`},
 	{"workload not an object", false, `{"flow":{"source":{"workloads":[null]}}}`},
 	{"labels not a list", false, `{"flow":{"source":{"labels":"k8s:app=a"}}}`},

@@ -139,8 +139,7 @@ func appendFlow(b []byte, f *flowRecord) []byte {
 	b = appendVarintField(b, flowType, uint64(f.flowType))
 	b = appendBytesField(b, flowNodeName, f.nodeName)
 	for _, n := range f.destNames {
-		b = protowire.AppendTag(b, flowDestinationNames, protowire.BytesType)
-		b = protowire.AppendBytes(b, n)
+		b = appendElement(b, flowDestinationNames, n)
 	}
 	if f.hasL7 {
 		var l7 int
@@ -151,8 +150,7 @@ func appendFlow(b []byte, f *flowRecord) []byte {
 			b, dns = openMessage(b, l7DNS)
 			b = appendBytesField(b, dnsQuery, f.dnsQuery)
 			for _, ip := range f.dnsIPs {
-				b = protowire.AppendTag(b, dnsIPs, protowire.BytesType)
-				b = protowire.AppendBytes(b, ip)
+				b = appendElement(b, dnsIPs, ip)
 			}
 			b = appendVarintField(b, dnsTTL, uint64(f.dnsTTL))
 			b = appendVarintField(b, dnsRcode, uint64(f.dnsRcode))
@@ -189,8 +187,7 @@ func appendEndpoint(b []byte, num protowire.Number, e *endpointRecord) []byte {
 	b = appendVarintField(b, epIdentity, uint64(e.identity))
 	b = appendBytesField(b, epNamespace, e.namespace)
 	for _, l := range e.labels {
-		b = protowire.AppendTag(b, epLabels, protowire.BytesType)
-		b = protowire.AppendBytes(b, l)
+		b = appendElement(b, epLabels, l)
 	}
 	b = appendBytesField(b, epPodName, e.podName)
 	if e.hasWorkload {
@@ -226,8 +223,8 @@ func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	b = appendTag(b, num, protowire.VarintType)
+	return appendVarint(b, v)
 }
 
 // appendBytesField appends a string field unless it is empty, as proto3
@@ -236,15 +233,39 @@ func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
 	if len(v) == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
+	return appendElement(b, num, v)
+}
+
+// appendElement appends an element of a repeated string field, empty or
+// not: the decoder counts them.
+func appendElement(b []byte, num protowire.Number, v []byte) []byte {
+	b = appendTag(b, num, protowire.BytesType)
+	b = appendVarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// appendTag is protowire.AppendTag, inlined for the one-byte tags of
+// fields 1 to 15.
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	if num < 16 {
+		return append(b, byte(num)<<3|byte(typ))
+	}
+	return protowire.AppendTag(b, num, typ)
+}
+
+// appendVarint is protowire.AppendVarint, inlined for one-byte values.
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
 }
 
 // openMessage appends the tag of a message field and one byte for its
 // length, and returns where its content starts; closeMessage writes the
 // length once the content is appended.
 func openMessage(b []byte, num protowire.Number) ([]byte, int) {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = appendTag(b, num, protowire.BytesType)
 	b = append(b, 0)
 	return b, len(b)
 }
