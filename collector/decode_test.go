@@ -30,27 +30,28 @@ const samplesDir = "../../shared/hubble-samples/cilium-hubble-otel"
 
 var testLabelKeys = []string{"app.kubernetes.io/name", "app", "k8s-app", "io.cilium.k8s.policy.cluster"}
 
-// loadSamples returns every recorded sample line as an encoded
-// GetFlowsResponse. It is the one helper allowed to skip, when the samples
-// folder is absent.
-func loadSamples(t testing.TB) [][]byte {
+// sampleLine is one line of a recorded sample, and where it is.
+type sampleLine struct {
+	at   string
+	line []byte
+}
+
+// loadSampleLines returns every recorded sample line. It is the one helper
+// allowed to skip, when the samples folder is absent.
+func loadSampleLines(t testing.TB) []sampleLine {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(samplesDir, "*.json"))
 	if len(files) == 0 {
 		t.Skipf("real Hubble samples not found at %s (they live in shared/hubble-samples beside the checkout); skipping the comparison with recorded flows", samplesDir)
 	}
-	var out [][]byte
+	var out []sampleLine
 	for _, name := range files {
 		f, err := os.Open(name)
 		require.NoError(t, err)
 		sc := bufio.NewScanner(f)
 		sc.Buffer(nil, 8<<20)
 		for line := 1; sc.Scan(); line++ {
-			var r observer.GetFlowsResponse
-			require.NoError(t, protojson.Unmarshal(sc.Bytes(), &r), "%s:%d", name, line)
-			b, err := proto.Marshal(&r)
-			require.NoError(t, err)
-			out = append(out, b)
+			out = append(out, sampleLine{at: fmt.Sprintf("%s:%d", name, line), line: bytes.Clone(sc.Bytes())})
 		}
 		require.NoError(t, sc.Err())
 		f.Close()
@@ -58,8 +59,21 @@ func loadSamples(t testing.TB) [][]byte {
 	return out
 }
 
-// expectFields computes from a fully unmarshalled message what the
-// selective decoder must report.
+// loadSamples returns every recorded sample line as an encoded
+// GetFlowsResponse (see loadSampleLines).
+func loadSamples(t testing.TB) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, l := range loadSampleLines(t) {
+		var r observer.GetFlowsResponse
+		require.NoError(t, protojson.Unmarshal(l.line, &r), l.at)
+		b, err := proto.Marshal(&r)
+		require.NoError(t, err)
+		out = append(out, b)
+	}
+	return out
+}
+
 func expectFields(r *observer.GetFlowsResponse, keys []string) collector.DecodedFields {
 	out := collector.DecodedFields{Kind: "none", NodeName: r.GetNodeName()}
 	if r.Time != nil {

@@ -9,7 +9,8 @@ import (
 // time, so that the same flow delivered twice is counted once: Hubble's
 // `since` is inclusive, and Relay replays a node's flows when the node
 // reconnects. Flows are identified by a hash of their encoded bytes (which
-// include Cilium's per-flow uuid when present). Memory is bounded by max
+// include Cilium's per-flow uuid when present; a replayed flow's bytes are
+// the fields the collector reads, its source port included: see record). Memory is bounded by max
 // entries; a flow forgotten early because of that bound is counted.
 type dedup struct {
 	window  int64

@@ -3,8 +3,12 @@
 //
 // Flows arrive encoded, from the live gRPC observer API (Client, which
 // receives raw GetFlowsResponse bytes through a pass-through codec) or from
-// JSON lines files (Replayer, which re-encodes each line so that replay takes
-// the live path). A Pipeline per stream decodes only the fields attribution
+// JSON lines files (Replayer, which encodes the fields the collector reads of
+// each line as a GetFlowsResponse, so that replay takes the live path). The
+// Replayer reads a line with fastjson, checked against the messages'
+// descriptors as protojson checks it, and leaves any line it cannot vouch
+// for to protojson: TestFastJSONAgreesWithProtojson and a fuzz target hold
+// the two to the same result. A Pipeline per stream decodes only the fields attribution
 // needs with protowire (no full proto.Unmarshal, no allocation per flow),
 // drops Hubble's duplicates, learns which names each pod's DNS answers gave
 // to which addresses, and keeps egress flows that leave the cluster, each

@@ -1,5 +1,10 @@
 package collector
 
+import (
+	"github.com/cilium/cilium/api/v1/observer"
+	"google.golang.org/protobuf/proto"
+)
+
 // Hooks for the black-box tests in collector_test.
 
 // EndpointFields is what the decoder read of a flow.Endpoint.
@@ -127,3 +132,47 @@ func (d *Decoder) endpoint(e *endpoint) EndpointFields {
 
 // StripPodSuffix exposes the pod-name rule.
 var StripPodSuffix = stripPodSuffix
+
+// FastJSONLine reads one replay line with the fast JSON path alone and
+// returns the message it makes; ok is false when it leaves the line to
+// protojson.
+func FastJSONLine(line []byte) (msg []byte, ok bool) {
+	rp := NewReplayer()
+	if rp.fast == nil || !rp.fast.read(line, &rp.rec) {
+		return nil, false
+	}
+	return appendRecord(nil, &rp.rec), true
+}
+
+// ProtojsonLine reads one replay line with protojson alone, as the
+// Replayer does the lines the fast path leaves to it.
+func ProtojsonLine(line []byte) ([]byte, error) {
+	msg, err := NewReplayer().parseProtojson(line)
+	return append([]byte(nil), msg...), err
+}
+
+// ProtojsonResponse reads one replay line with protojson alone and returns
+// the whole message, before the collector's fields are picked from it.
+func ProtojsonResponse(line []byte) (*observer.GetFlowsResponse, error) {
+	rp := NewReplayer()
+	if _, err := rp.parseProtojson(line); err != nil {
+		return nil, err
+	}
+	return proto.Clone(&rp.resp).(*observer.GetFlowsResponse), nil
+}
+
+// FastReader is the fast JSON path on its own, reused from line to line,
+// for benchmarks.
+type FastReader struct{ rp *Replayer }
+
+// NewFastReader returns a FastReader.
+func NewFastReader() *FastReader { return &FastReader{rp: NewReplayer()} }
+
+// Read reads line as the Replayer's fast path does, and encodes it.
+func (r *FastReader) Read(line []byte) bool {
+	if !r.rp.fast.read(line, &r.rp.rec) {
+		return false
+	}
+	r.rp.buf = appendRecord(r.rp.buf[:0], &r.rp.rec)
+	return true
+}

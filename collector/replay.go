@@ -15,7 +15,6 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/cilium/cilium/api/v1/observer"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 )
 
 // MaxLineBytes bounds one replay line; a longer line is reported and skipped.
@@ -41,17 +40,28 @@ type ReplayStats struct {
 	Lines    int
 	Messages int
 	BadLines int
+	// Protojson counts the lines that the fast JSON path left to
+	// protojson (see replayfast.go).
+	Protojson int
 	// FirstErrors holds up to ten of the bad lines' errors.
 	FirstErrors []error
 }
 
 // Replayer reads Hubble JSON lines and hands each record, encoded as a
-// GetFlowsResponse, to a handler: the same bytes the live gRPC client gets,
-// so replayed flows take exactly the live path. It reads the Cilium exporter's
-// events.log, `hubble observe -o jsonpb` output (both one GetFlowsResponse per
-// line) and legacy lines holding one bare Flow, plain or gzip-compressed.
+// GetFlowsResponse, to a handler, so replayed flows take exactly the live
+// path. The message holds the fields the collector reads and nothing else
+// (see record). It reads the Cilium exporter's events.log, `hubble observe
+// -o jsonpb` output (both one GetFlowsResponse per line) and legacy lines
+// holding one bare Flow, plain or gzip-compressed.
+//
+// A line is read by a fast path (fastjson, checked against the messages'
+// descriptors) when it can vouch that protojson would read the same; any
+// other line, and every malformed one, is read by protojson, whose errors
+// are reported.
 type Replayer struct {
 	unmarshal protojson.UnmarshalOptions
+	fast      *fastJSON
+	rec       record
 	buf       []byte
 	line      []byte
 	resp      observer.GetFlowsResponse
@@ -93,7 +103,12 @@ func protoErr(err error) string {
 // NewReplayer returns a Replayer. Unknown JSON fields (from newer Cilium
 // versions) are ignored.
 func NewReplayer() *Replayer {
-	return &Replayer{unmarshal: protojson.UnmarshalOptions{DiscardUnknown: true}}
+	rp := &Replayer{unmarshal: protojson.UnmarshalOptions{DiscardUnknown: true}}
+	// The schemas are compiled from the generated descriptors: an error
+	// is a bug that TestFastJSONAgreesWithProtojson reports. Without
+	// them every line takes protojson, which is correct, only slower.
+	rp.fast, _ = newFastJSON()
+	return rp
 }
 
 // ReplayFile replays one file; "-" is standard input. Source names the input
@@ -153,7 +168,10 @@ func (rp *Replayer) Replay(ctx context.Context, name string, r io.Reader, handle
 		case tooLong:
 			bad(fmt.Errorf("line longer than %d bytes", MaxLineBytes))
 		default:
-			msg, perr := rp.parseLine(line)
+			msg, slow, perr := rp.parseLine(line)
+			if slow {
+				st.Protojson++
+			}
 			switch {
 			case perr != nil:
 				bad(perr)
@@ -197,15 +215,25 @@ func readLine(br *bufio.Reader, buf []byte) (line []byte, tooLong bool, err erro
 }
 
 // parseLine converts one JSON line to an encoded GetFlowsResponse. It returns
-// nil, nil for a blank line.
-func (rp *Replayer) parseLine(line []byte) ([]byte, error) {
+// nil for a blank line; slow says protojson read the line.
+func (rp *Replayer) parseLine(line []byte) (msg []byte, slow bool, err error) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	if line[0] != '{' {
-		return nil, errors.New("not a JSON object")
+		return nil, false, errors.New("not a JSON object")
 	}
+	if rp.fast != nil && rp.fast.read(line, &rp.rec) {
+		rp.buf = appendRecord(rp.buf[:0], &rp.rec)
+		return rp.buf, false, nil
+	}
+	msg, err = rp.parseProtojson(line)
+	return msg, true, err
+}
+
+// parseProtojson is parseLine's slow path.
+func (rp *Replayer) parseProtojson(line []byte) ([]byte, error) {
 	rp.resp.Reset()
 	if err := rp.unmarshal.Unmarshal(line, &rp.resp); err != nil {
 		return nil, fmt.Errorf("not a Hubble flow record: %s", protoErr(err))
@@ -232,10 +260,7 @@ func (rp *Replayer) parseLine(line []byte) ([]byte, error) {
 			return nil, errors.New(`not a Hubble flow record: no "flow", "lost_events" or "node_status", and not a bare flow`)
 		}
 	}
-	var err error
-	rp.buf, err = proto.MarshalOptions{}.MarshalAppend(rp.buf[:0], &rp.resp)
-	if err != nil {
-		return nil, fmt.Errorf("encode: %v", err)
-	}
+	rp.rec.fromResponse(&rp.resp)
+	rp.buf = appendRecord(rp.buf[:0], &rp.rec)
 	return rp.buf, nil
 }

@@ -43,6 +43,8 @@ prints each figure with its target and ratio, min/median/max over --runs runs:
   export   baseline export of 10k apps x 20 destinations (--export-apps)
   pernode  the ingest flows split over 1, 2 and 4 per-node collectors on one
            database: aggregate rate, rows written per second, flush time
+  replay   egressd replay of a production-shaped capture (--replay-lines)
+           vs Python 3's json.loads of the same file (same run)
 
 It reports; it never fails on a figure. Without --database-url it starts a
 throwaway PostgreSQL (fsync off, on tmpfs when there is one). The latency
@@ -64,6 +66,8 @@ type benchConfig struct {
 	// profile, when set, receives a CPU profile of the first egressd
 	// ingest run (the test Hubble server, in this process, included).
 	profile string
+	// replayLines is the size of the replay figure's capture.
+	replayLines int
 }
 
 // figure is one measured quantity over the runs.
@@ -139,9 +143,10 @@ func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv fun
 	fs.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys for the memory figure")
 	fs.IntVar(&cfg.alerts, "alerts", 200, "novel flows timed per latency run")
 	fs.IntVar(&cfg.exportN, "export-apps", 10_000, "apps (20 destinations each) for the export figure")
+	fs.IntVar(&cfg.replayLines, "replay-lines", 100_000, "lines of the replay figure's capture")
 	fs.DurationVar(&cfg.decodeIn, "decode-time", 2*time.Second, "time spent per decode run")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the first egressd ingest run to this file")
-	only := fs.String("only", "", "comma-separated figures to measure (decode,ingest,latency,memory,flush,export,pernode); default all")
+	only := fs.String("only", "", "comma-separated figures to measure (decode,ingest,latency,memory,flush,export,pernode,replay); default all")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage+"Flags:\n"); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -149,7 +154,7 @@ func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv fun
 	if fs.NArg() > 0 {
 		return usageError("bench: unexpected argument %q", fs.Arg(0))
 	}
-	all := []string{"decode", "ingest", "latency", "memory", "flush", "export", "pernode"}
+	all := []string{"decode", "ingest", "latency", "memory", "flush", "export", "pernode", "replay"}
 	cfg.only = map[string]bool{}
 	for _, s := range splitList(*only) {
 		if !slices.Contains(all, s) {
@@ -169,12 +174,14 @@ func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv fun
 		return usageError("bench: --flows must be >= 1000, --apps and --dests >= 1")
 	case cfg.keys < 1000 || cfg.alerts < 10 || cfg.exportN < 1:
 		return usageError("bench: --keys must be >= 1000, --alerts >= 10 and --export-apps >= 1")
+	case cfg.replayLines < 1000:
+		return usageError("bench: --replay-lines must be >= 1000")
 	}
 	fmt.Fprintf(out, "egressd-bench: %s, %d CPUs (GOMAXPROCS %d), %s/%s, %d runs\n",
 		runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, cfg.runs)
 
 	var db *postgres.DB
-	if cfg.only["ingest"] || cfg.only["latency"] || cfg.only["flush"] || cfg.only["export"] || cfg.only["pernode"] {
+	if cfg.only["ingest"] || cfg.only["latency"] || cfg.only["flush"] || cfg.only["export"] || cfg.only["pernode"] || cfg.only["replay"] {
 		if *databaseURL == "" {
 			fmt.Fprintln(out, "==> starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")
 			eph, err := pgserver.Start(ctx, pgserver.Options{})
@@ -212,6 +219,7 @@ func bench(ctx context.Context, args []string, out, stderr io.Writer, getenv fun
 		{"flush", func() ([]*figure, error) { return benchFlush(ctx, cfg, db, *databaseURL) }},
 		{"export", func() ([]*figure, error) { return benchExport(ctx, cfg, db) }},
 		{"pernode", func() ([]*figure, error) { return benchPerNode(ctx, cfg, db) }},
+		{"replay", func() ([]*figure, error) { return benchReplay(ctx, cfg, db) }},
 	}
 	for _, s := range steps {
 		if !cfg.only[s.name] {
