@@ -75,11 +75,11 @@ type anomalyData struct {
 	Firing     bool
 	Resolution egressd.Resolution
 	// Evidence is shown when the detector gathered any.
-	HasEvidence bool
+	HasEvidence   bool
 	HasPrevalence bool
-	HasHistory  bool
-	HasShape    bool
-	Details     []detail
+	HasHistory    bool
+	HasShape      bool
+	Details       []detail
 	// Destination sections (novel destinations and floods).
 	HasDestination bool
 	Hours          []egressd.HourlyRollup

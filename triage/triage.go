@@ -221,13 +221,13 @@ var templateFS embed.FS
 // "content".
 var templates = func() map[string]*template.Template {
 	funcs := template.FuncMap{
-		"ts":        formatTime,
-		"ago":       ago,
+		"ts":         formatTime,
+		"ago":        ago,
 		"anomalyURL": AnomalyPath,
-		"prefix":    func() string { return Prefix },
-		"style":     func() template.CSS { return template.CSS(style) },
-		"sevClass":  severityClass,
-		"sevName":   severityName,
+		"prefix":     func() string { return Prefix },
+		"style":      func() template.CSS { return template.CSS(style) },
+		"sevClass":   severityClass,
+		"sevName":    severityName,
 	}
 	out := map[string]*template.Template{}
 	for _, page := range []string{"list", "anomaly", "login", "message"} {
