@@ -52,8 +52,8 @@
 //	    "namespace","app","destination","port","protocol","started_at",
 //	    "resolved_at","pod","node","verdict","name_source","baseline_source",
 //	    "summary","details"}}
-//	    One anomaly: where alerts link (their "link" annotation and
-//	    generatorURL). Fields that do not apply (a volume anomaly's
+//	    One anomaly. (Alerts link to its triage page,
+//	    /triage/anomalies/{fingerprint}, package triage.) Fields that do not apply (a volume anomaly's
 //	    destination, a firing anomaly's resolved_at) are left out.
 //
 //	POST /api/v1/apps/{namespace}/{app}/accepted

@@ -157,6 +157,9 @@ func (p *pages) anomalyData(r *http.Request, fp string) (anomalyData, error) {
 	}
 	d.HasEvidence = d.HasPrevalence || d.HasHistory || d.HasShape || len(e.Reasons) > 0 || e.Dropped || len(e.Pods) > 0
 	for k, v := range a.Details {
+		if k == "verdict" || k == "name_source" {
+			continue // shown with the facts already
+		}
 		d.Details = append(d.Details, detail{k, v})
 	}
 	slices.SortFunc(d.Details, func(x, y detail) int { return strings.Compare(x.Key, y.Key) })
