@@ -70,7 +70,7 @@ func (p *pages) acceptPattern(w http.ResponseWriter, r *http.Request, user strin
 	if !ok {
 		return
 	}
-	pattern, err := checkPattern(r.PostForm.Get("pattern"), a.Destination.Name)
+	pattern, err := CheckPattern(r.PostForm.Get("pattern"), a.Destination.Name)
 	if err != nil {
 		p.fail(w, r, err)
 		return

@@ -115,7 +115,7 @@ func (p *pages) anomaly(w http.ResponseWriter, r *http.Request) {
 	}
 	if q, ok := r.URL.Query()["pattern"]; ok && d.CanAccept {
 		d.Pattern = q[0]
-		if pat, err := checkPattern(q[0], d.A.Destination.Name); err != nil {
+		if pat, err := CheckPattern(q[0], d.A.Destination.Name); err != nil {
 			d.PatternError = egressd.ErrorMessage(err)
 		} else {
 			d.Pattern = pat

@@ -10,12 +10,12 @@ import (
 	"github.com/egressd/egressd/baseline"
 )
 
-// checkPattern validates a pattern typed on the anomaly page and returns it
+// CheckPattern validates a pattern typed on the anomaly page and returns it
 // as stored (lower case, no trailing dot): a Cilium toFQDNs matchPattern
 // (baseline.MatchName's semantics) whose literal part after the last
 // wildcard is at least a registrable domain, and which covers dest. The
 // errors are EINVALID and say what to change.
-func checkPattern(raw, dest string) (string, error) {
+func CheckPattern(raw, dest string) (string, error) {
 	s := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(raw), "."))
 	switch {
 	case s == "":
@@ -60,7 +60,7 @@ func suggestPattern(name string) string {
 	if !ok {
 		return ""
 	}
-	if _, err := checkPattern("*."+rest, name); err != nil {
+	if _, err := CheckPattern("*."+rest, name); err != nil {
 		return ""
 	}
 	return "*." + rest
