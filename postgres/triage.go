@@ -101,18 +101,25 @@ LIMIT $2`, name, limit)
 	if err != nil {
 		return nil, wrap(err, "list apps reaching %s", bound(name, 64))
 	}
-	var (
-		out []egressd.DestinationRollup
-		s   destinationScan
-	)
-	_, err = pgx.ForEachRow(rows, append([]any{&s.d.App.Cluster, &s.d.App.Namespace, &s.d.App.Name}, s.dest()...), func() error {
-		out = append(out, s.rollup())
-		return nil
-	})
+	out, err := collectAppDestinations(rows)
 	if err != nil {
 		return nil, wrap(err, "list apps reaching %s", bound(name, 64))
 	}
 	return out, nil
+}
+
+// collectAppDestinations reads rows of an app's cluster, namespace and
+// name followed by destinationScan's columns, and closes rows.
+func collectAppDestinations(rows pgx.Rows) ([]egressd.DestinationRollup, error) {
+	var (
+		out []egressd.DestinationRollup
+		s   destinationScan
+	)
+	_, err := pgx.ForEachRow(rows, append([]any{&s.d.App.Cluster, &s.d.App.Namespace, &s.d.App.Name}, s.dest()...), func() error {
+		out = append(out, s.rollup())
+		return nil
+	})
+	return out, err
 }
 
 // DestinationHours returns app's hourly buckets of flows to dest (its name,
