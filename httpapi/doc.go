@@ -75,6 +75,11 @@
 //	    as POST). 204; 404 when it was not accepted. Alerts it resolved stay
 //	    resolved.
 //
+//	/triage/...
+//	    The triage pages alerts link to (package triage, Backends.Pages):
+//	    HTML, with their own sign-in, limits and errors; they count against
+//	    the same per-client limit as /api requests.
+//
 // # Pages
 //
 // Every listing (apps, an app's destinations, anomalies) is answered a page

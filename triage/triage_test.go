@@ -419,3 +419,36 @@ func TestSeverityAndEvidenceAreShown(t *testing.T) {
 		require.Contains(t, body, want)
 	}
 }
+
+// TestBehindHTTPSProxy: with an https --external-url, the session cookie
+// is Secure, and a form posted from that origin through a proxy that
+// rewrites Host is accepted, while other origins are still refused.
+func TestBehindHTTPSProxy(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	opts := triage.DefaultOptions()
+	opts.Token = testToken
+	opts.ExternalURL = "https://egressd.example.com"
+	pages, err := triage.New(opts, triage.Backends{Anomalies: db, Traffic: db, Actions: db}, nil)
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/triage/", http.StripPrefix("/triage", pages))
+	e := &env{t: t, db: db, srv: httptest.NewServer(mux)}
+	t.Cleanup(e.srv.Close)
+
+	form := url.Values{"name": {"alice"}, "token": {testToken}}
+	st, _, resp := e.do(e.client(), http.MethodPost, "/triage/login", form,
+		map[string]string{"Origin": "https://egressd.example.com", "Sec-Fetch-Site": "cross-site"})
+	require.Equal(t, http.StatusSeeOther, st)
+	require.Len(t, resp.Cookies(), 1)
+	require.True(t, resp.Cookies()[0].Secure)
+
+	st, _, resp = e.do(e.client(), http.MethodPost, "/triage/login", form,
+		map[string]string{"Origin": "https://evil.example.com", "Sec-Fetch-Site": "cross-site"})
+	require.Equal(t, http.StatusForbidden, st)
+	require.Empty(t, resp.Cookies())
+
+	_, err = triage.New(triage.Options{SessionTTL: time.Hour, Window: time.Hour, RequestTimeout: time.Second, ExternalURL: "egressd.example.com"},
+		triage.Backends{Anomalies: db, Traffic: db, Actions: db}, nil)
+	require.ErrorContains(t, err, "Options.ExternalURL")
+}
