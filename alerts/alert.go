@@ -49,9 +49,10 @@ func severity(a egressd.Anomaly) string {
 	return string(a.Severity)
 }
 
-// AnomalyPath is where egressd's HTTP API serves one anomaly, by
-// fingerprint, below Options.ExternalURL.
-const AnomalyPath = "/api/v1/anomalies/"
+// AnomalyPath is where egressd serves one anomaly's triage page (package
+// triage), by fingerprint, below Options.ExternalURL: what a person opens
+// from the notification. The JSON is at /api/v1/anomalies/FINGERPRINT.
+const AnomalyPath = "/triage/anomalies/"
 
 // resolvedFactor times ResendInterval is how far ahead a firing alert's
 // endsAt lies: Alertmanager resolves it by itself only after three resends

@@ -64,7 +64,7 @@ func TestPostableAlert(t *testing.T) {
 		"flow_count":      "3",
 		"baseline_source": "files",
 		"fingerprint":     "4f1c2a",
-		"link":            "https://egressd.example.com/api/v1/anomalies/4f1c2a",
+		"link":            "https://egressd.example.com/triage/anomalies/4f1c2a",
 	}
 	with := func(base models.LabelSet, kv ...string) models.LabelSet {
 		out := models.LabelSet{}
@@ -91,7 +91,7 @@ func TestPostableAlert(t *testing.T) {
 			name: "novel destination firing",
 			d:    egressd.Delivery{ID: 1, Target: "http://am:9093", Anomaly: novel},
 			want: &models.PostableAlert{
-				Alert:       models.Alert{Labels: novelLabels, GeneratorURL: "https://egressd.example.com/api/v1/anomalies/4f1c2a"},
+				Alert:       models.Alert{Labels: novelLabels, GeneratorURL: "https://egressd.example.com/triage/anomalies/4f1c2a"},
 				Annotations: novelAnnotations,
 				StartsAt:    dt(seen),
 				EndsAt:      dt(now.Add(4 * time.Minute)),
@@ -101,7 +101,7 @@ func TestPostableAlert(t *testing.T) {
 			name: "novel destination resolved ends now",
 			d:    egressd.Delivery{ID: 1, Anomaly: novel, Resolved: true},
 			want: &models.PostableAlert{
-				Alert:       models.Alert{Labels: novelLabels, GeneratorURL: "https://egressd.example.com/api/v1/anomalies/4f1c2a"},
+				Alert:       models.Alert{Labels: novelLabels, GeneratorURL: "https://egressd.example.com/triage/anomalies/4f1c2a"},
 				Annotations: novelAnnotations,
 				StartsAt:    dt(seen),
 				EndsAt:      dt(now),
@@ -123,7 +123,7 @@ func TestPostableAlert(t *testing.T) {
 			d:    egressd.Delivery{Anomaly: ranked},
 			opts: func(o *alerts.Options) { o.ResendInterval = 30 * time.Second },
 			want: &models.PostableAlert{
-				Alert: models.Alert{Labels: with(novelLabels, "severity", "critical"), GeneratorURL: "https://egressd.example.com/api/v1/anomalies/4f1c2a"},
+				Alert: models.Alert{Labels: with(novelLabels, "severity", "critical"), GeneratorURL: "https://egressd.example.com/triage/anomalies/4f1c2a"},
 				Annotations: with(novelAnnotations,
 					"description", "media/recyclarr reached evil.example.net:443/TCP, new for this app.\n"+
 						"severity: critical (never reached by any app in the cluster; high port)\n"+
@@ -154,7 +154,7 @@ func TestPostableAlert(t *testing.T) {
 						"alertname": "EgressVolumeAnomaly", "severity": "warning", "cluster": "homelab",
 						"namespace": "media", "app": "qbittorrent",
 					},
-					GeneratorURL: "https://egressd.example.com/api/v1/anomalies/9e9e",
+					GeneratorURL: "https://egressd.example.com/triage/anomalies/9e9e",
 				},
 				Annotations: models.LabelSet{
 					"summary": volume.Summary,
@@ -169,7 +169,7 @@ func TestPostableAlert(t *testing.T) {
 					"example_pod":     "qbittorrent-0",
 					"baseline_source": "history",
 					"fingerprint":     "9e9e",
-					"link":            "https://egressd.example.com/api/v1/anomalies/9e9e",
+					"link":            "https://egressd.example.com/triage/anomalies/9e9e",
 				},
 				StartsAt: dt(seen),
 				EndsAt:   dt(now.Add(4 * time.Minute)),
@@ -179,7 +179,7 @@ func TestPostableAlert(t *testing.T) {
 			name: "flood is a novel destination alert with a summary of its own",
 			d:    egressd.Delivery{Anomaly: flood},
 			want: &models.PostableAlert{
-				Alert: models.Alert{Labels: novelLabels, GeneratorURL: "https://egressd.example.com/api/v1/anomalies/f100d"},
+				Alert: models.Alert{Labels: novelLabels, GeneratorURL: "https://egressd.example.com/triage/anomalies/f100d"},
 				Annotations: with(novelAnnotations,
 					"summary", "media/recyclarr reached many new destinations, such as evil.example.net:443/TCP",
 					"description", "media/recyclarr reached many new destinations, such as evil.example.net:443/TCP.\n"+
@@ -190,7 +190,7 @@ func TestPostableAlert(t *testing.T) {
 						"compared with: files",
 					"flow_count", "",
 					"fingerprint", "f100d",
-					"link", "https://egressd.example.com/api/v1/anomalies/f100d"),
+					"link", "https://egressd.example.com/triage/anomalies/f100d"),
 				StartsAt: dt(seen),
 				EndsAt:   dt(now.Add(4 * time.Minute)),
 			},
@@ -271,7 +271,7 @@ func TestPostableAlertBounds(t *testing.T) {
 
 func TestLink(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "http://e:9090/api/v1/anomalies/ab%2Fc", alerts.Link("http://e:9090/", "ab/c"))
+	require.Equal(t, "http://e:9090/triage/anomalies/ab%2Fc", alerts.Link("http://e:9090/", "ab/c"))
 	require.Equal(t, "", alerts.Link("", "abc"))
 	require.Equal(t, "", alerts.Link("http://e", ""))
 }

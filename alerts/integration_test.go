@@ -65,12 +65,12 @@ func TestAlertmanagerNotifies(t *testing.T) {
 		"flow_count":      "3",
 		"baseline_source": "files",
 		"fingerprint":     "c0ffee",
-		"link":            "http://egressd.test:9090/api/v1/anomalies/c0ffee",
+		"link":            "http://egressd.test:9090/triage/anomalies/c0ffee",
 	} {
 		require.Equal(t, v, got.Annotations[k], k)
 	}
 	require.Contains(t, got.Annotations["description"], "destination: evil.example.net 443/TCP")
-	require.Equal(t, "http://egressd.test:9090/api/v1/anomalies/c0ffee", got.GeneratorURL)
+	require.Equal(t, "http://egressd.test:9090/triage/anomalies/c0ffee", got.GeneratorURL)
 	require.True(t, got.StartsAt.Equal(a.Time), "startsAt %s", got.StartsAt)
 
 	// Alertmanager notifies before the Sender records the success.

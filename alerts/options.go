@@ -34,7 +34,7 @@ type Options struct {
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 	// ExternalURL is egressd's own URL as operators reach it. When set,
-	// alerts link to ExternalURL/api/v1/anomalies/FINGERPRINT (annotation
+	// alerts link to ExternalURL/triage/anomalies/FINGERPRINT (annotation
 	// link and generatorURL).
 	ExternalURL string
 	// PollInterval is how often the outbox is checked without a Wake: the

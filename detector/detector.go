@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,6 +209,10 @@ type Detector struct {
 	flush    atomic.Pointer[func(context.Context) error]
 	// volumeErr is RunVolume's source error while it fails.
 	volumeErr error
+
+	// acceptedPatterns holds the accepted toFQDNs patterns
+	// ("*.example.com") per app; an empty cluster is every cluster.
+	acceptedPatterns map[egressd.App]*baseline.Matcher
 }
 
 type job struct {
@@ -340,15 +345,32 @@ func (d *Detector) LoadApps(firstSeen map[egressd.App]time.Time) {
 }
 
 // SetAccepted replaces the accepted destinations. Port 0 with protocol ANY
-// accepts every port of the name; an empty cluster every cluster.
+// accepts every port of the name; an empty cluster every cluster. A name
+// with '*' is a toFQDNs pattern (baseline.MatchName), matched as a
+// baseline file's patterns are.
 func (d *Detector) SetAccepted(acc []egressd.Accepted) {
 	m := make(map[key]struct{}, len(acc))
+	patterns := make(map[egressd.App]egressd.Baseline)
 	for _, a := range acc {
+		if strings.Contains(a.Destination.Name, "*") {
+			b := patterns[a.App]
+			b.Destinations = append(b.Destinations, egressd.BaselineDestination{
+				Name:  a.Destination.Name,
+				Ports: []egressd.Port{{Number: a.Destination.Port, Protocol: a.Destination.Protocol}},
+			})
+			patterns[a.App] = b
+			continue
+		}
 		m[keyOf(a.App, a.Destination)] = struct{}{}
+	}
+	matchers := make(map[egressd.App]*baseline.Matcher, len(patterns))
+	for app, b := range patterns {
+		matchers[app] = baseline.NewMatcher(b)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.accepted = m
+	d.acceptedPatterns = matchers
 	d.forgetJudgments() // decisions may have changed
 }
 
@@ -522,6 +544,11 @@ func (d *Detector) known(k key, ks keyState, st *appState) (bool, string) {
 		{app: anyCluster, name: k.name, port: k.port, proto: k.proto}, {app: anyCluster, name: k.name, proto: egressd.ProtoAny},
 	} {
 		if _, ok := d.accepted[a]; ok {
+			return true, "accepted"
+		}
+	}
+	for _, app := range [...]egressd.App{k.app, anyCluster} {
+		if m := d.acceptedPatterns[app]; m != nil && m.Match(k.name, k.port, k.proto) {
 			return true, "accepted"
 		}
 	}

@@ -200,6 +200,29 @@ func TestNoveltyRules(t *testing.T) {
 			want: []raised{{egressd.AnomalyNovelDestination, "media/recyclarr", "ok.example:80/TCP", 2 * day}},
 		},
 		{
+			name: "accepted patterns match one label, on their port, in their cluster or every cluster",
+			setup: func(d *detector.Detector) {
+				d.LoadApps(map[egressd.App]time.Time{recyclarr: t0})
+				d.SetAccepted([]egressd.Accepted{
+					{App: recyclarr, Destination: dst("*.cdn.example", 443)},
+					{App: egressd.App{Namespace: "media", Name: "recyclarr"}, Destination: dst("**.every.example", 443)},
+					{App: egressd.App{Cluster: "other", Namespace: "media", Name: "recyclarr"}, Destination: dst("*.elsewhere.example", 443)},
+				})
+			},
+			obs: []*egressd.Observation{
+				conn(recyclarr, dst("a.cdn.example", 443), t0.Add(2*day)),
+				conn(recyclarr, dst("x.y.every.example", 443), t0.Add(2*day)),
+				conn(recyclarr, dst("a.b.cdn.example", 443), t0.Add(2*day)),
+				conn(recyclarr, dst("b.cdn.example", 80), t0.Add(2*day)),
+				conn(recyclarr, dst("a.elsewhere.example", 443), t0.Add(2*day)),
+			},
+			want: []raised{
+				{egressd.AnomalyNovelDestination, "media/recyclarr", "a.b.cdn.example:443/TCP", 2 * day},
+				{egressd.AnomalyNovelDestination, "media/recyclarr", "a.elsewhere.example:443/TCP", 2 * day},
+				{egressd.AnomalyNovelDestination, "media/recyclarr", "b.cdn.example:80/TCP", 2 * day},
+			},
+		},
+		{
 			name:  "a flood is summarised: the first five, then one flood anomaly per window",
 			setup: func(d *detector.Detector) { d.LoadApps(map[egressd.App]time.Time{recyclarr: t0}) },
 			obs: func() []*egressd.Observation {

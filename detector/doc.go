@@ -4,7 +4,8 @@
 // Novelty is decided in memory on the hot path. The Detector is a collector
 // Sink: each observation costs one hash lookup in a cache of (app,
 // destination, port, protocol) keys already judged normal. A miss takes the
-// slow path, which consults, in order: destinations accepted by an operator;
+// slow path, which consults, in order: destinations accepted by an operator
+// (exact names, or Cilium toFQDNs patterns accepted from the triage page);
 // the app's committed baseline file when there is one (exact names and
 // Cilium toFQDNs patterns; the file is then the app's whole baseline); else
 // the live rolling window (what the app reached in the last 7 days, loaded

@@ -56,8 +56,8 @@
 //	    "known_ports","siblings","app_first_seen","bare_ip","labels",
 //	    "longest_label","entropy","port_class","dropped","pods","reasons",
 //	    "incomplete"}}}
-//	    One anomaly: where alerts link (their "link" annotation and
-//	    generatorURL). Fields that do not apply (a volume anomaly's
+//	    One anomaly. (Alerts link to its triage page,
+//	    /triage/anomalies/{fingerprint}, package triage.) Fields that do not apply (a volume anomaly's
 //	    destination, a firing anomaly's resolved_at, evidence that does
 //	    not hold) are left out; severity is critical, warning or info, and
 //	    evidence.reasons the severity's rule and facts (the detector
@@ -81,6 +81,11 @@
 //	    Takes back the acceptance stored under that key (the same defaults
 //	    as POST). 204; 404 when it was not accepted. Alerts it resolved stay
 //	    resolved.
+//
+//	/triage/...
+//	    The triage pages alerts link to (package triage, Backends.Pages):
+//	    HTML, with their own sign-in, limits and errors; they count against
+//	    the same per-client limit as /api requests.
 //
 // # Pages
 //

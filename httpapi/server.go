@@ -77,7 +77,14 @@ type Backends struct {
 	// or taken back: the place to wake the alert sender (its resolve is
 	// due) and refresh the detector's accepted set.
 	AcceptedChanged func()
+	// Pages, when set, is mounted at PagesPath: the triage pages alerts
+	// link to (package triage), which bound and authorize their own
+	// requests.
+	Pages http.Handler
 }
+
+// PagesPath is where Backends.Pages is mounted.
+const PagesPath = "/triage"
 
 func (b Backends) validate() error {
 	switch {
@@ -252,6 +259,11 @@ func New(opts Options, b Backends, logger *slog.Logger, m *Metrics) (http.Handle
 			r.Delete("/apps/{namespace}/{app}/accepted", s.unaccept)
 		})
 	})
+	if b.Pages != nil {
+		// The per-client cap covers the pages too: they read the same
+		// database pool.
+		r.Mount(PagesPath, s.perClient(b.Pages))
+	}
 	return r, nil
 }
 

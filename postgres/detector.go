@@ -96,14 +96,7 @@ WHERE d.first_seen >= $1 AND d.first_seen >= a.first_seen + $2::bigint * interva
 	if err != nil {
 		return nil, wrap(err, "read destinations first seen since %s", since.UTC().Format(time.RFC3339))
 	}
-	var (
-		out []egressd.DestinationRollup
-		s   destinationScan
-	)
-	_, err = pgx.ForEachRow(rows, append([]any{&s.d.App.Cluster, &s.d.App.Namespace, &s.d.App.Name}, s.dest()...), func() error {
-		out = append(out, s.rollup())
-		return nil
-	})
+	out, err := collectAppDestinations(rows)
 	if err != nil {
 		return nil, wrap(err, "read destinations first seen since %s", since.UTC().Format(time.RFC3339))
 	}

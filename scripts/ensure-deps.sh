@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ensure-deps.sh WHAT...: installs the Debian packages egressd's tests and
 # demo need when they are missing (as root, with apt), else fails saying what
-# to install. WHAT is any of: postgresql, alertmanager, prometheus.
+# to install. WHAT is any of: postgresql, alertmanager, prometheus, chromium
+# (the browser the triage pages are tested in, driven by chromedp).
 set -euo pipefail
 
 need_apt=()
@@ -22,6 +23,12 @@ for what in "$@"; do
 	prometheus)
 		if ! command -v prometheus >/dev/null 2>&1; then
 			need_apt+=(prometheus)
+		fi
+		;;
+	chromium)
+		if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+			&& ! command -v google-chrome >/dev/null 2>&1; then
+			need_apt+=(chromium)
 		fi
 		;;
 	*)

@@ -6,8 +6,11 @@
 # unprivileged user when run as root). Alert tests run the real Alertmanager
 # (Debian's prometheus-alertmanager; $ALERTMANAGER_BIN overrides PATH) and
 # volume tests the real Prometheus (Debian's prometheus), each on loopback
-# ports of its own. On a machine with systemd, Debian's packages also enable
-# and start their services (Prometheus on :9090, Alertmanager on :9093).
+# ports of its own; the triage pages are tested in Debian's chromium
+# (headless, driven by chromedp), which keeps a screenshot of each page in
+# bin/test-artifacts/triage ($EGRESSD_TEST_ARTIFACTS overrides it). On a
+# machine with systemd, Debian's packages also enable and start their
+# services (Prometheus on :9090, Alertmanager on :9093).
 #
 # One line per package is printed as soon as that package finishes
 # (gotestsum reads go test's JSON stream), then the output of every failed
@@ -32,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/ensure-deps.sh postgresql alertmanager prometheus
+./scripts/ensure-deps.sh postgresql alertmanager prometheus chromium
 
 timeout=${TEST_TIMEOUT:-20m}
 packages=${TEST_PACKAGES:-4}

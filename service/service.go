@@ -18,6 +18,7 @@ import (
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/httpapi"
 	"github.com/egressd/egressd/postgres"
+	"github.com/egressd/egressd/triage"
 )
 
 // Config is everything the service needs.
@@ -273,16 +274,24 @@ func (s *Service) Run(ctx context.Context) error {
 	// The API reads on a pool of its own: it cannot starve flushes and
 	// lease renewals.
 	apiDB := db.API()
+	changed := func() {
+		// The resolve is due now, and the detector should know at once.
+		if s.sender != nil {
+			s.sender.Wake()
+		}
+		s.refresher.Trigger()
+	}
+	pageOpts := triage.DefaultOptions()
+	pageOpts.Token, pageOpts.ExternalURL = string(s.cfg.APIToken), s.cfg.Alerts.ExternalURL
+	pages, err := triage.New(pageOpts, triage.Backends{Anomalies: apiDB, Traffic: apiDB, Actions: apiDB, Changed: changed},
+		s.log.With("component", "triage"))
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	handler, err := httpapi.New(apiOpts, httpapi.Backends{
 		Apps: apiDB, Destinations: apiDB, Anomalies: apiDB, Accepted: apiDB,
-		Flags: s.detector,
-		AcceptedChanged: func() {
-			// The resolve is due now, and the detector should know at once.
-			if s.sender != nil {
-				s.sender.Wake()
-			}
-			s.refresher.Trigger()
-		},
+		Flags: s.detector, AcceptedChanged: changed, Pages: pages,
 	}, s.log.With("component", "httpapi"), httpapi.NewMetrics(s.reg))
 	if err != nil {
 		lis.Close()

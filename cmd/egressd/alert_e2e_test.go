@@ -102,7 +102,7 @@ func TestServeAlertsNovelDestinationThroughAlertmanager(t *testing.T) {
 	require.Equal(t, "recyclarr-7d9f8b6c5d-x2k9p", a.Annotations["example_pod"])
 	require.Equal(t, "window", a.Annotations["baseline_source"])
 	require.Contains(t, a.Annotations["summary"], "exfil.example.net")
-	require.Contains(t, a.GeneratorURL, "http://egressd.example:9090/api/v1/anomalies/")
+	require.Contains(t, a.GeneratorURL, "http://egressd.example:9090/triage/anomalies/")
 
 	// Accepting it (the CLI, as an operator would) resolves the alert.
 	r := run(t, map[string]string{"DATABASE_URL": string(url)}, "accept", "media/recyclarr", "exfil.example.net:443")

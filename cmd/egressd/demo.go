@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"github.com/egressd/egressd/detector"
 	"github.com/egressd/egressd/postgres"
 	"github.com/egressd/egressd/postgres/pgserver"
+	"github.com/egressd/egressd/triage"
 )
 
 const demoUsage = `Usage: egressd demo [flags]
@@ -123,17 +125,32 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 	}
 	defer hubble.Stop()
 
-	printer := &alertPrinter{w: out, start: start}
+	// Listening first gives the address the alerts link to.
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return usageError("demo: --listen %s: %v", *listen, err)
+	}
+	httpAddr := lis.Addr().String()
+	ao.ExternalURL = "http://" + httpAddr
+	// Each alert is printed with its triage page: this egressd's while the
+	// story is told, or with --keep-running that of the serve command the
+	// demo prints, which reads the same database afterwards.
+	triageBase := ao.ExternalURL
+	if *keep {
+		triageBase = "http://" + demoServeListen
+	}
+	printer := &alertPrinter{w: out, start: start, link: func(fp string) string { return triage.Link(triageBase, fp) }}
 	co := collector.DefaultClientOptions()
 	co.Address = hubbleAddr
 	agg := collector.DefaultAggregatorOptions()
 	agg.FlushInterval = 200 * time.Millisecond
 	m, err := NewMain(ServeConfig{
-		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listen: *listen,
+		DB: db, Client: co, Pipeline: collector.DefaultOptions(), Aggregate: agg, Listener: lis,
 		Detect: detector.DefaultOptions(), Alerts: ao, AlertTTL: 24 * time.Hour, Refresh: time.Second,
 		OnAnomaly: printer.print,
 	}, log)
 	if err != nil {
+		lis.Close()
 		return err
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -145,9 +162,8 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 	go func() { runErr = m.Run(runCtx); close(done) }()
 	defer func() { stop(); <-done }()
 	stopped := func() error { return fmt.Errorf("demo: egressd stopped: %v", runErr) }
-	httpAddr := m.Addr(runCtx)
-	ao.ExternalURL = "http://" + httpAddr
-	fmt.Fprintf(out, "==> egressd is serving http://%s/metrics and http://%s/api/v1/apps (Hubble: %s)\n", httpAddr, httpAddr, hubbleAddr)
+	m.Addr(runCtx)
+	fmt.Fprintf(out, "==> egressd is serving http://%s/metrics, http://%s/api/v1/apps and the triage pages http://%s/triage/ (Hubble: %s)\n", httpAddr, httpAddr, httpAddr, hubbleAddr)
 	if err := hubble.WaitStreams(ctx, 1); err != nil {
 		return err
 	}
@@ -198,7 +214,7 @@ func (c *CLI) demo(ctx context.Context, args []string) error {
 	<-done
 	if runErr != nil || !*keep {
 		if runErr == nil && !ownDB {
-			fmt.Fprintln(out, "==> done; the throwaway database is deleted. Run 'egressd demo --keep-running' to try egressd serve, its API and accept against a live stream")
+			fmt.Fprintln(out, "==> done; the throwaway database is deleted, and the triage links above with it. Run 'egressd demo --keep-running' to try egressd serve, its triage pages, its API and accept against a live stream")
 		}
 		return runErr
 	}
@@ -260,7 +276,8 @@ func demoLive(ctx context.Context, out io.Writer, hubble *hubbletest.Server, hub
 	}
 	// A token of its own: serve refuses API mutations without one.
 	token := rand.Text()
-	serve := fmt.Sprintf("EGRESSD_API_TOKEN=%s egressd serve --hubble-address %s --database-url %s --listen 127.0.0.1:9090", token, hubbleAddr, dbArg)
+	serve := fmt.Sprintf("EGRESSD_API_TOKEN=%s egressd serve --hubble-address %s --database-url %s --listen %s --external-url http://%s",
+		token, hubbleAddr, dbArg, demoServeListen, demoServeListen)
 	if len(targets) > 0 {
 		serve += " --alertmanager-url " + strings.Join(targets, ",")
 	}
@@ -270,6 +287,9 @@ func demoLive(ctx context.Context, out io.Writer, hubble *hubbletest.Server, hub
     run yours against the stream and the demo's database (in another terminal):
 
     %s
+
+    Open http://127.0.0.1:9090/triage/ (the alerts above link there too), sign
+    in with any name and the token above, and accept or dismiss; or use the API:
 
     curl -s 'http://127.0.0.1:9090/api/v1/anomalies?state=firing'
     curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
@@ -400,11 +420,17 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// alertPrinter prints anomalies readably as they are stored.
+// demoServeListen is where the serve command that --keep-running prints
+// listens.
+const demoServeListen = "127.0.0.1:9090"
+
+// alertPrinter prints anomalies readably as they are stored, each with the
+// link to its triage page.
 type alertPrinter struct {
 	mu    sync.Mutex
 	w     io.Writer
 	start time.Time
+	link  func(fingerprint string) string
 	n     int
 }
 
@@ -418,6 +444,7 @@ func (p *alertPrinter) print(a egressd.Anomaly) {
 	if a.Pod != "" {
 		line += fmt.Sprintf("          pod %s, compared with the %s baseline\n", a.Pod, a.BaselineSource)
 	}
+	line += fmt.Sprintf("          triage: %s\n", p.link(a.Fingerprint))
 	io.WriteString(p.w, line)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -42,6 +43,9 @@ func TestDemo(t *testing.T) {
 	}
 	require.NotContains(t, r.stdout, "new-app", "an app still learning raises nothing")
 	require.NotContains(t, r.stdout, "throwaway")
+	// Each alert is printed with its triage page, on the demo's egressd.
+	links := regexp.MustCompile(`(?m)^\s+ALERT .*\n(?:\s+pod .*\n)?\s+triage: http://127\.0\.0\.1:\d+/triage/anomalies/[0-9a-f]{32}$`).FindAllString(r.stdout, -1)
+	require.Len(t, links, 5, "alerts without a triage link in:\n%s", r.stdout)
 	files, err := filepath.Glob(filepath.Join(dir, "*", "*.json"))
 	require.NoError(t, err)
 	require.Len(t, files, 6)
@@ -150,7 +154,18 @@ func TestDemoKeepRunningServesASandbox(t *testing.T) {
 	_, err := recv.Wait(ctx, amtest.Labeled("firing", labels))
 	require.NoError(t, err, "the live incident never fired; serve:\n%s\nAlertmanager:\n%s", serveErr.String(), am.Logs())
 
-	resp, err := http.Post("http://"+listen+accept[2], "application/json", strings.NewReader(accept[3]))
+	// The story's triage links open on serve (here on another port).
+	link := regexp.MustCompile(`triage: http://127\.0\.0\.1:9090(/triage/anomalies/[0-9a-f]{32})`).FindStringSubmatch(out)
+	require.NotNil(t, link, "no triage link printed:\n%s", out)
+	resp, err := http.Get("http://" + listen + link[1])
+	require.NoError(t, err)
+	page, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(page))
+	require.Contains(t, string(page), `id="title"`)
+
+	resp, err = http.Post("http://"+listen+accept[2], "application/json", strings.NewReader(accept[3]))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "mutations need the token")
