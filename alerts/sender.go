@@ -198,9 +198,16 @@ func (s *Sender) trim(ctx context.Context) {
 
 // claim claims one batch of due deliveries and hands them to the workers of
 // their Alertmanagers. It reports whether the batch was full.
+//
+// A stop (ctx ending) does not cancel a claim in flight, which is bounded
+// by Options.Timeout instead: the outbox may have leased the rows already,
+// and rows leased but never handed to a worker would stay out of reach of
+// the last round until the lease expired.
 func (s *Sender) claim(ctx context.Context) (bool, error) {
 	now := s.opts.Now()
-	ds, err := s.outbox.ClaimDeliveries(ctx, now, s.opts.Lease, s.opts.BatchSize)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
+	defer cancel()
+	ds, err := s.outbox.ClaimDeliveries(cctx, now, s.opts.Lease, s.opts.BatchSize)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, nil

@@ -441,3 +441,46 @@ func TestSenderRunReturnsOnCancel(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+// TestSenderStopDuringClaimLosesNothing: a stop that comes while a claim
+// is in flight does not cancel it (the outbox has leased the rows, which
+// the last round could not claim again): what it claimed is posted before
+// Run returns.
+func TestSenderStopDuringClaimLosesNothing(t *testing.T) {
+	t.Parallel()
+	am := newFakeAM(t, nil)
+	entered, release := make(chan struct{}), make(chan struct{})
+	sent := make(chan []int64, 4)
+	leased := false // claims are serial: Run's loop, then its last round
+	ob := &funcOutbox{
+		claim: func(ctx context.Context, _ time.Time, _ time.Duration, _ int) ([]egressd.Delivery, error) {
+			if leased {
+				return nil, nil
+			}
+			leased = true
+			close(entered)
+			<-release
+			// As PostgreSQL does: the rows are leased, and a cancelled
+			// context fails the claim all the same.
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return []egressd.Delivery{delivery(1, am.URL, false, 0)}, nil
+		},
+		sent: func(_ context.Context, ids []int64, _, _ time.Time) error {
+			sent <- ids
+			return nil
+		},
+	}
+	s, _ := newSender(t, ob, senderOptions(am.URL))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	<-entered
+	cancel()
+	close(release)
+	require.NoError(t, <-done)
+	require.Len(t, sent, 1, "the delivery claimed when the stop came was never posted")
+	require.Equal(t, []int64{1}, <-sent)
+	require.Len(t, am.Batches(), 1)
+}

@@ -776,10 +776,14 @@ func (d *Detector) Run(ctx context.Context) error {
 	}
 }
 
+// drainTimeout bounds what a stop waits for: the store call in flight,
+// then the jobs still queued.
+const drainTimeout = 10 * time.Second
+
 // drain records first, when set, and what is already queued, for at most
-// 10 s.
+// drainTimeout.
 func (d *Detector) drain(ctx context.Context, first *job) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
 	defer cancel()
 	for {
 		if first != nil {
@@ -805,27 +809,33 @@ func (d *Detector) drain(ctx context.Context, first *job) error {
 
 // record stores j, retrying a failing store with backoff while ctx lives,
 // and reports whether it is done with j; false when ctx ended first, and
-// j's lost callback is then the caller's to run.
+// j's lost callback is then the caller's to run. A store call in flight
+// when ctx ends is not cancelled with it, only bounded by drainTimeout:
+// the stop waits for it as for the jobs still queued, so that the anomaly
+// of the last flows is not lost because the stop came while it was being
+// written.
 func (d *Detector) record(ctx context.Context, j job) bool {
 	backoff := 100 * time.Millisecond
 	for {
 		var err error
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 		if j.resolve {
-			err = d.store.Resolve(ctx, j.anomaly.Fingerprint, j.anomaly.ResolvedAt)
+			err = d.store.Resolve(sctx, j.anomaly.Fingerprint, j.anomaly.ResolvedAt)
 		} else {
 			// Evidence the store could not give is asked again with
 			// each retry (the store is what failed).
 			if !j.gathered || j.anomaly.Evidence.Incomplete != "" {
 				j.anomaly.Evidence = egressd.Evidence{}
-				d.gather(ctx, &j.anomaly)
+				d.gather(sctx, &j.anomaly)
 				j.gathered = true
 			}
 			var inserted bool
-			inserted, err = d.store.Raise(ctx, j.anomaly)
+			inserted, err = d.store.Raise(sctx, j.anomaly)
 			if err == nil && inserted {
 				d.metrics.Raised.WithLabelValues(string(j.anomaly.Kind)).Inc()
 			}
 		}
+		cancel()
 		if err == nil {
 			d.settle(j, true)
 			return true

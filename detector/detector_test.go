@@ -396,6 +396,38 @@ func TestStoreErrorsAreRetried(t *testing.T) {
 	require.NoError(t, <-done)
 }
 
+// TestStopWaitsForTheAnomalyBeingStored: a stop that comes while an
+// anomaly is being written does not cancel the write (the store would
+// fail it, and the anomaly of the last flows would be lost until the next
+// start): Run returns once it is stored.
+func TestStopWaitsForTheAnomalyBeingStored(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var stored []egressd.Anomaly
+	store := volStore{RaiseFn: func(ctx context.Context, a egressd.Anomaly) (bool, error) {
+		close(entered)
+		<-release
+		// As PostgreSQL does: a cancelled context fails the write.
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		stored = append(stored, a)
+		return true, nil
+	}}
+	d := newDetector(t, detector.DefaultOptions(), store)
+	d.LoadApps(map[egressd.App]time.Time{sonarr: t0})
+	d.Observe(conn(sonarr, dst("x.example", 443), t0.Add(48*time.Hour)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-entered
+	cancel()
+	close(release)
+	require.NoError(t, <-done)
+	require.Len(t, stored, 1, "the anomaly being written when the stop came was lost")
+	require.Equal(t, 0, d.Pending())
+}
+
 func TestVolumeFromFlowRate(t *testing.T) {
 	t.Parallel()
 	store := &fakeStore{}

@@ -14,10 +14,10 @@
 //     last flush under the lease, so every received flow is counted and
 //     the cursor covers it;
 //  2. volume, refresh, retention: nothing more is judged or reread;
-//  3. detector: records what it has queued (the flows of 1 and the volume
-//     verdicts of 2 included);
-//  4. alerts: the sender's last round claims and posts what is due,
-//     those anomalies included;
+//  3. detector: finishes the write in flight, then records what it has
+//     queued (the flows of 1 and the volume verdicts of 2 included);
+//  4. alerts: the sender finishes the claim in flight, then its last
+//     round claims and posts what is due, those anomalies included;
 //  5. lease: the source's lease is released, so a standby takes over at
 //     once from the cursor of 1;
 //  6. http: /metrics, /healthz and /readyz answer until everything else

@@ -112,7 +112,7 @@ func storedCount(t *testing.T, stderr string) int {
 func TestReplayCountsFlowsOnceWhateverTheirInput(t *testing.T) {
 	t.Parallel()
 	env := dbEnv(t)
-	plain := homeLab(t, october1, 24*time.Hour)
+	plain := homeLab(t, october1, 6*time.Hour)
 	r := runStdin(t, env, plain, "replay", "-")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Positive(t, storedCount(t, r.stderr))
@@ -147,8 +147,8 @@ func TestReplayCountsFlowsOnceWhateverTheirInput(t *testing.T) {
 // are both stored, each as it would be alone.
 func TestReplayDifferentCapturesOnStdin(t *testing.T) {
 	t.Parallel()
-	a := homeLab(t, october1, 12*time.Hour)
-	b := homeLab(t, october1.AddDate(0, 0, 4), 12*time.Hour)
+	a := homeLab(t, october1, 6*time.Hour)
+	b := homeLab(t, october1.AddDate(0, 0, 4), 6*time.Hour)
 
 	both := dbEnv(t)
 	ra := runStdin(t, both, a, "replay", "-")

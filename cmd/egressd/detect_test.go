@@ -1,34 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cilium/cilium/api/v1/observer"
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
-
-	"github.com/egressd/egressd/collector/flowgen"
 )
 
 var detectStart = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-
-// writeCapture writes responses as hubble observe -o jsonpb lines.
-func writeCapture(t *testing.T, path string, resps []*observer.GetFlowsResponse) {
-	t.Helper()
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	w := bufio.NewWriter(f)
-	require.NoError(t, flowgen.WriteJSONLines(w, resps))
-	require.NoError(t, w.Flush())
-	require.NoError(t, f.Close())
-}
 
 type detected struct {
 	Kind, App, Destination string
@@ -54,28 +36,17 @@ func parseAnomalies(t *testing.T, stdout string) []anomalyLine {
 }
 
 // TestReplayDetectsPlantedAnomaliesExactlyOnce is the detection slice's
-// acceptance test: learning on a week of flows, then replaying two more
-// days with planted anomalies reports each exactly once near its time, and
-// nothing for the apps that behaved, nothing for the app still learning.
+// acceptance test: learning on a week of flows (learntWeek: its replay
+// raises nothing), then replaying two more days with planted anomalies
+// (detectedDays) reports each exactly once near its time (a DNS tunnel
+// too), and nothing for the apps that behaved, nothing for the app still
+// learning.
 func TestReplayDetectsPlantedAnomaliesExactlyOnce(t *testing.T) {
 	t.Parallel()
-	resps, err := demoScenario(detectStart).Generate()
+	flows, err := restartFlows()
 	require.NoError(t, err)
-	split := sort.Search(len(resps), func(i int) bool {
-		return !resps[i].GetTime().AsTime().Before(detectStart.Add(7 * 24 * time.Hour))
-	})
-	dir := t.TempDir()
-	week, days := filepath.Join(dir, "week.jsonl"), filepath.Join(dir, "days.jsonl")
-	writeCapture(t, week, resps[:split])
-	writeCapture(t, days, resps[split:])
-
-	env := dbEnv(t)
-	r := run(t, env, "replay", "--detect", week)
-	require.Equal(t, 0, r.code, r.stderr)
-	require.Empty(t, parseAnomalies(t, r.stdout), "a normal week raises nothing")
-
-	r = run(t, env, "replay", "--detect", days)
-	require.Equal(t, 0, r.code, r.stderr)
+	env := snapshotEnv(t, detectedDays)
+	r := detectedReplay
 	lines := parseAnomalies(t, r.stdout)
 	day := 24 * time.Hour
 	want := []detected{
@@ -84,6 +55,8 @@ func TestReplayDetectsPlantedAnomaliesExactlyOnce(t *testing.T) {
 		{"novel_destination", "media/sonarr", "cdn.newthing.example", 443, "FORWARDED", 8*day + 2*time.Hour},
 		{"novel_destination", "media/recyclarr", "192.0.2.10", 22, "DROPPED", 8*day + 5*time.Hour},
 		{"egress_volume", "media/sonarr", "", 0, "", 8*day + 12*time.Hour},
+		// The 501st name, in the tunnel's sixth minute.
+		{"dns_tunnel", "media/sonarr", "q000-05.t.exfil.example", 53, "FORWARDED", 8*day + 18*time.Hour + 5*time.Minute},
 	}
 	var got []detected
 	for i, l := range lines {
@@ -101,7 +74,7 @@ func TestReplayDetectsPlantedAnomaliesExactlyOnce(t *testing.T) {
 	}
 
 	// Replaying the same days again raises nothing: stored fingerprints.
-	r = run(t, env, "replay", "--detect", days)
+	r = runStdin(t, env, flows.dayLines, "replay", "--detect", "-")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Empty(t, parseAnomalies(t, r.stdout))
 }

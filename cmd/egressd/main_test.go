@@ -75,13 +75,11 @@ func readTree(t *testing.T, dir string) map[string]string {
 // nothing internal, and the same bytes twice.
 func TestReplayWeekExportsExactlyTheRealDestinations(t *testing.T) {
 	t.Parallel()
-	env := dbEnv(t)
-	r := run(t, env, "replay", capture)
-	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stderr, "0 bad lines")
+	env := snapshotEnv(t, committedWeek)
+	require.Contains(t, committedReplay.stderr, "0 bad lines")
 
 	dir1, dir2 := t.TempDir(), t.TempDir()
-	r = run(t, env, "baseline", "export", "--dir", dir1, "--at", captureEnd)
+	r := run(t, env, "baseline", "export", "--dir", dir1, "--at", captureEnd)
 	require.Equal(t, 0, r.code, r.stderr)
 	r = run(t, env, "baseline", "export", "--dir", dir2, "--at", captureEnd)
 	require.Equal(t, 0, r.code, r.stderr)
@@ -156,8 +154,7 @@ func exportTable(t *testing.T, files map[string]string) []string {
 
 func TestReplayTwiceCountsNothingTwice(t *testing.T) {
 	t.Parallel()
-	env := dbEnv(t)
-	require.Equal(t, 0, run(t, env, "replay", capture).code)
+	env := snapshotEnv(t, committedWeek)
 	before := destinationRows(t, env)
 	require.NotEmpty(t, before)
 	r := run(t, env, "replay", capture)
@@ -168,34 +165,40 @@ func TestReplayTwiceCountsNothingTwice(t *testing.T) {
 	}
 }
 
+// TestReplayLegacyLinesAndStdinAndBadLines: a day of flows as legacy
+// bare-flow lines, with broken lines mixed in, read from standard input,
+// stores exactly what the same day as hubble observe -o jsonpb lines
+// stores: the bad lines are reported and lose nothing else.
 func TestReplayLegacyLinesAndStdinAndBadLines(t *testing.T) {
 	t.Parallel()
-	// The same week as legacy bare-flow lines, with broken lines mixed in,
-	// read from standard input.
-	resps, err := flowgen.HomeLab(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 7*24*time.Hour).Generate()
+	resps, err := flowgen.HomeLab(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 24*time.Hour).Generate()
 	require.NoError(t, err)
-	var legacy bytes.Buffer
+	var legacy, jsonpb bytes.Buffer
 	require.NoError(t, flowgen.WriteLegacyLines(&legacy, resps))
+	require.NoError(t, flowgen.WriteJSONLines(&jsonpb, resps))
 	lines := strings.SplitAfter(legacy.String(), "\n")
 	input := strings.Join(lines[:100], "") + "{not json\n" + strings.Join(lines[100:], "") + `{"flow":{"time":"not a time"}}` + "\n"
 
 	env := dbEnv(t)
-	var out, errOut bytes.Buffer
-	c := &CLI{Stdin: strings.NewReader(input), Stdout: &out, Stderr: &errOut, Getenv: func(k string) string { return env[k] }}
-	code := c.Run(context.Background(), []string{"replay", "-"})
-	require.Equal(t, 1, code, errOut.String())
-	require.Contains(t, errOut.String(), "stdin:101: ")
-	require.Contains(t, errOut.String(), "2 lines could not be read")
+	r := runStdin(t, env, []byte(input), "replay", "-")
+	require.Equal(t, 1, r.code, r.stderr)
+	require.Contains(t, r.stderr, "stdin:101: ")
+	require.Contains(t, r.stderr, "2 lines could not be read")
 
-	dir := t.TempDir()
-	require.Equal(t, 0, run(t, env, "baseline", "export", "--dir", dir, "--at", captureEnd).code)
-	require.Equal(t, readTree(t, "testdata/homelab-baseline"), readTree(t, dir), "the bad lines lose nothing else")
+	want := dbEnv(t)
+	r = runStdin(t, want, jsonpb.Bytes(), "replay", "-")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stderr, "0 bad lines")
+	wantRows := destinationRows(t, want)
+	require.NotEmpty(t, wantRows)
+	if diff := cmp.Diff(wantRows, destinationRows(t, env)); diff != "" {
+		t.Fatalf("legacy lines with bad lines stored otherwise (-jsonpb +legacy):\n%s", diff)
+	}
 }
 
 func TestBaselineDiffAndHandEdits(t *testing.T) {
 	t.Parallel()
-	env := dbEnv(t)
-	require.Equal(t, 0, run(t, env, "replay", capture).code)
+	env := snapshotEnv(t, committedWeek)
 	dir := t.TempDir()
 	require.Equal(t, 0, run(t, env, "baseline", "export", "--dir", dir, "--at", captureEnd).code)
 

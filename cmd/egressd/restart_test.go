@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -56,50 +55,31 @@ func anomalyKey(l anomalyLine) string {
 	return l.Kind + " " + l.Namespace + "/" + l.App + " " + dest
 }
 
-// replayDays replays the learning week, then each slice of the days in a
-// process of its own (a new detector and collector on the same database,
-// as after a restart), and returns the anomalies the days raised.
-func replayDays(t *testing.T, week []*observer.GetFlowsResponse, days [][]*observer.GetFlowsResponse) []string {
+// anomalyKeys returns the sorted keys of the anomalies a replay printed.
+func anomalyKeys(t *testing.T, stdout string) []string {
 	t.Helper()
-	dir := t.TempDir()
-	env := dbEnv(t)
-	path := filepath.Join(dir, "week.jsonl")
-	writeCapture(t, path, week)
-	r := run(t, env, "replay", "--detect", path)
-	require.Equal(t, 0, r.code, r.stderr)
-	require.Empty(t, parseAnomalies(t, r.stdout), "a normal week raises nothing")
-	var got []string
-	for i, part := range days {
-		path := filepath.Join(dir, fmt.Sprintf("days-%d.jsonl", i))
-		writeCapture(t, path, part)
-		r := run(t, env, "replay", "--detect", path)
-		require.Equal(t, 0, r.code, r.stderr)
-		for _, l := range parseAnomalies(t, r.stdout) {
-			got = append(got, anomalyKey(l))
-		}
+	var keys []string
+	for _, l := range parseAnomalies(t, stdout) {
+		keys = append(keys, anomalyKey(l))
 	}
-	sort.Strings(got)
-	return got
+	sort.Strings(keys)
+	return keys
 }
 
 // TestReplayRestartsChangeNothing streams the days after a learning week
-// once in one process, and once cut into processes at awkward points:
-// before the volume burst's day is old enough for the rule's own history
-// (the process that sees the burst started ten hours before it), inside
-// the burst before and after it fires, inside the DNS tunnel's window, and
-// between a DNS answer and the connection that uses it (named from the
-// stored answer).
+// once in one process (detectedDays), and once cut into processes at
+// awkward points, each a new detector and collector on a copy of the
+// learnt week, as after a restart: before the volume burst's day is old
+// enough for the rule's own history (the process that sees the burst
+// started ten hours before it), inside the burst before and after it
+// fires, inside the DNS tunnel's window, and between a DNS answer and the
+// connection that uses it (named from the stored answer).
 // Both runs report the same anomalies, each exactly once.
 func TestReplayRestartsChangeNothing(t *testing.T) {
 	t.Parallel()
-	resps, err := restartScenario().Generate()
+	flows, err := restartFlows()
 	require.NoError(t, err)
-	day := 24 * time.Hour
-	at := func(d time.Duration) time.Time { return detectStart.Add(d) }
-	week := takeUntil(&resps, at(7*day))
-	days := resps
-
-	single := replayDays(t, week, [][]*observer.GetFlowsResponse{days})
+	env := snapshotEnv(t, learntWeek)
 	want := []string{
 		"dns_tunnel media/sonarr exfil.example",
 		"egress_volume media/sonarr ",
@@ -108,33 +88,47 @@ func TestReplayRestartsChangeNothing(t *testing.T) {
 		"novel_destination media/recyclarr exfil.example.net:443",
 		"novel_destination media/sonarr cdn.newthing.example:443",
 	}
+	// detectedDays is filled by the first test that asks: this one or
+	// TestReplayDetectsPlantedAnomaliesExactlyOnce.
+	detectedDays.URL(t)
+	single := anomalyKeys(t, detectedReplay.stdout)
 	if diff := cmp.Diff(want, single); diff != "" {
 		t.Fatalf("one process (-want +got):\n%s", diff)
 	}
 
-	var parts [][]*observer.GetFlowsResponse
+	// The parts' bounds, as indices into the days.
+	day := 24 * time.Hour
+	days := flows.days
+	// The first part ends just after sonarr's DNS answer for the DNS-only
+	// name, before the connection that uses it.
+	answer := slices.IndexFunc(days, func(r *observer.GetFlowsResponse) bool {
+		l7 := r.GetFlow().GetL7()
+		return l7.GetType() == flowpb.L7FlowType_RESPONSE &&
+			strings.TrimSuffix(l7.GetDns().GetQuery(), ".") == "cdn.newthing.example"
+	})
+	require.GreaterOrEqual(t, answer, 0, "the DNS answer for cdn.newthing.example")
+	bounds := []int{0, answer + 1}
 	for _, cut := range []time.Duration{
 		8*day + 3*time.Hour,                    // 9 h before the burst
 		8*day + 12*time.Hour + 90*time.Second,  // inside the burst, before it fires
 		8*day + 12*time.Hour + 6*time.Minute,   // inside the burst, after it fired
 		8*day + 18*time.Hour + 150*time.Second, // inside the DNS tunnel's window
 	} {
-		parts = append(parts, takeUntil(&resps, at(cut)))
+		end := detectStart.Add(cut)
+		bounds = append(bounds, sort.Search(len(days), func(i int) bool { return !days[i].GetTime().AsTime().Before(end) }))
 	}
-	parts = append(parts, resps)
-	// The first cut moves back to just after sonarr's DNS answer for the
-	// DNS-only name, before the connection that uses it.
-	first := parts[0]
-	answer := slices.IndexFunc(first, func(r *observer.GetFlowsResponse) bool {
-		l7 := r.GetFlow().GetL7()
-		return l7.GetType() == flowpb.L7FlowType_RESPONSE &&
-			strings.TrimSuffix(l7.GetDns().GetQuery(), ".") == "cdn.newthing.example"
-	})
-	require.GreaterOrEqual(t, answer, 0, "the DNS answer for cdn.newthing.example")
-	parts = append([][]*observer.GetFlowsResponse{first[:answer+1], first[answer+1:]}, parts[1:]...)
-	split := replayDays(t, week, parts)
+	bounds = append(bounds, len(days))
+	require.True(t, slices.IsSorted(bounds), "the DNS answer comes before the first cut: %v", bounds)
+
+	var split []string
+	for i := range len(bounds) - 1 {
+		r := runStdin(t, env, flows.lines(bounds[i], bounds[i+1]), "replay", "--detect", "-")
+		require.Equal(t, 0, r.code, r.stderr)
+		split = append(split, anomalyKeys(t, r.stdout)...)
+	}
+	sort.Strings(split)
 	if diff := cmp.Diff(single, split); diff != "" {
-		t.Fatalf("split into %d processes (-one process +split):\n%s", len(parts), diff)
+		t.Fatalf("split into %d processes (-one process +split):\n%s", len(bounds)-1, diff)
 	}
 }
 

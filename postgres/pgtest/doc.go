@@ -8,6 +8,10 @@
 // may commit, run in parallel and never see each other's rows. Main stops
 // the server and drops the template after the tests.
 //
+// A Snapshot is a state several tests start from that is costly to build
+// (a week of flows replayed): filled once per test binary, then copied
+// into a fresh database per test the same way.
+//
 // Tests never skip for want of a database: without TEST_DATABASE_URL and
 // without the PostgreSQL server binaries they fail, saying what to install.
 package pgtest

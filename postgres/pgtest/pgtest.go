@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,9 @@ type server struct {
 	base      postgres.DSN     // any database of the server
 	admin     *pgxpool.Pool    // connected to base, for CREATE/DROP DATABASE
 	template  string           // migrated database the tests copy
+
+	mu        sync.Mutex
+	snapshots []string // databases of the Snapshots filled so far
 }
 
 // Main runs the tests of a package that uses pgtest, then stops the server
@@ -194,12 +198,21 @@ func (s *server) createDB(t testing.TB, template string) postgres.DSN {
 func (s *server) close() error {
 	var errs []string
 	if s.admin != nil {
-		if s.template != "" && s.ephemeral == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			_, err := s.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+s.template+" WITH (FORCE)")
-			cancel()
-			if err != nil {
-				errs = append(errs, fmt.Sprintf("drop template database %s: %v", s.template, err))
+		if s.ephemeral == nil {
+			// Snapshots first: each was copied from the template.
+			s.mu.Lock()
+			dbs := append(slices.Clone(s.snapshots), s.template)
+			s.mu.Unlock()
+			for _, name := range dbs {
+				if name == "" {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				_, err := s.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+				cancel()
+				if err != nil {
+					errs = append(errs, fmt.Sprintf("drop template database %s: %v", name, err))
+				}
 			}
 		}
 		s.admin.Close()
