@@ -18,6 +18,11 @@ type Rollup struct {
 	// DNSAnswers are the answers pods received, so that a restart names
 	// the connections that follow them as the running process would have.
 	DNSAnswers []DNSAnswer
+	// LabelSets are the label sets of the apps' pods, and Resolvers the
+	// DNS servers they asked: what policy generation selects pods and
+	// allows DNS by.
+	LabelSets []AppLabelSet
+	Resolvers []AppResolver
 	// Cursors are the newest flow time per source covered by this rollup;
 	// they are stored in the same transaction, so a restart resumes after
 	// the last committed flush and never re-counts it.
@@ -26,7 +31,7 @@ type Rollup struct {
 
 // Empty reports whether the rollup has nothing to write.
 func (r *Rollup) Empty() bool {
-	return len(r.Destinations) == 0 && len(r.Hourly) == 0 && len(r.DNSQueries) == 0 && len(r.DNSAnswers) == 0 && len(r.Cursors) == 0
+	return len(r.Destinations) == 0 && len(r.Hourly) == 0 && len(r.DNSQueries) == 0 && len(r.DNSAnswers) == 0 && len(r.LabelSets) == 0 && len(r.Resolvers) == 0 && len(r.Cursors) == 0
 }
 
 // DestinationRollup is an app's traffic to one destination during a flush.

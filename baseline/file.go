@@ -20,7 +20,55 @@ type file struct {
 	App          string            `json:"app"`
 	Unbounded    bool              `json:"unbounded"`
 	Note         string            `json:"note,omitempty"`
+	Pods         *filePods         `json:"pods,omitempty"`
 	Destinations []fileDestination `json:"destinations"`
+}
+
+// filePods is egressd.BaselinePods in a file.
+type filePods struct {
+	Selector     map[string]string `json:"selector,omitempty"`
+	Unselectable string            `json:"unselectable,omitempty"`
+	DNS          []fileResolver    `json:"dns,omitempty"`
+}
+
+type fileResolver struct {
+	Kind    string `json:"kind"`
+	Address string `json:"address,omitempty"`
+}
+
+// toFilePods and fromFilePods convert Pods to and from their file form.
+func toFilePods(p *egressd.BaselinePods) *filePods {
+	if p == nil {
+		return nil
+	}
+	f := &filePods{Selector: p.Selector, Unselectable: p.Unselectable}
+	for _, r := range p.Resolvers {
+		f.DNS = append(f.DNS, fileResolver{Kind: string(r.Kind), Address: r.Addr})
+	}
+	return f
+}
+
+func fromFilePods(f *filePods) *egressd.BaselinePods {
+	if f == nil {
+		return nil
+	}
+	p := &egressd.BaselinePods{Selector: f.Selector, Unselectable: f.Unselectable}
+	for _, r := range f.DNS {
+		p.Resolvers = append(p.Resolvers, egressd.BaselineResolver{Kind: egressd.ResolverKind(r.Kind), Addr: r.Address})
+	}
+	return p
+}
+
+// appendPods appends the "pods" object as encoding/json indents it at the
+// second level. It is small and rare beside the destinations, so
+// encoding/json writes it.
+func appendPods(dst []byte, p *egressd.BaselinePods) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("  ", "  ")
+	_ = enc.Encode(toFilePods(p)) // strings and maps of strings always encode
+	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})...)
 }
 
 type fileDestination struct {
@@ -62,6 +110,10 @@ func marshalNormalized(nb egressd.Baseline) ([]byte, error) {
 	if nb.Note != "" {
 		buf = append(buf, ",\n  \"note\": "...)
 		buf = appendString(buf, nb.Note)
+	}
+	if nb.Pods != nil {
+		buf = append(buf, ",\n  \"pods\": "...)
+		buf = appendPods(buf, nb.Pods)
 	}
 	buf = append(buf, ",\n  \"destinations\": ["...)
 	for i, d := range nb.Destinations {
@@ -159,7 +211,7 @@ func unmarshalCanonical(data []byte, want *egressd.App) (egressd.Baseline, bool)
 	if want != nil && (f.Namespace != want.Namespace || f.App != want.Name) {
 		return egressd.Baseline{}, false
 	}
-	b := egressd.Baseline{Namespace: f.Namespace, App: f.App, Unbounded: f.Unbounded, Note: f.Note}
+	b := egressd.Baseline{Namespace: f.Namespace, App: f.App, Unbounded: f.Unbounded, Note: f.Note, Pods: fromFilePods(f.Pods)}
 	if len(f.Destinations) > 0 {
 		b.Destinations = make([]egressd.BaselineDestination, len(f.Destinations))
 	}
@@ -392,7 +444,7 @@ func describe(tok json.Token) string {
 	}
 }
 
-const topFields = "apiVersion, kind, namespace, app, unbounded, note, destinations"
+const topFields = "apiVersion, kind, namespace, app, unbounded, note, pods, destinations"
 
 func (d *decoder) baseline(want *egressd.App) (egressd.Baseline, error) {
 	var (
@@ -419,6 +471,8 @@ func (d *decoder) baseline(want *egressd.App) (egressd.Baseline, error) {
 			b.Unbounded, err = d.bool(key)
 		case "note":
 			b.Note, _, err = d.string(key)
+		case "pods":
+			b.Pods, err = d.pods()
 		case "destinations":
 			err = d.array(key, func(i int) error {
 				dst, err := d.destination(i, names)
@@ -544,4 +598,70 @@ func quote(s string) string {
 		return strconv.Quote(s[:max]) + "..."
 	}
 	return strconv.Quote(s)
+}
+
+const podsFields = "selector, unselectable, dns"
+
+// pods reads the "pods" object.
+func (d *decoder) pods() (*egressd.BaselinePods, error) {
+	p := &egressd.BaselinePods{}
+	_, err := d.object("pods", func(key string, keyOff int64) error {
+		switch key {
+		case "selector":
+			p.Selector = map[string]string{}
+			_, err := d.object("pods.selector", func(k string, kOff int64) error {
+				v, off, err := d.string("pods.selector." + k)
+				if err != nil {
+					return err
+				}
+				if len(p.Selector) == egressd.MaxLabelsPerSet {
+					return d.errorf(kOff, "pods.selector: more than %d labels", egressd.MaxLabelsPerSet)
+				}
+				if err := checkSelectorLabel(k, v); err != nil {
+					if !validSelectorKey(k) || strings.Contains(k, ":") {
+						off = kOff
+					}
+					return d.errorf(off, "%s", egressd.ErrorMessage(err))
+				}
+				p.Selector[k] = v
+				return nil
+			})
+			return err
+		case "unselectable":
+			s, _, err := d.string("pods.unselectable")
+			p.Unselectable = s
+			return err
+		case "dns":
+			return d.array("pods.dns", func(i int) error {
+				what := "pods.dns[" + strconv.Itoa(i) + "]"
+				var r egressd.BaselineResolver
+				start, err := d.object(what, func(k string, kOff int64) error {
+					switch k {
+					case "kind":
+						s, _, err := d.string(what + ".kind")
+						r.Kind = egressd.ResolverKind(s)
+						return err
+					case "address":
+						s, _, err := d.string(what + ".address")
+						r.Addr = s
+						return err
+					}
+					return d.errorf(kOff, "unknown field %q in %s: want kind, address", k, what)
+				})
+				if err != nil {
+					return err
+				}
+				if _, err := normalizeResolver(r); err != nil {
+					return d.errorf(start, "%s", egressd.ErrorMessage(err))
+				}
+				p.Resolvers = append(p.Resolvers, r)
+				return nil
+			})
+		}
+		return d.errorf(keyOff, "unknown field %q in pods: want %s", key, podsFields)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }

@@ -10,7 +10,8 @@ import (
 // Merge returns the baseline to write for an app whose window shows live,
 // keeping the hand edits of existing, its file (nil when there is none):
 //
-//   - Namespace and App come from live; Unbounded and Note from existing.
+//   - Namespace and App come from live; Unbounded and Note from existing;
+//     Pods from live, or from existing when live knows nothing of them.
 //   - Existing pattern entries (names containing '*') are kept with their
 //     ports and notes. A live destination that a kept pattern matches (see
 //     MatchName) is folded into it: its ports join the first matching
@@ -28,8 +29,11 @@ import (
 // Merge is idempotent: merging its result with the same live set again gives
 // the same baseline, which is why a second export changes no byte.
 func Merge(existing *egressd.Baseline, live egressd.Baseline) egressd.Baseline {
-	out := egressd.Baseline{Namespace: live.Namespace, App: live.App}
+	out := egressd.Baseline{Namespace: live.Namespace, App: live.App, Pods: live.Pods}
 	if existing != nil {
+		if out.Pods == nil {
+			out.Pods = existing.Pods
+		}
 		out.Unbounded = existing.Unbounded
 		out.Note = existing.Note
 		for _, d := range existing.Destinations {

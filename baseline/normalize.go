@@ -77,6 +77,11 @@ func normalize(b egressd.Baseline) (egressd.Baseline, error) {
 	}
 	out := b
 	out.Note = validUTF8(b.Note)
+	pods, err := normalizePods(b.Pods)
+	if err != nil {
+		return egressd.Baseline{}, egressd.Errorf(egressd.EINVALID, "baseline %s/%s: %s", b.Namespace, b.App, egressd.ErrorMessage(err))
+	}
+	out.Pods = pods
 	out.Destinations = nil
 	if len(b.Destinations) > 0 {
 		out.Destinations = make([]egressd.BaselineDestination, len(b.Destinations))

@@ -173,6 +173,21 @@ type rollupState struct {
 	cursors map[string]int64
 	// answers are the newest DNS answer of each (namespace, pod, address).
 	answers map[answerKey]egressd.DNSAnswer
+	// labelSets and resolvers are the pods' facts the pipeline sent once
+	// per pod and per app and server (see PodSink).
+	labelSets map[labelSetAggKey]egressd.AppLabelSet
+	resolvers map[resolverAggKey]egressd.AppResolver
+}
+
+type labelSetAggKey struct {
+	app    egressd.App
+	labels string
+}
+
+type resolverAggKey struct {
+	app  egressd.App
+	kind egressd.ResolverKind
+	addr string
 }
 
 type answerKey struct {
@@ -191,13 +206,17 @@ func newRollupState(budgets map[egressd.App]*appBudget) *rollupState {
 		denied:     make(map[destKey]int64),
 		dns:        make(map[dnsQueryKey]dnsAgg),
 		answers:    make(map[answerKey]egressd.DNSAnswer),
+		labelSets:  make(map[labelSetAggKey]egressd.AppLabelSet),
+		resolvers:  make(map[resolverAggKey]egressd.AppResolver),
 		cursors:    make(map[string]int64),
 	}
 }
 
 // keys counts what MaxKeys bounds: destinations, their hour buckets (one
 // each, plus those spilled) and DNS names.
-func (s *rollupState) keys() int { return 2*len(s.dests) + s.spilled + len(s.dns) + len(s.answers) }
+func (s *rollupState) keys() int {
+	return 2*len(s.dests) + s.spilled + len(s.dns) + len(s.answers) + len(s.labelSets) + len(s.resolvers)
+}
 
 // classIndex returns the number of c, adding it when add is set. Classes
 // and pods are added only with a destination or DNS name that uses them,
@@ -494,6 +513,51 @@ func (a *Aggregator) ObserveAnswer(ans egressd.DNSAnswer) {
 	}
 }
 
+// ObserveLabelSet keeps a label set of an app's pods for the next flush
+// (collector.PodSink). At MaxKeys new sets are dropped and counted, like
+// observations.
+func (a *Aggregator) ObserveLabelSet(l egressd.AppLabelSet) {
+	k := labelSetAggKey{app: l.App, labels: labelSetKey(l.Labels)}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.cur
+	old, found := s.labelSets[k]
+	if !found && s.keys()+a.inFlight >= a.opts.MaxKeys {
+		a.metrics.AggDropped.Inc()
+		return
+	}
+	s.labelSets[k] = mergeLabelSet(old, l, found)
+}
+
+func mergeLabelSet(old, l egressd.AppLabelSet, found bool) egressd.AppLabelSet {
+	if !found {
+		return l
+	}
+	if l.FirstSeen.Before(old.FirstSeen) {
+		old.FirstSeen = l.FirstSeen
+	}
+	if l.LastSeen.After(old.LastSeen) {
+		old.LastSeen = l.LastSeen
+	}
+	return old
+}
+
+// ObserveResolver keeps a DNS server an app asked for the next flush
+// (collector.PodSink).
+func (a *Aggregator) ObserveResolver(r egressd.AppResolver) {
+	k := resolverAggKey{app: r.App, kind: r.Kind, addr: r.Addr}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.cur
+	old, found := s.resolvers[k]
+	switch {
+	case !found && s.keys()+a.inFlight >= a.opts.MaxKeys:
+		a.metrics.AggDropped.Inc()
+	case !found || r.LastSeen.After(old.LastSeen):
+		s.resolvers[k] = r
+	}
+}
+
 // Advance records that source has been handled up to t.
 func (a *Aggregator) Advance(source string, t time.Time) {
 	ts := t.UnixNano()
@@ -665,6 +729,15 @@ func (s *rollupState) merge(o *rollupState) {
 	for k, v := range o.cursors {
 		s.cursors[k] = max(s.cursors[k], v)
 	}
+	for k, v := range o.labelSets {
+		old, found := s.labelSets[k]
+		s.labelSets[k] = mergeLabelSet(old, v, found)
+	}
+	for k, v := range o.resolvers {
+		if old, ok := s.resolvers[k]; !ok || v.LastSeen.After(old.LastSeen) {
+			s.resolvers[k] = v
+		}
+	}
 }
 
 // rollup converts the state to the domain type, sorted so that writes take
@@ -738,6 +811,29 @@ func (s *rollupState) rollup() *egressd.Rollup {
 	for src, t := range s.cursors {
 		r.Cursors = append(r.Cursors, egressd.Cursor{Source: src, Time: time.Unix(0, t).UTC()})
 	}
+	for _, v := range s.labelSets {
+		r.LabelSets = append(r.LabelSets, v)
+	}
+	sort.Slice(r.LabelSets, func(i, j int) bool {
+		a, b := r.LabelSets[i], r.LabelSets[j]
+		if a.App != b.App {
+			return lessApp(a.App, b.App)
+		}
+		return labelSetKey(a.Labels) < labelSetKey(b.Labels)
+	})
+	for _, v := range s.resolvers {
+		r.Resolvers = append(r.Resolvers, v)
+	}
+	sort.Slice(r.Resolvers, func(i, j int) bool {
+		a, b := r.Resolvers[i], r.Resolvers[j]
+		if a.App != b.App {
+			return lessApp(a.App, b.App)
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.Addr < b.Addr
+	})
 	sort.Slice(r.Cursors, func(i, j int) bool { return r.Cursors[i].Source < r.Cursors[j].Source })
 	return r
 }

@@ -53,8 +53,12 @@ type Pipeline struct {
 	obs       egressd.Observation
 	keyBuf    []byte
 	delivered int64
-	// answerSinks are the sinks that keep DNS answers.
+	// answerSinks are the sinks that keep DNS answers, podSinks those
+	// that keep pods' labels and resolvers, which facts sends once.
 	answerSinks []AnswerSink
+	podSinks    []PodSink
+	facts       *podFacts
+	nameFrom    string // where the last attributed app's name came from
 	// bound is a recent Now()+MaxClockSkew in Unix ns. It only lags the
 	// real bound, so a flow at or before it is in time without reading
 	// the clock; one after it reads the clock again.
@@ -117,6 +121,7 @@ type v4Net struct{ addr, mask uint32 }
 type precedence struct {
 	kind     byte // 'w' workload, 'l' label, 'p' pod
 	labelIdx int
+	from     string // as AppLabelSet.NameFrom says it
 }
 
 // NewPipeline returns a pipeline delivering to sinks.
@@ -129,6 +134,9 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	for _, s := range sinks {
 		if a, ok := s.(AnswerSink); ok {
 			p.answerSinks = append(p.answerSinks, a)
+		}
+		if ps, ok := s.(PodSink); ok {
+			p.podSinks = append(p.podSinks, ps)
 		}
 	}
 	for _, c := range opts.InternalCIDRs {
@@ -148,11 +156,11 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	for _, s := range opts.AppPrecedence {
 		switch {
 		case s == "workload":
-			p.prec = append(p.prec, precedence{kind: 'w'})
+			p.prec = append(p.prec, precedence{kind: 'w', from: s})
 		case s == "pod":
-			p.prec = append(p.prec, precedence{kind: 'p'})
+			p.prec = append(p.prec, precedence{kind: 'p', from: s})
 		default:
-			p.prec = append(p.prec, precedence{kind: 'l', labelIdx: len(keys)})
+			p.prec = append(p.prec, precedence{kind: 'l', labelIdx: len(keys), from: "label:" + strings.TrimPrefix(s, "label:")})
 			keys = append(keys, strings.TrimPrefix(s, "label:"))
 		}
 	}
@@ -170,6 +178,7 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	p.dns = newDNSCache(opts.DNSMaxEntries, m)
 	p.dedup = newDedup(opts.DedupWindow, opts.DedupMaxEntries, m)
 	p.intern.max = 100_000
+	p.facts = newPodFacts()
 	return p, nil
 }
 
@@ -507,6 +516,7 @@ func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time)
 		return nil
 	}
 	p.metrics.obsConnect.Inc()
+	p.observeLabels(o, f.srcRaw, p.nameFrom)
 	p.deliver(o)
 	return nil
 }
@@ -598,6 +608,8 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 			return
 		}
 		p.metrics.obsDNS.Inc()
+		p.observeLabels(o, f.srcRaw, p.nameFrom)
+		p.observeResolver(o, f)
 		p.deliver(o)
 	default:
 		p.metrics.skip(skipDNSOther)
@@ -697,6 +709,7 @@ func (p *Pipeline) attributeSource(f *decodedFlow, o *egressd.Observation) bool 
 		}
 	}
 	name := ""
+	p.nameFrom = ""
 	for _, pr := range p.prec {
 		var cand string
 		switch pr.kind {
@@ -710,7 +723,7 @@ func (p *Pipeline) attributeSource(f *decodedFlow, o *egressd.Observation) bool 
 			}
 		}
 		if cand != "" && egressd.ValidAppName(cand) {
-			name = cand
+			name, p.nameFrom = cand, pr.from
 			break
 		}
 	}

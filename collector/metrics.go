@@ -68,6 +68,15 @@ type Metrics struct {
 	FlushesFenced prometheus.Counter
 	LeaseLost     prometheus.Counter
 
+	// PodFactsDropped counts pod labels, label sets and resolvers not
+	// kept for their bounds (egressd.MaxLabelsPerSet and the like), by
+	// what was dropped; LabelsDropped, LabelSetsDropped and
+	// ResolversDropped are its series.
+	PodFactsDropped  *prometheus.CounterVec
+	LabelsDropped    prometheus.Counter
+	LabelSetsDropped prometheus.Counter
+	ResolversDropped prometheus.Counter
+
 	AggKeys        prometheus.Gauge
 	AggDropped     prometheus.Counter
 	AggSampled     prometheus.Counter
@@ -190,6 +199,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Wall-clock time minus the newest flow time committed to PostgreSQL.",
 		}),
 	}
+	m.PodFactsDropped = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "egressd_collector_pod_facts_dropped_total",
+		Help: "Pod labels (invalid or past 32 per pod), label sets (past 16 per app) and DNS resolvers (past 8 per app) not kept for policy generation, by what.",
+	}, []string{"what"})
+	m.LabelsDropped = m.PodFactsDropped.WithLabelValues("label")
+	m.LabelSetsDropped = m.PodFactsDropped.WithLabelValues("label_set")
+	m.ResolversDropped = m.PodFactsDropped.WithLabelValues("resolver")
 	m.obsConnect = m.Observations.WithLabelValues("connect")
 	m.obsDNS = m.Observations.WithLabelValues("dns_query")
 	m.rejectedClock = m.Rejected.WithLabelValues(rejectClock)

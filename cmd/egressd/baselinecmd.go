@@ -112,5 +112,9 @@ func liveBaselines(ctx context.Context, db *postgres.DB, from, to time.Time) ([]
 	if err != nil {
 		return nil, fmt.Errorf("read window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
 	}
-	return baseline.Build(entries), nil
+	facts, err := db.WindowPodFacts(ctx, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read pods of window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	return baseline.AttachPods(baseline.Build(entries), facts.LabelSets, facts.Resolvers), nil
 }
