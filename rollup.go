@@ -80,4 +80,6 @@ type WindowEntry struct {
 	FirstSeen   time.Time
 	LastSeen    time.Time
 	Flows       int64
+	// ExamplePod is a pod the traffic came from, when one is known.
+	ExamplePod string
 }
