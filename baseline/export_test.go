@@ -27,6 +27,7 @@ func MarshalStd(b egressd.Baseline) ([]byte, error) {
 		App:          nb.App,
 		Unbounded:    nb.Unbounded,
 		Note:         nb.Note,
+		Pods:         toFilePods(nb.Pods),
 		Destinations: make([]fileDestination, len(nb.Destinations)),
 	}
 	for i, d := range nb.Destinations {
