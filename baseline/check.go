@@ -156,3 +156,19 @@ func WriteCheckJSON(w io.Writer, r CheckReport) error {
 	enc.SetEscapeHTML(false)
 	return enc.Encode(r)
 }
+
+// CoverageWarnings says, for each node that lost events within a window,
+// that the window misses flows: "node X lost N events between A and B;
+// baselines may be incomplete".
+func CoverageWarnings(losses []egressd.NodeLoss) []string {
+	out := make([]string, 0, len(losses))
+	for _, l := range losses {
+		node := "node " + l.Node
+		if l.Node == "" {
+			node = "a node that did not say its name"
+		}
+		out = append(out, fmt.Sprintf("%s lost %d events between %s and %s; baselines may be incomplete",
+			node, l.Events, l.First.UTC().Format(time.RFC3339), l.Last.UTC().Format(time.RFC3339)))
+	}
+	return out
+}

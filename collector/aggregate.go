@@ -177,6 +177,13 @@ type rollupState struct {
 	// per pod and per app and server (see PodSink).
 	labelSets map[labelSetAggKey]egressd.AppLabelSet
 	resolvers map[resolverAggKey]egressd.AppResolver
+	// lost are Hubble's lost_events records, each once.
+	lost map[lostKey]int64
+}
+
+type lostKey struct {
+	node, source string
+	time         int64
 }
 
 type labelSetAggKey struct {
@@ -208,6 +215,7 @@ func newRollupState(budgets map[egressd.App]*appBudget) *rollupState {
 		answers:    make(map[answerKey]egressd.DNSAnswer),
 		labelSets:  make(map[labelSetAggKey]egressd.AppLabelSet),
 		resolvers:  make(map[resolverAggKey]egressd.AppResolver),
+		lost:       make(map[lostKey]int64),
 		cursors:    make(map[string]int64),
 	}
 }
@@ -215,7 +223,7 @@ func newRollupState(budgets map[egressd.App]*appBudget) *rollupState {
 // keys counts what MaxKeys bounds: destinations, their hour buckets (one
 // each, plus those spilled) and DNS names.
 func (s *rollupState) keys() int {
-	return 2*len(s.dests) + s.spilled + len(s.dns) + len(s.answers) + len(s.labelSets) + len(s.resolvers)
+	return 2*len(s.dests) + s.spilled + len(s.dns) + len(s.answers) + len(s.labelSets) + len(s.resolvers) + len(s.lost)
 }
 
 // classIndex returns the number of c, adding it when add is set. Classes
@@ -558,6 +566,23 @@ func (a *Aggregator) ObserveResolver(r egressd.AppResolver) {
 	}
 }
 
+// ObserveLost keeps a lost_events record for the next flush
+// (collector.LostSink). At MaxKeys new records are dropped and counted,
+// like observations; the metric has counted them already.
+func (a *Aggregator) ObserveLost(l egressd.LostEvents) {
+	k := lostKey{node: l.Node, source: l.Source, time: l.Time.UnixNano()}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.cur
+	old, found := s.lost[k]
+	switch {
+	case !found && s.keys()+a.inFlight >= a.opts.MaxKeys:
+		a.metrics.AggDropped.Inc()
+	case !found || l.Events > old:
+		s.lost[k] = l.Events
+	}
+}
+
 // Advance records that source has been handled up to t.
 func (a *Aggregator) Advance(source string, t time.Time) {
 	ts := t.UnixNano()
@@ -738,6 +763,9 @@ func (s *rollupState) merge(o *rollupState) {
 			s.resolvers[k] = v
 		}
 	}
+	for k, v := range o.lost {
+		s.lost[k] = max(s.lost[k], v)
+	}
 }
 
 // rollup converts the state to the domain type, sorted so that writes take
@@ -824,6 +852,19 @@ func (s *rollupState) rollup() *egressd.Rollup {
 	for _, v := range s.resolvers {
 		r.Resolvers = append(r.Resolvers, v)
 	}
+	for k, v := range s.lost {
+		r.Lost = append(r.Lost, egressd.LostEvents{Node: k.node, Time: time.Unix(0, k.time).UTC(), Source: k.source, Events: v})
+	}
+	sort.Slice(r.Lost, func(i, j int) bool {
+		a, b := r.Lost[i], r.Lost[j]
+		if a.Node != b.Node {
+			return a.Node < b.Node
+		}
+		if !a.Time.Equal(b.Time) {
+			return a.Time.Before(b.Time)
+		}
+		return a.Source < b.Source
+	})
 	sort.Slice(r.Resolvers, func(i, j int) bool {
 		a, b := r.Resolvers[i], r.Resolvers[j]
 		if a.App != b.App {

@@ -57,6 +57,7 @@ type Pipeline struct {
 	// that keep pods' labels and resolvers, which facts sends once.
 	answerSinks []AnswerSink
 	podSinks    []PodSink
+	lostSinks   []LostSink // those that store lost_events records
 	facts       *podFacts
 	nameFrom    string // where the last attributed app's name came from
 	// bound is a recent Now()+MaxClockSkew in Unix ns. It only lags the
@@ -137,6 +138,9 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 		}
 		if ps, ok := s.(PodSink); ok {
 			p.podSinks = append(p.podSinks, ps)
+		}
+		if ls, ok := s.(LostSink); ok {
+			p.lostSinks = append(p.lostSinks, ls)
 		}
 	}
 	for _, c := range opts.InternalCIDRs {
@@ -268,6 +272,7 @@ func (p *Pipeline) handle(source string, msg []byte, confirmed bool) error {
 	case kindLostEvents:
 		p.metrics.lost(r.lostSrc, r.lostNum)
 		p.metrics.skip(skipLostEvents)
+		p.observeLost(r)
 		return nil
 	default:
 		p.metrics.skip(skipNotFlow)

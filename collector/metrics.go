@@ -119,8 +119,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "egressd_collector_unattributed_flows_total",
 			Help: "Egress flows to outside the cluster that could not be attributed to an app or destination, by reason.",
 		}, []string{"reason"}),
+		// Named without the collector_ prefix: the name the PrometheusRule
+		// alerts on.
 		LostEvents: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "egressd_collector_hubble_lost_events_total",
+			Name: "egressd_hubble_lost_events_total",
 			Help: "Events Hubble reported lost (lost_events), by where they were lost.",
 		}, []string{"source"}),
 		DNSCache: f.NewGauge(prometheus.GaugeOpts{

@@ -7,9 +7,12 @@ import (
 	"time"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
+	"github.com/cilium/cilium/api/v1/observer"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/egressd/egressd"
 )
@@ -129,4 +132,65 @@ func TestPipelineSendsResolvers(t *testing.T) {
 	if diff := cmp.Diff(want, sink.resolvers); diff != "" {
 		t.Fatalf("resolvers (-want +got):\n%s", diff)
 	}
+}
+
+// lostSink records the lost_events records a pipeline hands over.
+type lostSink struct {
+	captureSink
+	lost []egressd.LostEvents
+}
+
+func (s *lostSink) ObserveLost(l egressd.LostEvents) { s.lost = append(s.lost, l) }
+
+// TestPipelineSendsLostEvents: a lost_events record goes to the lost sinks
+// with its node and time (the newest flow's when it has none); one before
+// any flow and without a time is only counted.
+func TestPipelineSendsLostEvents(t *testing.T) {
+	t.Parallel()
+	sink := &lostSink{}
+	p, m := newPipeline(t, sink)
+	lost := func(node string, at *timestamppb.Timestamp, n uint64) []byte {
+		b, err := proto.Marshal(&observer.GetFlowsResponse{NodeName: node, Time: at,
+			ResponseTypes: &observer.GetFlowsResponse_LostEvents{LostEvents: &flowpb.LostEvent{Source: flowpb.LostEventSource_HUBBLE_RING_BUFFER, NumEventsLost: n}}})
+		require.NoError(t, err)
+		return b
+	}
+	require.NoError(t, p.Handle("test", lost("k8s-node-1", nil, 3)))
+	handleAll(t, p, podFlow(t0, "140.82.112.6", 443))
+	require.NoError(t, p.Handle("test", lost("homelab/k8s-node-2", timestamppb.New(t0.Add(time.Minute)), 7)))
+	require.NoError(t, p.Handle("test", lost("k8s-node-1", nil, 5)))
+	want := []egressd.LostEvents{
+		{Node: "k8s-node-2", Time: t0.Add(time.Minute), Source: "HUBBLE_RING_BUFFER", Events: 7},
+		{Node: "k8s-node-1", Time: t0, Source: "HUBBLE_RING_BUFFER", Events: 5},
+	}
+	if diff := cmp.Diff(want, sink.lost); diff != "" {
+		t.Fatalf("lost events (-want +got):\n%s", diff)
+	}
+	require.Equal(t, 15.0, testutil.ToFloat64(m.LostEvents.WithLabelValues("HUBBLE_RING_BUFFER")), "the metric counts them all")
+}
+
+// TestAggregatorCarriesPodFactsAndLostEvents: label sets, resolvers and
+// lost_events records reach the rollup once per key, times widened; a
+// record seen twice is one.
+func TestAggregatorCarriesPodFactsAndLostEvents(t *testing.T) {
+	t.Parallel()
+	w := &fakeWriter{}
+	a, _ := newAggregator(t, w, 1000)
+	app := egressd.App{Namespace: "media", Name: "recyclarr"}
+	set := labelsOf("app=recyclarr")
+	a.ObserveLabelSet(egressd.AppLabelSet{App: app, Labels: set, NameFrom: "workload", FirstSeen: t0, LastSeen: t0})
+	a.ObserveLabelSet(egressd.AppLabelSet{App: app, Labels: set, NameFrom: "workload", FirstSeen: t0.Add(time.Minute), LastSeen: t0.Add(time.Minute)})
+	a.ObserveResolver(egressd.AppResolver{App: app, Kind: egressd.ResolverCluster, LastSeen: t0})
+	lost := egressd.LostEvents{Node: "n1", Time: t0, Source: "HUBBLE_RING_BUFFER", Events: 4}
+	a.ObserveLost(lost)
+	a.ObserveLost(lost)
+	require.NoError(t, a.Flush(t.Context()))
+	require.Len(t, w.rollups, 1)
+	r := w.rollups[0]
+	want := []egressd.AppLabelSet{{App: app, Labels: set, NameFrom: "workload", FirstSeen: t0, LastSeen: t0.Add(time.Minute)}}
+	if diff := cmp.Diff(want, r.LabelSets); diff != "" {
+		t.Fatalf("label sets (-want +got):\n%s", diff)
+	}
+	require.Equal(t, []egressd.AppResolver{{App: app, Kind: egressd.ResolverCluster, LastSeen: t0}}, r.Resolvers)
+	require.Equal(t, []egressd.LostEvents{lost}, r.Lost)
 }

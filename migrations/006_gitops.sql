@@ -26,3 +26,19 @@ CREATE TABLE app_resolvers (
 ) WITH (fillfactor = 80);
 
 COMMENT ON TABLE app_resolvers IS 'DNS servers each app''s pods asked: what the DNS rule of its policy allows.';
+
+-- Hubble's lost_events records (ring buffer overflows and the like): flows
+-- no collector saw. One row per record, identified by node, time and
+-- buffer, so a replayed record counts once. Exports and checks sum them per
+-- node over their window to say when a baseline may be incomplete.
+CREATE TABLE hubble_lost_events (
+    node   text        COLLATE "C" NOT NULL,
+    time   timestamptz NOT NULL,
+    source text        COLLATE "C" NOT NULL,
+    events bigint      NOT NULL CHECK (events > 0),
+    PRIMARY KEY (node, time, source)
+);
+
+CREATE INDEX hubble_lost_events_time ON hubble_lost_events (time);
+
+COMMENT ON TABLE hubble_lost_events IS 'Hubble lost_events records per node: where a window misses flows.';

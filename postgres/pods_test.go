@@ -86,3 +86,31 @@ func TestPodFactsMergeAndBound(t *testing.T) {
 	require.Empty(t, got.LabelSets)
 	require.Empty(t, got.Resolvers)
 }
+
+// TestLostEventsOncePerRecord: a lost_events record written twice (a retry,
+// a replay) counts once; the window sums each node's records in it.
+func TestLostEventsOncePerRecord(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	ctx := t.Context()
+	r := egressd.Rollup{Lost: []egressd.LostEvents{
+		{Node: "n1", Time: at(time.Minute), Source: "HUBBLE_RING_BUFFER", Events: 4},
+		{Node: "n1", Time: at(2 * time.Minute), Source: "HUBBLE_RING_BUFFER", Events: 6},
+		{Node: "n1", Time: at(2 * time.Minute), Source: "PERF_EVENT_RING_BUFFER", Events: 1},
+		{Node: "n2", Time: at(-2 * time.Hour), Source: "HUBBLE_RING_BUFFER", Events: 9},
+	}}
+	require.NoError(t, db.WriteRollup(ctx, &r))
+	require.NoError(t, db.WriteRollup(ctx, &r))
+	got, err := db.WindowLostEvents(ctx, at(-time.Hour), at(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, []egressd.NodeLoss{{Node: "n1", Events: 11, First: at(time.Minute), Last: at(2 * time.Minute)}}, got)
+	got, err = db.WindowLostEvents(ctx, at(-3*time.Hour), at(time.Hour))
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+
+	_, err = db.PruneBefore(ctx, at(0))
+	require.NoError(t, err)
+	got, err = db.WindowLostEvents(ctx, at(-3*time.Hour), at(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, []egressd.NodeLoss{{Node: "n1", Events: 11, First: at(time.Minute), Last: at(2 * time.Minute)}}, got)
+}

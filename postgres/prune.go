@@ -95,6 +95,9 @@ DELETE FROM app_label_sets WHERE ctid IN (
 		{"app resolvers", &p.AppHistory, `
 DELETE FROM app_resolvers WHERE ctid IN (
     SELECT ctid FROM app_resolvers WHERE last_seen < $1 LIMIT $2)`},
+		{"lost events", &p.AppHistory, `
+DELETE FROM hubble_lost_events WHERE ctid IN (
+    SELECT ctid FROM hubble_lost_events WHERE time < $1 LIMIT $2)`},
 		{"dns answers", &p.AppHistory, `
 DELETE FROM dns_answers WHERE ctid IN (
     SELECT ctid FROM dns_answers

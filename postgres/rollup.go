@@ -105,6 +105,9 @@ func (db *DB) writeRollup(ctx context.Context, r *egressd.Rollup, fence func(con
 		queue("upsert dns answers", upsertDNSAnswers, c.namespace, c.pod, c.addr, c.name, c.expires)
 	}
 	w.queuePodFacts(queue)
+	if c := &w.lost; len(c.node) > 0 {
+		queue("upsert lost events", upsertLost, c.node, c.time, c.source, c.events)
+	}
 	if len(w.cursors.source) > 0 {
 		queue("upsert cursors", upsertCursors, w.cursors.source, w.cursors.timeNS, w.cursors.time)
 	}
@@ -257,6 +260,7 @@ type rollupWriter struct {
 	// labelSets and resolvers are the pods' facts (pods.go).
 	labelSets labelSetColumns
 	resolvers resolverColumns
+	lost      lostColumns // Hubble's lost_events records (lost.go)
 	days      []time.Time
 	// appHours and appPods summarise hourly and dests per app.
 	appHours appHourColumns
@@ -486,6 +490,7 @@ func newRollupWriter(r *egressd.Rollup) *rollupWriter {
 		w.apps.firstSeen[i], w.apps.lastSeen[i] = apps[a].first, apps[a].last
 	}
 	w.podFactRows(r, appIndex)
+	w.lostRows(r)
 
 	n := len(dests)
 	w.dests = destColumns{

@@ -84,6 +84,9 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := c.warnLost(ctx, db, "baseline "+sub, end.Add(-*window), end); err != nil {
+		return err
+	}
 	opts := baseline.ExportOptions{Prune: *prune}
 	if sub == "diff" {
 		diffs, err := baseline.Diff(*dir, live, opts)
@@ -138,4 +141,24 @@ func windowEnd(sub string, window time.Duration, at string) (time.Time, error) {
 		return time.Time{}, usageError("baseline %s: --at %q: want RFC3339 such as 2026-11-08T00:00:00Z", sub, at)
 	}
 	return end, nil
+}
+
+// coverage returns the warnings of the nodes that lost events in
+// [from, to).
+func coverage(ctx context.Context, db *postgres.DB, from, to time.Time) ([]string, error) {
+	losses, err := db.WindowLostEvents(ctx, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read lost events of window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	return baseline.CoverageWarnings(losses), nil
+}
+
+// warnLost prints, on standard error, a warning for each node that lost
+// events in [from, to).
+func (c *CLI) warnLost(ctx context.Context, db *postgres.DB, cmd string, from, to time.Time) error {
+	warnings, err := coverage(ctx, db, from, to)
+	for _, w := range warnings {
+		fmt.Fprintf(c.Stderr, "%s: warning: %s\n", cmd, w)
+	}
+	return err
 }

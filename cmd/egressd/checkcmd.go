@@ -55,6 +55,9 @@ func (c *CLI) baselineCheck(ctx context.Context, args []string) error {
 	}
 	report := baseline.Check(files, entries)
 	report.From, report.To = from.UTC(), end.UTC()
+	if report.Coverage, err = coverage(ctx, db, from, end); err != nil {
+		return fmt.Errorf("baseline check: %w", err)
+	}
 	if *output == "json" {
 		err = baseline.WriteCheckJSON(c.Stdout, report)
 	} else {

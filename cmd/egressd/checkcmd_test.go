@@ -57,3 +57,40 @@ func TestBaselineCheck(t *testing.T) {
 	require.Equal(t, 2, r.code)
 	require.Contains(t, r.stderr, `--output "yaml": want text or json`)
 }
+
+// TestBaselineWarnsOfLostEvents: export, diff and check over a window in
+// which Hubble lost events say which node lost how many, and when.
+func TestBaselineWarnsOfLostEvents(t *testing.T) {
+	t.Parallel()
+	env := dbEnv(t)
+	require.Equal(t, 0, run(t, env, "replay", capture).code)
+	lost := filepath.Join(t.TempDir(), "lost.jsonl")
+	require.NoError(t, os.WriteFile(lost, []byte(
+		`{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"40"},"node_name":"homelab/k8s-node-9","time":"2026-11-07T10:00:00Z"}`+"\n"+
+			`{"lost_events":{"source":"PERF_EVENT_RING_BUFFER","num_events_lost":"2"},"node_name":"homelab/k8s-node-9","time":"2026-11-07T11:30:00Z"}`+"\n"+
+			`{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"5"},"node_name":"k8s-node-8","time":"2026-10-01T00:00:00Z"}`+"\n"), 0o644))
+	require.Equal(t, 0, run(t, env, "replay", lost).code)
+	// Replaying the records again counts them once.
+	require.Equal(t, 0, run(t, env, "replay", lost).code)
+
+	const want = "node k8s-node-9 lost 42 events between 2026-11-07T10:00:00Z and 2026-11-07T11:30:00Z; baselines may be incomplete"
+	dir := t.TempDir()
+	r := run(t, env, "baseline", "export", "--dir", dir, "--at", captureEnd)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stderr, "baseline export: warning: "+want)
+	require.NotContains(t, r.stderr, "k8s-node-8", "outside the window")
+	r = run(t, env, "baseline", "diff", "--dir", dir, "--at", captureEnd)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stderr, "baseline diff: warning: "+want)
+
+	r = run(t, env, "baseline", "check", "--dir", dir, "--at", captureEnd)
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stdout, "warning: "+want)
+	r = run(t, env, "baseline", "check", "--dir", dir, "--at", captureEnd, "--output", "json")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	var report struct{ Coverage []string }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &report))
+	// The bundled week has lost events of its own, on three nodes.
+	require.Len(t, report.Coverage, 4)
+	require.Contains(t, report.Coverage, want)
+}
