@@ -22,6 +22,23 @@ type Baseline struct {
 	// (files written before egressd stored pods' labels): policies then
 	// select the pods by an app label.
 	Pods *BaselinePods
+	// Suggestions are patterns export proposes for many sibling names,
+	// with their evidence. Nothing reads them but people: the detector and
+	// the policy generator judge Destinations only, until a person moves a
+	// suggestion there.
+	Suggestions []BaselineSuggestion
+}
+
+// BaselineSuggestion is a Cilium matchPattern that would cover Evidence of
+// the app's listed names (Examples are some of them) on Ports. Warning,
+// when set, says why the pattern deserves a closer look: it spans names
+// that different owners can register.
+type BaselineSuggestion struct {
+	Pattern  string
+	Ports    []Port
+	Evidence int
+	Examples []string
+	Warning  string
 }
 
 // BaselinePods is how a policy selects an app's pods and allows its DNS.

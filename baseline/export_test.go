@@ -29,6 +29,7 @@ func MarshalStd(b egressd.Baseline) ([]byte, error) {
 		Note:         nb.Note,
 		Pods:         toFilePods(nb.Pods),
 		Destinations: make([]fileDestination, len(nb.Destinations)),
+		Suggestions:  toFileSuggestions(nb.Suggestions),
 	}
 	for i, d := range nb.Destinations {
 		ports := make([]string, len(d.Ports))

@@ -20,7 +20,9 @@ func FuzzUnmarshal(f *testing.F) {
 	require.NoError(f, err)
 	withPods, err := filepath.Glob(filepath.Join("testdata", "pods", "*.json"))
 	require.NoError(f, err)
-	for _, path := range append(goldens, withPods...) {
+	withSuggestions, err := filepath.Glob(filepath.Join("testdata", "suggest", "*.json"))
+	require.NoError(f, err)
+	for _, path := range append(append(goldens, withPods...), withSuggestions...) {
 		data, err := os.ReadFile(path)
 		require.NoError(f, err)
 		f.Add(data)

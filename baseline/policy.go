@@ -625,8 +625,8 @@ func sortedKeys(m map[string]string) []string {
 }
 
 // A tiny YAML tree, written in block style: enough for policies, and
-// written by hand because baseline imports nothing beyond the standard
-// library.
+// written by hand because baseline needs no YAML library (its one import
+// beyond the standard library is the public suffix list).
 type (
 	yamlScalar string // already rendered: see str
 	yamlMap    []yamlKV
