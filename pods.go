@@ -1,6 +1,9 @@
 package egressd
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Bounds on the pod labels kept per app. Anyone who can create a pod sets
 // its labels, so what is stored of them is bounded like everything else read
@@ -29,6 +32,36 @@ type Label struct {
 
 // String returns "key=value".
 func (l Label) String() string { return l.Key + "=" + l.Value }
+
+// LabelLines writes a label set as "key=value" lines, each ending with a
+// newline (labels never hold one): a set's identity, and how it is stored.
+func LabelLines(labels []Label) string {
+	n := 0
+	for _, l := range labels {
+		n += len(l.Key) + len(l.Value) + 2
+	}
+	b := make([]byte, 0, n)
+	for _, l := range labels {
+		b = append(b, l.Key...)
+		b = append(b, '=')
+		b = append(b, l.Value...)
+		b = append(b, '\n')
+	}
+	return string(b)
+}
+
+// ParseLabelLines reads what LabelLines writes.
+func ParseLabelLines(s string) []Label {
+	var out []Label
+	for line := range strings.SplitSeq(s, "\n") {
+		if line == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(line, "=")
+		out = append(out, Label{Key: k, Value: v})
+	}
+	return out
+}
 
 // AppLabelSet is the set of labels one or more of an app's pods carried,
 // without the labels each rollout or pod changes (pod-template-hash and

@@ -116,17 +116,8 @@ func (p *Pipeline) observeLabels(o *egressd.Observation, raw []byte, nameFrom st
 	}
 }
 
-// labelSetKey is a set's identity: its labels, one per line.
-func labelSetKey(labels []egressd.Label) string {
-	var b strings.Builder
-	for _, l := range labels {
-		b.WriteString(l.Key)
-		b.WriteByte('=')
-		b.WriteString(l.Value)
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
+// labelSetKey is a set's identity.
+func labelSetKey(labels []egressd.Label) string { return egressd.LabelLines(labels) }
 
 // podLabels returns the Kubernetes labels ("k8s:key=value") of the encoded
 // endpoint raw that can select an app's pods, sorted by key, the first of a

@@ -48,31 +48,6 @@ ORDER BY u.ord
 ON CONFLICT (app_id, kind, addr) DO UPDATE
 SET last_seen = greatest(r.last_seen, excluded.last_seen)`
 
-// encodeLabels writes a label set as the labels column holds it.
-func encodeLabels(labels []egressd.Label) string {
-	var b strings.Builder
-	for _, l := range labels {
-		b.WriteString(l.Key)
-		b.WriteByte('=')
-		b.WriteString(l.Value)
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
-// decodeLabels reads the labels column.
-func decodeLabels(s string) []egressd.Label {
-	var out []egressd.Label
-	for line := range strings.SplitSeq(s, "\n") {
-		if line == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(line, "=")
-		out = append(out, egressd.Label{Key: k, Value: v})
-	}
-	return out
-}
-
 // podFactRows adds the rollup's label sets and resolvers to w, merged per
 // key and sorted; appIndex gives each app's index in w.apps.
 func (w *rollupWriter) podFactRows(r *egressd.Rollup, appIndex map[egressd.App]int32) {
@@ -85,7 +60,7 @@ func (w *rollupWriter) podFactRows(r *egressd.Rollup, appIndex map[egressd.App]i
 		if len(l.Labels) > egressd.MaxLabelsPerSet {
 			l.Labels = l.Labels[:egressd.MaxLabelsPerSet]
 		}
-		sets = append(sets, setRow{AppLabelSet: l, key: encodeLabels(l.Labels)})
+		sets = append(sets, setRow{AppLabelSet: l, key: egressd.LabelLines(l.Labels)})
 	}
 	sets = mergeSorted(sets, func(a, b setRow) int {
 		return cmp.Or(cmpApp(a.App, b.App), strings.Compare(a.key, b.key))
@@ -160,7 +135,7 @@ WHERE l.n <= $3`, from, to, egressd.MaxLabelSetsPerApp)
 		labels string
 	)
 	_, err = pgx.ForEachRow(rows, []any{&l.App.Cluster, &l.App.Namespace, &l.App.Name, &labels, &l.NameFrom, &l.FirstSeen, &l.LastSeen}, func() error {
-		l.Labels = decodeLabels(labels)
+		l.Labels = egressd.ParseLabelLines(labels)
 		l.FirstSeen, l.LastSeen = l.FirstSeen.UTC(), l.LastSeen.UTC()
 		f.LabelSets = append(f.LabelSets, l)
 		return nil
@@ -169,7 +144,7 @@ WHERE l.n <= $3`, from, to, egressd.MaxLabelSetsPerApp)
 		return f, wrap(err, "read label sets")
 	}
 	slices.SortFunc(f.LabelSets, func(a, b egressd.AppLabelSet) int {
-		return cmp.Or(cmpApp(a.App, b.App), strings.Compare(encodeLabels(a.Labels), encodeLabels(b.Labels)))
+		return cmp.Or(cmpApp(a.App, b.App), strings.Compare(egressd.LabelLines(a.Labels), egressd.LabelLines(b.Labels)))
 	})
 	rows, err = db.pool.Query(ctx, `
 SELECT a.cluster, a.namespace, a.name, r.kind, r.addr, r.last_seen
