@@ -273,3 +273,28 @@ func TestPodsInFiles(t *testing.T) {
 		require.True(t, strings.HasPrefix(err.Error(), want[name]), "%s: %v", name, err)
 	}
 }
+
+// TestMergeKeepsWhatLiveDoesNotKnow: a window that saw an app's DNS but
+// none of its pods' labels keeps the file's selector, and one that saw
+// neither keeps the file's pods.
+func TestMergeKeepsWhatLiveDoesNotKnow(t *testing.T) {
+	t.Parallel()
+	file := egressd.Baseline{Namespace: "media", App: "a", Pods: &egressd.BaselinePods{
+		Selector:  map[string]string{"app": "a"},
+		Resolvers: []egressd.BaselineResolver{{Kind: egressd.ResolverCluster}},
+	}}
+	live := egressd.Baseline{Namespace: "media", App: "a", Pods: &egressd.BaselinePods{
+		Resolvers: []egressd.BaselineResolver{{Kind: egressd.ResolverExternal, Addr: "9.9.9.9"}},
+	}}
+	got := baseline.Merge(&file, live)
+	require.Equal(t, map[string]string{"app": "a"}, got.Pods.Selector)
+	require.Equal(t, live.Pods.Resolvers, got.Pods.Resolvers)
+	got = baseline.Merge(&file, egressd.Baseline{Namespace: "media", App: "a"})
+	require.Equal(t, file.Pods, got.Pods)
+	// What live knows wins.
+	live.Pods.Unselectable = "none"
+	got = baseline.Merge(&file, live)
+	require.Empty(t, got.Pods.Selector)
+	require.Equal(t, "none", got.Pods.Unselectable)
+	require.Equal(t, map[string]string{"app": "a"}, file.Pods.Selector, "the file's baseline is not modified")
+}

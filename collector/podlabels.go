@@ -3,6 +3,7 @@ package collector
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/egressd/egressd"
 )
@@ -50,12 +51,18 @@ const (
 	maxLabelApps = 100_000
 )
 
+// podFactsRefresh is how often, in flow time, a pod's labels and an app's
+// resolvers are sent again while they are still seen: their stored
+// last_seen then follows a pod that runs for weeks, so the window of an
+// export finds it.
+const podFactsRefresh = int64(time.Hour)
+
 // podFacts is what the pipeline remembers to send each pod's labels and each
 // app's resolvers once, and to bound them per app.
 type podFacts struct {
-	seenPods  map[[2]string]struct{} // namespace, pod
+	seenPods  map[[2]string]int64 // namespace, pod -> flow time sent, Unix ns
 	appSets   map[egressd.App]map[string]struct{}
-	resolvers map[egressd.App][]resolverKey
+	resolvers map[egressd.App][]resolverSent
 	dropLog   rateLimited
 }
 
@@ -64,28 +71,35 @@ type resolverKey struct {
 	addr string
 }
 
+type resolverSent struct {
+	resolverKey
+	at int64 // flow time sent, Unix ns
+}
+
 func newPodFacts() *podFacts {
 	return &podFacts{
-		seenPods:  make(map[[2]string]struct{}),
+		seenPods:  make(map[[2]string]int64),
 		appSets:   make(map[egressd.App]map[string]struct{}),
-		resolvers: make(map[egressd.App][]resolverKey),
+		resolvers: make(map[egressd.App][]resolverSent),
 	}
 }
 
-// observeLabels sends the labels of the pod of o, once per pod, to the
-// pipeline's pod sinks. raw is the encoded source endpoint.
+// observeLabels sends the labels of the pod of o to the pipeline's pod
+// sinks, once per pod and podFactsRefresh of flow time. raw is the encoded
+// source endpoint.
 func (p *Pipeline) observeLabels(o *egressd.Observation, raw []byte, nameFrom string) {
 	if len(p.podSinks) == 0 || o.Pod == "" || o.App.Namespace == egressd.HostNamespace {
 		return
 	}
 	k := [2]string{o.App.Namespace, o.Pod}
-	if _, ok := p.facts.seenPods[k]; ok {
+	now := o.Time.UnixNano()
+	if at, ok := p.facts.seenPods[k]; ok && now-at < podFactsRefresh && now >= at {
 		return
 	}
 	if len(p.facts.seenPods) >= maxLabelPods {
 		clear(p.facts.seenPods)
 	}
-	p.facts.seenPods[k] = struct{}{}
+	p.facts.seenPods[k] = now
 	labels, dropped := podLabels(raw)
 	if dropped > 0 {
 		p.metrics.LabelsDropped.Add(float64(dropped))
@@ -190,8 +204,9 @@ func ValidLabel(key, value string) bool {
 	return value == "" || egressd.ValidAppName(value)
 }
 
-// observeResolver sends the DNS server that the DNS question f asked, once
-// per app and server, to the pipeline's pod sinks.
+// observeResolver sends the DNS server that the DNS question f asked to the
+// pipeline's pod sinks, once per app, server and podFactsRefresh of flow
+// time.
 func (p *Pipeline) observeResolver(o *egressd.Observation, f *decodedFlow) {
 	if len(p.podSinks) == 0 {
 		return
@@ -208,18 +223,23 @@ func (p *Pipeline) observeResolver(o *egressd.Observation, f *decodedFlow) {
 	default:
 		k = resolverKey{kind: egressd.ResolverExternal, addr: ip.Unmap().String()}
 	}
+	now := o.Time.UnixNano()
 	known := p.facts.resolvers[o.App]
-	if slices.Contains(known, k) {
+	i := slices.IndexFunc(known, func(r resolverSent) bool { return r.resolverKey == k })
+	switch {
+	case i >= 0 && now-known[i].at < podFactsRefresh && now >= known[i].at:
 		return
-	}
-	if len(known) >= egressd.MaxResolversPerApp {
+	case i >= 0:
+		known[i].at = now
+	case len(known) >= egressd.MaxResolversPerApp:
 		p.metrics.ResolversDropped.Inc()
 		return
+	default:
+		if known == nil && len(p.facts.resolvers) >= maxLabelApps {
+			clear(p.facts.resolvers)
+		}
+		p.facts.resolvers[o.App] = append(known, resolverSent{resolverKey: k, at: now})
 	}
-	if known == nil && len(p.facts.resolvers) >= maxLabelApps {
-		clear(p.facts.resolvers)
-	}
-	p.facts.resolvers[o.App] = append(known, k)
 	r := egressd.AppResolver{App: o.App, Kind: k.kind, Addr: k.addr, LastSeen: o.Time}
 	for _, s := range p.podSinks {
 		s.ObserveResolver(r)

@@ -194,3 +194,30 @@ func TestAggregatorCarriesPodFactsAndLostEvents(t *testing.T) {
 	require.Equal(t, []egressd.AppResolver{{App: app, Kind: egressd.ResolverCluster, LastSeen: t0}}, r.Resolvers)
 	require.Equal(t, []egressd.LostEvents{lost}, r.Lost)
 }
+
+// TestPipelineRefreshesPodFacts: a pod still seen an hour of flow time
+// later has its labels, and its app its resolver, sent again, so that their
+// stored last sighting follows a pod that runs for weeks.
+func TestPipelineRefreshesPodFacts(t *testing.T) {
+	t.Parallel()
+	sink := &podSink{}
+	p, _ := newPipeline(t, sink)
+	at := []time.Duration{0, 30 * time.Minute, 61 * time.Minute, 90 * time.Minute, 130 * time.Minute}
+	for i, d := range at {
+		f := podFlow(t0.Add(d), "140.82.112.6", 443)
+		f.Uuid = fmt.Sprint("refresh-", i)
+		q := dnsQuestion(t0.Add(d), "example.com.")
+		q.Uuid = fmt.Sprint("refresh-q-", i)
+		handleAll(t, p, f, q)
+	}
+	var sent []time.Time
+	for _, s := range sink.sets {
+		sent = append(sent, s.LastSeen)
+	}
+	require.Equal(t, []time.Time{t0, t0.Add(61 * time.Minute), t0.Add(130 * time.Minute)}, sent)
+	var resolved []time.Time
+	for _, r := range sink.resolvers {
+		resolved = append(resolved, r.LastSeen)
+	}
+	require.Equal(t, []time.Time{t0, t0.Add(61 * time.Minute), t0.Add(130 * time.Minute)}, resolved)
+}
