@@ -17,6 +17,49 @@ type Baseline struct {
 	// Note is free text an operator wrote; it survives re-export.
 	Note         string
 	Destinations []BaselineDestination
+	// Pods is what export learnt of the app's pods: how a policy selects
+	// them and which DNS servers they asked. Nil when nothing is known
+	// (files written before egressd stored pods' labels): policies then
+	// select the pods by an app label.
+	Pods *BaselinePods
+	// Suggestions are patterns export proposes for many sibling names,
+	// with their evidence. Nothing reads them but people: the detector and
+	// the policy generator judge Destinations only, until a person moves a
+	// suggestion there.
+	Suggestions []BaselineSuggestion
+}
+
+// BaselineSuggestion is a Cilium matchPattern that would cover Evidence of
+// the app's listed names (Examples are some of them) on Ports. Warning,
+// when set, says why the pattern deserves a closer look: it spans names
+// that different owners can register.
+type BaselineSuggestion struct {
+	Pattern  string
+	Ports    []Port
+	Evidence int
+	Examples []string
+	Warning  string
+}
+
+// BaselinePods is how a policy selects an app's pods and allows its DNS.
+type BaselinePods struct {
+	// Selector holds Kubernetes labels that all the app's pods carried and
+	// no pod of another app of its namespace carried all of: the policy's
+	// endpointSelector matchLabels.
+	Selector map[string]string
+	// Unselectable, when Selector is empty, says why no labels could
+	// select exactly the app's pods: the app then gets no policy.
+	Unselectable string
+	// Resolvers are the DNS servers the app's pods asked, sorted by kind
+	// then address.
+	Resolvers []BaselineResolver
+}
+
+// BaselineResolver is a DNS server a policy allows. Addr is empty for
+// ResolverCluster.
+type BaselineResolver struct {
+	Kind ResolverKind
+	Addr string
 }
 
 // BaselineDestination is one name, IP or Cilium toFQDNs pattern and the ports

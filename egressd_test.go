@@ -123,3 +123,12 @@ func TestLeaseLost(t *testing.T) {
 	require.False(t, egressd.LeaseLost(egressd.Errorf(egressd.ECONFLICT, "another conflict")))
 	require.False(t, egressd.LeaseLost(nil))
 }
+
+func TestLabelLinesRoundTrip(t *testing.T) {
+	t.Parallel()
+	ls := []egressd.Label{{Key: "app.kubernetes.io/name", Value: "web"}, {Key: "empty", Value: ""}, {Key: "k8s-app", Value: "a=b"}}
+	s := egressd.LabelLines(ls)
+	require.Equal(t, "app.kubernetes.io/name=web\nempty=\nk8s-app=a=b\n", s)
+	require.Equal(t, ls, egressd.ParseLabelLines(s))
+	require.Empty(t, egressd.ParseLabelLines(""))
+}

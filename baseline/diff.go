@@ -45,6 +45,8 @@ type AppDiff struct {
 	// Removed lists the destinations, or the ports of destinations, the
 	// file loses. For a pruned file, every destination.
 	Removed []egressd.BaselineDestination
+	// Suggested lists the suggestions the file gains (see Suggest).
+	Suggested []egressd.BaselineSuggestion
 }
 
 // Diff reports exactly what Export(dir, live, opts) would change, without
@@ -76,10 +78,16 @@ func Diff(dir string, live []egressd.Baseline, opts ExportOptions) ([]AppDiff, e
 		case !s.exists:
 			d.Change = ChangeCreate
 			d.Added = cloneDestinations(s.next.Destinations)
+			d.Suggested = s.next.Suggestions
 		default:
 			d.Change = ChangeUpdate
 			d.Added = subtract(s.next.Destinations, s.old.Destinations)
 			d.Removed = subtract(s.old.Destinations, s.next.Destinations)
+			for _, g := range s.next.Suggestions {
+				if !slices.ContainsFunc(s.old.Suggestions, func(o egressd.BaselineSuggestion) bool { return o.Pattern == g.Pattern }) {
+					d.Suggested = append(d.Suggested, g)
+				}
+			}
 		}
 		out = append(out, d)
 	}
@@ -132,6 +140,7 @@ func subtract(a, b []egressd.BaselineDestination) []egressd.BaselineDestination 
 //	media/legacy: pruned baselines/media/legacy.json
 //	media/legacy: - ftp.example.com 21/TCP
 //	media/tidy: rewrite baselines/media/tidy.json (form only, same destinations)
+//	backup/restic: suggests tenant-*.s3.example.com 443/TCP (covers 12 listed names, such as ...; not applied)
 //
 // Within an app, lines are sorted by destination, then port, removals before
 // additions. Nothing is printed for an empty diff.
@@ -145,7 +154,7 @@ func WriteDiff(w io.Writer, diffs []AppDiff) error {
 		case ChangePrune:
 			fmt.Fprintf(&buf, "%s: pruned %s\n", app, d.Path)
 		default:
-			if len(d.Added) == 0 && len(d.Removed) == 0 {
+			if len(d.Added) == 0 && len(d.Removed) == 0 && len(d.Suggested) == 0 {
 				fmt.Fprintf(&buf, "%s: rewrite %s (form only, same destinations)\n", app, d.Path)
 			}
 		}
@@ -176,6 +185,17 @@ func WriteDiff(w io.Writer, diffs []AppDiff) error {
 		})
 		for _, l := range lines {
 			fmt.Fprintf(&buf, "%s: %c %s %s\n", app, l.sign, l.name, l.port)
+		}
+		for _, g := range d.Suggested {
+			ports := make([]string, len(g.Ports))
+			for i, p := range g.Ports {
+				ports[i] = p.String()
+			}
+			fmt.Fprintf(&buf, "%s: suggests %s %s (covers %d listed names, such as %s; not applied)\n",
+				app, g.Pattern, strings.Join(ports, ","), g.Evidence, strings.Join(g.Examples, ", "))
+			if g.Warning != "" {
+				fmt.Fprintf(&buf, "%s:   warning: %s\n", app, g.Warning)
+			}
 		}
 	}
 	_, err := w.Write(buf.Bytes())

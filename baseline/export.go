@@ -192,6 +192,9 @@ func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions
 	missingNS := map[string]bool{}
 	for _, b := range live {
 		app := egressd.App{Namespace: b.Namespace, Name: b.App}
+		// Suggestions are the export's own: what the caller set is
+		// replaced by what the listed names suggest.
+		b.Suggestions = Suggest(b.Destinations)
 		rel, err := relPath(app.Namespace, app.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("live baseline: %w", err))
@@ -245,6 +248,7 @@ func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions
 			old = &parsed
 		}
 		next := Merge(old, b)
+		next.Suggestions = Suggest(next.Destinations)
 		data, err := Marshal(next)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w (file left untouched)", path, err))

@@ -27,7 +27,9 @@ func MarshalStd(b egressd.Baseline) ([]byte, error) {
 		App:          nb.App,
 		Unbounded:    nb.Unbounded,
 		Note:         nb.Note,
+		Pods:         toFilePods(nb.Pods),
 		Destinations: make([]fileDestination, len(nb.Destinations)),
+		Suggestions:  toFileSuggestions(nb.Suggestions),
 	}
 	for i, d := range nb.Destinations {
 		ports := make([]string, len(d.Ports))

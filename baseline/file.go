@@ -20,7 +20,100 @@ type file struct {
 	App          string            `json:"app"`
 	Unbounded    bool              `json:"unbounded"`
 	Note         string            `json:"note,omitempty"`
+	Pods         *filePods         `json:"pods,omitempty"`
 	Destinations []fileDestination `json:"destinations"`
+	Suggestions  []fileSuggestion  `json:"suggestions,omitempty"`
+}
+
+// fileSuggestion is egressd.BaselineSuggestion in a file.
+type fileSuggestion struct {
+	Pattern  string   `json:"pattern"`
+	Ports    []string `json:"ports"`
+	Evidence int      `json:"evidence"`
+	Examples []string `json:"examples,omitempty"`
+	Warning  string   `json:"warning,omitempty"`
+}
+
+func toFileSuggestions(ss []egressd.BaselineSuggestion) []fileSuggestion {
+	var out []fileSuggestion
+	for _, s := range ss {
+		ports := make([]string, len(s.Ports))
+		for i, p := range s.Ports {
+			ports[i] = p.String()
+		}
+		out = append(out, fileSuggestion{Pattern: s.Pattern, Ports: ports, Evidence: s.Evidence, Examples: s.Examples, Warning: s.Warning})
+	}
+	return out
+}
+
+// fromFileSuggestions converts suggestions from their file form; it fails
+// on a port that does not parse.
+func fromFileSuggestions(fs []fileSuggestion) ([]egressd.BaselineSuggestion, bool) {
+	var out []egressd.BaselineSuggestion
+	for _, f := range fs {
+		s := egressd.BaselineSuggestion{Pattern: f.Pattern, Evidence: f.Evidence, Examples: f.Examples, Warning: f.Warning}
+		for _, p := range f.Ports {
+			n, proto, err := egressd.ParsePort(p)
+			if err != nil {
+				return nil, false
+			}
+			s.Ports = append(s.Ports, egressd.Port{Number: n, Protocol: proto})
+		}
+		out = append(out, s)
+	}
+	return out, true
+}
+
+// appendIndented appends v as encoding/json indents it at the second level.
+func appendIndented(dst []byte, v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("  ", "  ")
+	_ = enc.Encode(v) // strings, numbers and lists of them always encode
+	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})...)
+}
+
+// filePods is egressd.BaselinePods in a file.
+type filePods struct {
+	Selector     map[string]string `json:"selector,omitempty"`
+	Unselectable string            `json:"unselectable,omitempty"`
+	DNS          []fileResolver    `json:"dns,omitempty"`
+}
+
+type fileResolver struct {
+	Kind    string `json:"kind"`
+	Address string `json:"address,omitempty"`
+}
+
+// toFilePods and fromFilePods convert Pods to and from their file form.
+func toFilePods(p *egressd.BaselinePods) *filePods {
+	if p == nil {
+		return nil
+	}
+	f := &filePods{Selector: p.Selector, Unselectable: p.Unselectable}
+	for _, r := range p.Resolvers {
+		f.DNS = append(f.DNS, fileResolver{Kind: string(r.Kind), Address: r.Addr})
+	}
+	return f
+}
+
+func fromFilePods(f *filePods) *egressd.BaselinePods {
+	if f == nil {
+		return nil
+	}
+	p := &egressd.BaselinePods{Selector: f.Selector, Unselectable: f.Unselectable}
+	for _, r := range f.DNS {
+		p.Resolvers = append(p.Resolvers, egressd.BaselineResolver{Kind: egressd.ResolverKind(r.Kind), Addr: r.Address})
+	}
+	return p
+}
+
+// appendPods appends the "pods" object as encoding/json indents it at the
+// second level. It is small and rare beside the destinations, so
+// encoding/json writes it.
+func appendPods(dst []byte, p *egressd.BaselinePods) []byte {
+	return appendIndented(dst, toFilePods(p))
 }
 
 type fileDestination struct {
@@ -63,6 +156,10 @@ func marshalNormalized(nb egressd.Baseline) ([]byte, error) {
 		buf = append(buf, ",\n  \"note\": "...)
 		buf = appendString(buf, nb.Note)
 	}
+	if nb.Pods != nil {
+		buf = append(buf, ",\n  \"pods\": "...)
+		buf = appendPods(buf, nb.Pods)
+	}
 	buf = append(buf, ",\n  \"destinations\": ["...)
 	for i, d := range nb.Destinations {
 		if i > 0 {
@@ -94,7 +191,12 @@ func marshalNormalized(nb egressd.Baseline) ([]byte, error) {
 	if len(nb.Destinations) > 0 {
 		buf = append(buf, "\n  "...)
 	}
-	buf = append(buf, "]\n}\n"...)
+	buf = append(buf, ']')
+	if len(nb.Suggestions) > 0 {
+		buf = append(buf, ",\n  \"suggestions\": "...)
+		buf = appendIndented(buf, toFileSuggestions(nb.Suggestions))
+	}
+	buf = append(buf, "\n}\n"...)
 	return buf, nil
 }
 
@@ -159,7 +261,7 @@ func unmarshalCanonical(data []byte, want *egressd.App) (egressd.Baseline, bool)
 	if want != nil && (f.Namespace != want.Namespace || f.App != want.Name) {
 		return egressd.Baseline{}, false
 	}
-	b := egressd.Baseline{Namespace: f.Namespace, App: f.App, Unbounded: f.Unbounded, Note: f.Note}
+	b := egressd.Baseline{Namespace: f.Namespace, App: f.App, Unbounded: f.Unbounded, Note: f.Note, Pods: fromFilePods(f.Pods)}
 	if len(f.Destinations) > 0 {
 		b.Destinations = make([]egressd.BaselineDestination, len(f.Destinations))
 	}
@@ -173,6 +275,10 @@ func unmarshalCanonical(data []byte, want *egressd.App) (egressd.Baseline, bool)
 			d.Ports[j] = egressd.Port{Number: n, Protocol: proto}
 		}
 		b.Destinations[i] = d
+	}
+	var ok bool
+	if b.Suggestions, ok = fromFileSuggestions(f.Suggestions); !ok {
+		return egressd.Baseline{}, false
 	}
 	nb, err := normalize(b)
 	if err != nil {
@@ -392,7 +498,7 @@ func describe(tok json.Token) string {
 	}
 }
 
-const topFields = "apiVersion, kind, namespace, app, unbounded, note, destinations"
+const topFields = "apiVersion, kind, namespace, app, unbounded, note, pods, destinations, suggestions"
 
 func (d *decoder) baseline(want *egressd.App) (egressd.Baseline, error) {
 	var (
@@ -419,6 +525,10 @@ func (d *decoder) baseline(want *egressd.App) (egressd.Baseline, error) {
 			b.Unbounded, err = d.bool(key)
 		case "note":
 			b.Note, _, err = d.string(key)
+		case "pods":
+			b.Pods, err = d.pods()
+		case "suggestions":
+			b.Suggestions, err = d.suggestions()
 		case "destinations":
 			err = d.array(key, func(i int) error {
 				dst, err := d.destination(i, names)
@@ -544,4 +654,141 @@ func quote(s string) string {
 		return strconv.Quote(s[:max]) + "..."
 	}
 	return strconv.Quote(s)
+}
+
+const podsFields = "selector, unselectable, dns"
+
+// pods reads the "pods" object.
+func (d *decoder) pods() (*egressd.BaselinePods, error) {
+	p := &egressd.BaselinePods{}
+	_, err := d.object("pods", func(key string, keyOff int64) error {
+		switch key {
+		case "selector":
+			p.Selector = map[string]string{}
+			_, err := d.object("pods.selector", func(k string, kOff int64) error {
+				v, off, err := d.string("pods.selector." + k)
+				if err != nil {
+					return err
+				}
+				if len(p.Selector) == egressd.MaxLabelsPerSet {
+					return d.errorf(kOff, "pods.selector: more than %d labels", egressd.MaxLabelsPerSet)
+				}
+				if err := checkSelectorLabel(k, v); err != nil {
+					if !validSelectorKey(k) || strings.Contains(k, ":") {
+						off = kOff
+					}
+					return d.errorf(off, "%s", egressd.ErrorMessage(err))
+				}
+				p.Selector[k] = v
+				return nil
+			})
+			return err
+		case "unselectable":
+			s, _, err := d.string("pods.unselectable")
+			p.Unselectable = s
+			return err
+		case "dns":
+			return d.array("pods.dns", func(i int) error {
+				what := "pods.dns[" + strconv.Itoa(i) + "]"
+				var r egressd.BaselineResolver
+				start, err := d.object(what, func(k string, kOff int64) error {
+					switch k {
+					case "kind":
+						s, _, err := d.string(what + ".kind")
+						r.Kind = egressd.ResolverKind(s)
+						return err
+					case "address":
+						s, _, err := d.string(what + ".address")
+						r.Addr = s
+						return err
+					}
+					return d.errorf(kOff, "unknown field %q in %s: want kind, address", k, what)
+				})
+				if err != nil {
+					return err
+				}
+				if _, err := normalizeResolver(r); err != nil {
+					return d.errorf(start, "%s", egressd.ErrorMessage(err))
+				}
+				p.Resolvers = append(p.Resolvers, r)
+				return nil
+			})
+		}
+		return d.errorf(keyOff, "unknown field %q in pods: want %s", key, podsFields)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+const suggestionFields = "pattern, ports, evidence, examples, warning"
+
+// suggestions reads the "suggestions" array. Its entries are checked as
+// normalize checks them, with positions.
+func (d *decoder) suggestions() ([]egressd.BaselineSuggestion, error) {
+	var out []egressd.BaselineSuggestion
+	err := d.array("suggestions", func(i int) error {
+		what := "suggestions[" + strconv.Itoa(i) + "]"
+		var s egressd.BaselineSuggestion
+		start, err := d.object(what, func(key string, keyOff int64) error {
+			switch key {
+			case "pattern":
+				v, off, err := d.string(what + ".pattern")
+				if err != nil {
+					return err
+				}
+				if !isPattern(v) || !egressd.ValidPattern(v) {
+					return d.errorf(off, "%s.pattern %s is not a Cilium matchPattern such as *.example.com", what, quote(v))
+				}
+				s.Pattern = v
+			case "ports":
+				return d.array(what+".ports", func(j int) error {
+					v, off, err := d.string(what + ".ports[" + strconv.Itoa(j) + "]")
+					if err != nil {
+						return err
+					}
+					n, proto, err := egressd.ParsePort(v)
+					if err != nil {
+						return d.errorf(off, "%s", egressd.ErrorMessage(err))
+					}
+					s.Ports = append(s.Ports, egressd.Port{Number: n, Protocol: proto})
+					return nil
+				})
+			case "evidence":
+				off := d.next()
+				tok, err := d.token()
+				if err != nil {
+					return err
+				}
+				n, ok := tok.(float64)
+				if !ok || n < 0 || n != float64(int(n)) || n > 1e9 {
+					return d.errorf(off, "%s.evidence: want a count of names, got %v", what, tok)
+				}
+				s.Evidence = int(n)
+			case "examples":
+				return d.array(what+".examples", func(j int) error {
+					v, _, err := d.string(what + ".examples[" + strconv.Itoa(j) + "]")
+					s.Examples = append(s.Examples, v)
+					return err
+				})
+			case "warning":
+				v, _, err := d.string(what + ".warning")
+				s.Warning = v
+				return err
+			default:
+				return d.errorf(keyOff, "unknown field %q in %s: want %s", key, what, suggestionFields)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if s.Pattern == "" {
+			return d.errorf(start, "%s: missing field \"pattern\"", what)
+		}
+		out = append(out, s)
+		return nil
+	})
+	return out, err
 }

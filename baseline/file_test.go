@@ -170,7 +170,7 @@ func TestUnmarshalErrors(t *testing.T) {
 ,`, `media/recyclarr.json:8:1: unexpected data after the baseline object: a file holds exactly one baseline`},
 		{"unknown field", head + `  "unbounded": false,
   "destination": []
-}`, `media/recyclarr.json:7:3: unknown field "destination" in baseline: want apiVersion, kind, namespace, app, unbounded, note, destinations`},
+}`, `media/recyclarr.json:7:3: unknown field "destination" in baseline: want apiVersion, kind, namespace, app, unbounded, note, pods, destinations`},
 		{"repeated field", head + `  "app": "sonarr"
 }`, `media/recyclarr.json:6:3: baseline: field "app" appears twice`},
 		{"wrong type", head + `  "unbounded": "yes"

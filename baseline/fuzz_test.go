@@ -18,7 +18,11 @@ import (
 func FuzzUnmarshal(f *testing.F) {
 	goldens, err := filepath.Glob(filepath.Join("testdata", "marshal", "*.json"))
 	require.NoError(f, err)
-	for _, path := range goldens {
+	withPods, err := filepath.Glob(filepath.Join("testdata", "pods", "*.json"))
+	require.NoError(f, err)
+	withSuggestions, err := filepath.Glob(filepath.Join("testdata", "suggest", "*.json"))
+	require.NoError(f, err)
+	for _, path := range append(append(goldens, withPods...), withSuggestions...) {
 		data, err := os.ReadFile(path)
 		require.NoError(f, err)
 		f.Add(data)
@@ -32,6 +36,7 @@ func FuzzUnmarshal(f *testing.F) {
 		`{"apiVersion":"egressd.io/v1","kind":"EgressBaseline","namespace":"media","app":"x","destinations":[{"name":"fe80::1%eth0","ports":["1"]}]}`,
 		`{"apiVersion":"egressd.io/v1","kind":"EgressBaseline","namespace":"media","app":"x","app":"y"}`,
 		`{"apiVersion":"egressd.io/v1"} {}`,
+		`{"apiVersion":"egressd.io/v1","kind":"EgressBaseline","namespace":"media","app":"x","pods":{"selector":{"a":"b","a/b":""},"unselectable":"u","dns":[{"kind":"external","address":"::ffff:1.2.3.4"},{"kind":"cluster"}]}}`,
 		"{\"apiVersion\":\"egressd.io/v1\",\"kind\":\"EgressBaseline\",\"namespace\":\"media\",\"app\":\"x\",\"note\":\"\xff\u2028\"}",
 	} {
 		f.Add([]byte(s))

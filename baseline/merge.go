@@ -10,7 +10,9 @@ import (
 // Merge returns the baseline to write for an app whose window shows live,
 // keeping the hand edits of existing, its file (nil when there is none):
 //
-//   - Namespace and App come from live; Unbounded and Note from existing.
+//   - Namespace and App come from live; Unbounded and Note from existing;
+//     Pods from live, its selector (or why there is none) and its
+//     resolvers each from existing when live knows nothing of them.
 //   - Existing pattern entries (names containing '*') are kept with their
 //     ports and notes. A live destination that a kept pattern matches (see
 //     MatchName) is folded into it: its ports join the first matching
@@ -28,7 +30,7 @@ import (
 // Merge is idempotent: merging its result with the same live set again gives
 // the same baseline, which is why a second export changes no byte.
 func Merge(existing *egressd.Baseline, live egressd.Baseline) egressd.Baseline {
-	out := egressd.Baseline{Namespace: live.Namespace, App: live.App}
+	out := egressd.Baseline{Namespace: live.Namespace, App: live.App, Pods: mergePods(existing, live.Pods)}
 	if existing != nil {
 		out.Unbounded = existing.Unbounded
 		out.Note = existing.Note
@@ -113,4 +115,23 @@ func sortDestinations(ds []egressd.BaselineDestination) {
 	slices.SortFunc(ds, func(a, b egressd.BaselineDestination) int {
 		return strings.Compare(a.Name, b.Name)
 	})
+}
+
+// mergePods returns live's pods, completed with what existing's file knows
+// and live does not: the selector (or why there is none) and the resolvers.
+func mergePods(existing *egressd.Baseline, live *egressd.BaselinePods) *egressd.BaselinePods {
+	if existing == nil || existing.Pods == nil {
+		return live
+	}
+	if live == nil {
+		return existing.Pods
+	}
+	out := *live
+	if len(out.Selector) == 0 && out.Unselectable == "" {
+		out.Selector, out.Unselectable = existing.Pods.Selector, existing.Pods.Unselectable
+	}
+	if len(out.Resolvers) == 0 {
+		out.Resolvers = existing.Pods.Resolvers
+	}
+	return &out
 }

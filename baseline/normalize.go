@@ -77,6 +77,14 @@ func normalize(b egressd.Baseline) (egressd.Baseline, error) {
 	}
 	out := b
 	out.Note = validUTF8(b.Note)
+	pods, err := normalizePods(b.Pods)
+	if err != nil {
+		return egressd.Baseline{}, egressd.Errorf(egressd.EINVALID, "baseline %s/%s: %s", b.Namespace, b.App, egressd.ErrorMessage(err))
+	}
+	out.Pods = pods
+	if out.Suggestions, err = normalizeSuggestions(b.Suggestions); err != nil {
+		return egressd.Baseline{}, egressd.Errorf(egressd.EINVALID, "baseline %s/%s: %s", b.Namespace, b.App, egressd.ErrorMessage(err))
+	}
 	out.Destinations = nil
 	if len(b.Destinations) > 0 {
 		out.Destinations = make([]egressd.BaselineDestination, len(b.Destinations))
@@ -128,4 +136,40 @@ func validUTF8(s string) string {
 		i += size
 	}
 	return b.String()
+}
+
+// normalizeSuggestions checks and copies suggestions: patterns valid and
+// lower-cased, ports canonical and sorted, examples valid names, sorted by
+// pattern. Nil stays nil.
+func normalizeSuggestions(ss []egressd.BaselineSuggestion) ([]egressd.BaselineSuggestion, error) {
+	if len(ss) == 0 {
+		return nil, nil
+	}
+	out := make([]egressd.BaselineSuggestion, len(ss))
+	for i, s := range ss {
+		if !isPattern(s.Pattern) || !egressd.ValidPattern(s.Pattern) {
+			return nil, egressd.Errorf(egressd.EINVALID, "suggestion %s is not a Cilium matchPattern such as *.example.com", quote(s.Pattern))
+		}
+		if s.Evidence < 0 {
+			return nil, egressd.Errorf(egressd.EINVALID, "suggestion %s: negative evidence", s.Pattern)
+		}
+		ports := make([]egressd.Port, len(s.Ports))
+		for j, p := range s.Ports {
+			proto, ok := egressd.CanonicalProtocol(p.Protocol)
+			if !ok {
+				return nil, egressd.Errorf(egressd.EINVALID, "suggestion %s: invalid protocol %q", s.Pattern, p.Protocol)
+			}
+			ports[j] = egressd.Port{Number: p.Number, Protocol: proto}
+		}
+		out[i] = egressd.BaselineSuggestion{Pattern: lowerASCII(s.Pattern), Ports: sortPorts(ports), Evidence: s.Evidence,
+			Examples: slices.Clone(s.Examples), Warning: validUTF8(s.Warning)}
+		for j, e := range out[i].Examples {
+			out[i].Examples[j] = validUTF8(e)
+		}
+		if len(out[i].Examples) == 0 {
+			out[i].Examples = nil
+		}
+	}
+	slices.SortStableFunc(out, func(a, b egressd.BaselineSuggestion) int { return strings.Compare(a.Pattern, b.Pattern) })
+	return out, nil
 }

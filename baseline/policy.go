@@ -43,8 +43,10 @@ import (
 //     shares a rule with toCIDR (Cilium rejects L3 selectors of two kinds in
 //     one rule).
 //
-// Every policy also allows DNS to the cluster's DNS pods on port 53 with a
-// DNS rule (rules.dns matchPattern "*"): toFQDNs learns addresses only from
+// Every policy selects the app's pods by its baseline's Pods.Selector (else
+// by AppLabel=<app name>), and allows DNS on port 53 with a DNS rule
+// (rules.dns matchPattern "*") to the resolvers its pods asked (see
+// dnsRules): toFQDNs learns addresses only from
 // DNS answers that Cilium's DNS proxy sees, and egressd's collector reads the
 // same DNS flows. Because a policy that selects a pod for egress denies all
 // the egress it does not allow, and a baseline lists only egress that leaves
@@ -88,8 +90,9 @@ func DefaultDNSSelector() map[string]string {
 
 // PolicyOptions tune Policies. The zero value is the default.
 type PolicyOptions struct {
-	// AppLabel is the label key that selects an app's pods: the policy's
-	// endpointSelector is AppLabel=<app name>. Default DefaultAppLabel.
+	// AppLabel is the label key that selects the pods of an app whose
+	// baseline has no Pods.Selector: the policy's endpointSelector is
+	// AppLabel=<app name>. Default DefaultAppLabel.
 	// egressd names an app after its workload first (see the collector's
 	// app precedence), so operators must check that the pods carry this
 	// label with the app's name as its value, or choose the label they do
@@ -183,7 +186,8 @@ func (e *PolicyError) Unwrap() error {
 
 // Policies returns a CiliumNetworkPolicy for each bounded app of bs.
 // Unbounded apps and apps that no CiliumNetworkPolicy can select are listed
-// instead: host-network apps (namespace "host"), whose traffic only a
+// instead: apps whose Pods.Unselectable says no labels tell their pods
+// apart; host-network apps (namespace "host"), whose traffic only a
 // CiliumClusterwideNetworkPolicy with a nodeSelector (Cilium's host
 // firewall) could restrict, which egressd does not generate; and apps whose
 // name cannot be a label value (longer than 63 characters).
@@ -236,7 +240,10 @@ func Policies(bs []egressd.Baseline, opts PolicyOptions) (PolicySet, error) {
 		case app.Namespace == egressd.HostNamespace:
 			set.Skipped = append(set.Skipped, SkippedApp{App: app, Reason: "host-network traffic: only a CiliumClusterwideNetworkPolicy with a nodeSelector can restrict it, which egressd does not generate"})
 			continue
-		case len(app.Name) > maxLabelValueLen:
+		case nb.Pods != nil && len(nb.Pods.Selector) == 0 && nb.Pods.Unselectable != "":
+			set.Skipped = append(set.Skipped, SkippedApp{App: app, Reason: "no labels select exactly its pods: " + nb.Pods.Unselectable})
+			continue
+		case (nb.Pods == nil || len(nb.Pods.Selector) == 0) && len(app.Name) > maxLabelValueLen:
 			set.Skipped = append(set.Skipped, SkippedApp{App: app, Reason: fmt.Sprintf("the app name is longer than %d characters, so no label value can select its pods", maxLabelValueLen)})
 			continue
 		}
@@ -423,17 +430,7 @@ func marshalPolicy(b egressd.Baseline, name string, opts PolicyOptions) ([]byte,
 	}
 	app := egressd.App{Namespace: b.Namespace, Name: b.App}
 
-	dnsLabels := yamlMap{}
-	for _, k := range sortedKeys(opts.DNSSelector) {
-		dnsLabels = append(dnsLabels, yamlKV{k, str(opts.DNSSelector[k])})
-	}
-	egress := yamlList{yamlMap{
-		{"toEndpoints", yamlList{yamlMap{{"matchLabels", dnsLabels}}}},
-		{"toPorts", yamlList{yamlMap{
-			{"ports", portList([]egressd.Port{{Number: 53, Protocol: egressd.ProtoTCP}, {Number: 53, Protocol: egressd.ProtoUDP}})},
-			{"rules", yamlMap{{"dns", yamlList{yamlMap{{"matchPattern", str("*")}}}}}},
-		}}},
-	}}
+	egress := dnsRules(b.Pods, opts)
 	if !opts.OmitClusterRule {
 		egress = append(egress, yamlMap{{"toEntities", yamlList{str("cluster")}}})
 	}
@@ -497,7 +494,7 @@ func marshalPolicy(b egressd.Baseline, name string, opts PolicyOptions) ([]byte,
 		}},
 		{"spec", yamlMap{
 			{"description", str("Egress of " + app.String() + " allowed by its egressd baseline")},
-			{"endpointSelector", yamlMap{{"matchLabels", yamlMap{{opts.AppLabel, str(app.Name)}}}}},
+			{"endpointSelector", yamlMap{{"matchLabels", podSelector(b, opts)}}},
 			{"egress", egress},
 		}},
 	}
@@ -628,8 +625,8 @@ func sortedKeys(m map[string]string) []string {
 }
 
 // A tiny YAML tree, written in block style: enough for policies, and
-// written by hand because baseline imports nothing beyond the standard
-// library.
+// written by hand because baseline needs no YAML library (its one import
+// beyond the standard library is the public suffix list).
 type (
 	yamlScalar string // already rendered: see str
 	yamlMap    []yamlKV

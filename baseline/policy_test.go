@@ -96,6 +96,27 @@ func policyBaselines(t testing.TB) []egressd.Baseline {
 		{Namespace: egressd.HostNamespace, App: "node-1", Destinations: []egressd.BaselineDestination{
 			dest(t, "archive.ubuntu.com", "80/TCP"),
 		}},
+		// Selected by the labels its pods share, asking CoreDNS, NodeLocal
+		// DNSCache and an external resolver.
+		{Namespace: "media", App: "prowlarr", Destinations: []egressd.BaselineDestination{
+			dest(t, "indexer.example.org", "443/TCP"),
+		}, Pods: &egressd.BaselinePods{
+			Selector: map[string]string{"app.kubernetes.io/name": "prowlarr", "io.cilium.k8s.policy.serviceaccount": "prowlarr"},
+			Resolvers: []egressd.BaselineResolver{
+				{Kind: egressd.ResolverCluster},
+				{Kind: egressd.ResolverNodeLocal, Addr: "169.254.20.10"},
+				{Kind: egressd.ResolverExternal, Addr: "2001:4860:4860::8888"},
+			},
+		}},
+		// A name too long for a label value, selected by a label of its
+		// pods instead.
+		{Namespace: "default", App: strings.Repeat("d", 64), Destinations: []egressd.BaselineDestination{
+			dest(t, "long.example.com", "443/TCP"),
+		}, Pods: &egressd.BaselinePods{Selector: map[string]string{"app": "ddd"}}},
+		// Nothing tells its pods apart.
+		{Namespace: "media", App: "bare", Destinations: []egressd.BaselineDestination{
+			dest(t, "example.com", "443/TCP"),
+		}, Pods: &egressd.BaselinePods{Unselectable: "its pods share no label"}},
 	}
 }
 
@@ -125,10 +146,12 @@ func TestPoliciesGolden(t *testing.T) {
 	want := []string{
 		"default/Web_Frontend.v2.yaml",
 		"default/" + strings.Repeat("b", 60) + ".yaml",
+		"default/" + strings.Repeat("d", 64) + ".yaml",
 		"default/empty.yaml",
 		"default/everything.yaml",
 		"default/many-ports.yaml",
 		"default/web.yaml",
+		"media/prowlarr.yaml",
 		"media/recyclarr.yaml",
 		"media/sonarr.yaml",
 		"yes/1e3.yaml",
@@ -143,9 +166,10 @@ func TestPoliciesGolden(t *testing.T) {
 	for _, s := range set.Skipped {
 		skipped = append(skipped, s.App.String())
 	}
-	require.Equal(t, []string{"default/" + strings.Repeat("c", 64), "host/node-1"}, skipped)
+	require.Equal(t, []string{"default/" + strings.Repeat("c", 64), "host/node-1", "media/bare"}, skipped)
 	require.Contains(t, set.Skipped[0].Reason, "longer than 63 characters")
 	require.Contains(t, set.Skipped[1].Reason, "CiliumClusterwideNetworkPolicy with a nodeSelector")
+	require.Equal(t, "no labels select exactly its pods: its pods share no label", set.Skipped[2].Reason)
 
 	// The stream is the same documents, separated.
 	var stream bytes.Buffer
@@ -190,7 +214,7 @@ func TestPoliciesValidInCilium(t *testing.T) {
 	for _, opts := range []baseline.PolicyOptions{{}, {AppLabel: "k8s:app", AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, OmitClusterRule: true}} {
 		set, err := baseline.Policies(bs, opts)
 		require.NoError(t, err)
-		require.Len(t, set.Policies, 10)
+		require.Len(t, set.Policies, 12)
 		for _, p := range set.Policies {
 			t.Run(fmt.Sprintf("%s %s", opts.AppLabel, p.App), func(t *testing.T) {
 				cnp, rule := parseCiliumPolicy(t, p.YAML)
@@ -198,17 +222,20 @@ func TestPoliciesValidInCilium(t *testing.T) {
 				require.Equal(t, p.App.Namespace, cnp.Namespace)
 				require.Equal(t, "egressd", cnp.Labels["app.kubernetes.io/managed-by"])
 				require.Equal(t, p.App.String(), cnp.Annotations["egressd.io/baseline"])
-				label := cmpOr(opts.AppLabel, "app.kubernetes.io/name")
-				require.Equal(t, map[string]string{label: p.App.Name}, cnp.Spec.EndpointSelector.MatchLabels)
-				// Cilium confines the selector to the policy's namespace.
-				require.Contains(t, rule.EndpointSelector.String(), `"k8s:io.kubernetes.pod.namespace":"`+p.App.Namespace+`"`)
-
 				var b egressd.Baseline
 				for _, c := range bs {
 					if c.Namespace == p.App.Namespace && c.App == p.App.Name {
 						b = c
 					}
 				}
+				label := cmpOr(opts.AppLabel, "app.kubernetes.io/name")
+				wantSel := map[string]string{label: p.App.Name}
+				if b.Pods != nil && len(b.Pods.Selector) > 0 {
+					wantSel = b.Pods.Selector
+				}
+				require.Equal(t, wantSel, cnp.Spec.EndpointSelector.MatchLabels)
+				// Cilium confines the selector to the policy's namespace.
+				require.Contains(t, rule.EndpointSelector.String(), `"k8s:io.kubernetes.pod.namespace":"`+p.App.Namespace+`"`)
 				checkSameAsMatcher(t, b, rule)
 				checkDNSRule(t, rule)
 			})
@@ -418,7 +445,7 @@ func TestWritePoliciesStaysInside(t *testing.T) {
 		require.Error(t, err)
 		require.Contains(t, err.Error(), filepath.Join(dir, "media", "recyclarr.yaml"))
 		require.Empty(t, snapshot(t, outside), "nothing written through the link")
-		require.Len(t, written, len(set.Policies)-2, "every app outside media is written")
+		require.Len(t, written, len(set.Policies)-3, "every app outside media is written")
 	})
 }
 

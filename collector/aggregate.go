@@ -215,6 +215,28 @@ type rollupState struct {
 	cursors map[string]int64
 	// answers are the newest DNS answer of each (namespace, pod, address).
 	answers map[answerKey]egressd.DNSAnswer
+	// labelSets and resolvers are the pods' facts the pipeline sent once
+	// per pod and per app and server (see PodSink).
+	labelSets map[labelSetAggKey]egressd.AppLabelSet
+	resolvers map[resolverAggKey]egressd.AppResolver
+	// lost are Hubble's lost_events records, each once.
+	lost map[lostKey]int64
+}
+
+type lostKey struct {
+	node, source string
+	time         int64
+}
+
+type labelSetAggKey struct {
+	app    egressd.App
+	labels string
+}
+
+type resolverAggKey struct {
+	app  egressd.App
+	kind egressd.ResolverKind
+	addr string
 }
 
 type answerKey struct {
@@ -233,13 +255,18 @@ func newRollupState(budgets map[egressd.App]*appBudget) *rollupState {
 		denied:     make(map[destKey]int64),
 		dns:        make(map[dnsQueryKey]dnsAgg),
 		answers:    make(map[answerKey]egressd.DNSAnswer),
+		labelSets:  make(map[labelSetAggKey]egressd.AppLabelSet),
+		resolvers:  make(map[resolverAggKey]egressd.AppResolver),
+		lost:       make(map[lostKey]int64),
 		cursors:    make(map[string]int64),
 	}
 }
 
 // keys counts what MaxKeys bounds: destinations, their hour buckets (one
 // each, plus those spilled) and DNS names.
-func (s *rollupState) keys() int { return 2*len(s.dests) + s.spilled + len(s.dns) + len(s.answers) }
+func (s *rollupState) keys() int {
+	return 2*len(s.dests) + s.spilled + len(s.dns) + len(s.answers) + len(s.labelSets) + len(s.resolvers) + len(s.lost)
+}
 
 // classIndex returns the number of c, adding it when add is set. Classes
 // and pods are added only with a destination or DNS name that uses them,
@@ -537,6 +564,68 @@ func (a *Aggregator) ObserveAnswer(ans egressd.DNSAnswer) {
 	}
 }
 
+// ObserveLabelSet keeps a label set of an app's pods for the next flush
+// (collector.PodSink). At MaxKeys new sets are dropped and counted, like
+// observations.
+func (a *Aggregator) ObserveLabelSet(l egressd.AppLabelSet) {
+	k := labelSetAggKey{app: l.App, labels: labelSetKey(l.Labels)}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.cur
+	old, found := s.labelSets[k]
+	if !found && s.keys()+a.inFlight >= a.opts.MaxKeys {
+		a.metrics.AggDropped.Inc()
+		return
+	}
+	s.labelSets[k] = mergeLabelSet(old, l, found)
+}
+
+func mergeLabelSet(old, l egressd.AppLabelSet, found bool) egressd.AppLabelSet {
+	if !found {
+		return l
+	}
+	if l.FirstSeen.Before(old.FirstSeen) {
+		old.FirstSeen = l.FirstSeen
+	}
+	if l.LastSeen.After(old.LastSeen) {
+		old.LastSeen = l.LastSeen
+	}
+	return old
+}
+
+// ObserveResolver keeps a DNS server an app asked for the next flush
+// (collector.PodSink).
+func (a *Aggregator) ObserveResolver(r egressd.AppResolver) {
+	k := resolverAggKey{app: r.App, kind: r.Kind, addr: r.Addr}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.cur
+	old, found := s.resolvers[k]
+	switch {
+	case !found && s.keys()+a.inFlight >= a.opts.MaxKeys:
+		a.metrics.AggDropped.Inc()
+	case !found || r.LastSeen.After(old.LastSeen):
+		s.resolvers[k] = r
+	}
+}
+
+// ObserveLost keeps a lost_events record for the next flush
+// (collector.LostSink). At MaxKeys new records are dropped and counted,
+// like observations; the metric has counted them already.
+func (a *Aggregator) ObserveLost(l egressd.LostEvents) {
+	k := lostKey{node: l.Node, source: l.Source, time: l.Time.UnixNano()}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.cur
+	old, found := s.lost[k]
+	switch {
+	case !found && s.keys()+a.inFlight >= a.opts.MaxKeys:
+		a.metrics.AggDropped.Inc()
+	case !found || l.Events > old:
+		s.lost[k] = l.Events
+	}
+}
+
 // Advance records that source has been handled up to t.
 func (a *Aggregator) Advance(source string, t time.Time) {
 	ts := t.UnixNano()
@@ -708,6 +797,18 @@ func (s *rollupState) merge(o *rollupState) {
 	for k, v := range o.cursors {
 		s.cursors[k] = max(s.cursors[k], v)
 	}
+	for k, v := range o.labelSets {
+		old, found := s.labelSets[k]
+		s.labelSets[k] = mergeLabelSet(old, v, found)
+	}
+	for k, v := range o.resolvers {
+		if old, ok := s.resolvers[k]; !ok || v.LastSeen.After(old.LastSeen) {
+			s.resolvers[k] = v
+		}
+	}
+	for k, v := range o.lost {
+		s.lost[k] = max(s.lost[k], v)
+	}
 }
 
 // rollup converts the state to the domain type, sorted so that writes take
@@ -781,6 +882,42 @@ func (s *rollupState) rollup() *egressd.Rollup {
 	for src, t := range s.cursors {
 		r.Cursors = append(r.Cursors, egressd.Cursor{Source: src, Time: time.Unix(0, t).UTC()})
 	}
+	for _, v := range s.labelSets {
+		r.LabelSets = append(r.LabelSets, v)
+	}
+	sort.Slice(r.LabelSets, func(i, j int) bool {
+		a, b := r.LabelSets[i], r.LabelSets[j]
+		if a.App != b.App {
+			return lessApp(a.App, b.App)
+		}
+		return labelSetKey(a.Labels) < labelSetKey(b.Labels)
+	})
+	for _, v := range s.resolvers {
+		r.Resolvers = append(r.Resolvers, v)
+	}
+	for k, v := range s.lost {
+		r.Lost = append(r.Lost, egressd.LostEvents{Node: k.node, Time: time.Unix(0, k.time).UTC(), Source: k.source, Events: v})
+	}
+	sort.Slice(r.Lost, func(i, j int) bool {
+		a, b := r.Lost[i], r.Lost[j]
+		if a.Node != b.Node {
+			return a.Node < b.Node
+		}
+		if !a.Time.Equal(b.Time) {
+			return a.Time.Before(b.Time)
+		}
+		return a.Source < b.Source
+	})
+	sort.Slice(r.Resolvers, func(i, j int) bool {
+		a, b := r.Resolvers[i], r.Resolvers[j]
+		if a.App != b.App {
+			return lessApp(a.App, b.App)
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.Addr < b.Addr
+	})
 	sort.Slice(r.Cursors, func(i, j int) bool { return r.Cursors[i].Source < r.Cursors[j].Source })
 	return r
 }

@@ -53,8 +53,13 @@ type Pipeline struct {
 	obs       egressd.Observation
 	keyBuf    []byte
 	delivered int64
-	// answerSinks are the sinks that keep DNS answers.
+	// answerSinks are the sinks that keep DNS answers, podSinks those
+	// that keep pods' labels and resolvers, which facts sends once.
 	answerSinks []AnswerSink
+	podSinks    []PodSink
+	lostSinks   []LostSink // those that store lost_events records
+	facts       *podFacts
+	nameFrom    string // where the last attributed app's name came from
 	// bound is a recent Now()+MaxClockSkew in Unix ns. It only lags the
 	// real bound, so a flow at or before it is in time without reading
 	// the clock; one after it reads the clock again.
@@ -118,6 +123,7 @@ type v4Net struct{ addr, mask uint32 }
 type precedence struct {
 	kind     byte // 'w' workload, 'l' label, 'p' pod
 	labelIdx int
+	from     string // as AppLabelSet.NameFrom says it
 }
 
 // NewPipeline returns a pipeline delivering to sinks.
@@ -130,6 +136,12 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	for _, s := range sinks {
 		if a, ok := s.(AnswerSink); ok {
 			p.answerSinks = append(p.answerSinks, a)
+		}
+		if ps, ok := s.(PodSink); ok {
+			p.podSinks = append(p.podSinks, ps)
+		}
+		if ls, ok := s.(LostSink); ok {
+			p.lostSinks = append(p.lostSinks, ls)
 		}
 	}
 	for _, c := range opts.InternalCIDRs {
@@ -149,11 +161,11 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	for _, s := range opts.AppPrecedence {
 		switch {
 		case s == "workload":
-			p.prec = append(p.prec, precedence{kind: 'w'})
+			p.prec = append(p.prec, precedence{kind: 'w', from: s})
 		case s == "pod":
-			p.prec = append(p.prec, precedence{kind: 'p'})
+			p.prec = append(p.prec, precedence{kind: 'p', from: s})
 		default:
-			p.prec = append(p.prec, precedence{kind: 'l', labelIdx: len(keys)})
+			p.prec = append(p.prec, precedence{kind: 'l', labelIdx: len(keys), from: "label:" + strings.TrimPrefix(s, "label:")})
 			keys = append(keys, strings.TrimPrefix(s, "label:"))
 		}
 	}
@@ -173,6 +185,7 @@ func NewPipeline(opts Options, m *Metrics, sinks ...Sink) (*Pipeline, error) {
 	p.intern.max = 100_000
 	p.apps = newAppLimit(opts.MaxApps)
 	m.AppsMax.Set(float64(opts.MaxApps))
+	p.facts = newPodFacts()
 	return p, nil
 }
 
@@ -262,6 +275,7 @@ func (p *Pipeline) handle(source string, msg []byte, confirmed bool) error {
 	case kindLostEvents:
 		p.metrics.lost(r.lostSrc, r.lostNum)
 		p.metrics.skip(skipLostEvents)
+		p.observeLost(r)
 		return nil
 	default:
 		p.metrics.skip(skipNotFlow)
@@ -514,6 +528,7 @@ func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time)
 		return nil
 	}
 	p.metrics.obsConnect.Inc()
+	p.observeLabels(o, f.srcRaw, p.nameFrom)
 	p.deliver(o)
 	return nil
 }
@@ -605,6 +620,8 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 			return
 		}
 		p.metrics.obsDNS.Inc()
+		p.observeLabels(o, f.srcRaw, p.nameFrom)
+		p.observeResolver(o, f)
 		p.deliver(o)
 	default:
 		p.metrics.skip(skipDNSOther)
@@ -731,6 +748,7 @@ func (p *Pipeline) attributeSource(f *decodedFlow, o *egressd.Observation) bool 
 		}
 	}
 	name := ""
+	p.nameFrom = ""
 	for _, pr := range p.prec {
 		var cand string
 		switch pr.kind {
@@ -744,7 +762,7 @@ func (p *Pipeline) attributeSource(f *decodedFlow, o *egressd.Observation) bool 
 			}
 		}
 		if cand != "" && egressd.ValidAppName(cand) {
-			name = cand
+			name, p.nameFrom = cand, pr.from
 			break
 		}
 	}

@@ -70,6 +70,15 @@ type Metrics struct {
 	FlushesFenced prometheus.Counter
 	LeaseLost     prometheus.Counter
 
+	// PodFactsDropped counts pod labels, label sets and resolvers not
+	// kept for their bounds (egressd.MaxLabelsPerSet and the like), by
+	// what was dropped; LabelsDropped, LabelSetsDropped and
+	// ResolversDropped are its series.
+	PodFactsDropped  *prometheus.CounterVec
+	LabelsDropped    prometheus.Counter
+	LabelSetsDropped prometheus.Counter
+	ResolversDropped prometheus.Counter
+
 	AggKeys        prometheus.Gauge
 	AggDropped     prometheus.Counter
 	AggSampled     prometheus.Counter
@@ -115,8 +124,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "egressd_collector_unattributed_flows_total",
 			Help: "Egress flows to outside the cluster that could not be attributed to an app or destination, by reason.",
 		}, []string{"reason"}),
+		// Named without the collector_ prefix: the name the PrometheusRule
+		// alerts on.
 		LostEvents: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "egressd_collector_hubble_lost_events_total",
+			Name: "egressd_hubble_lost_events_total",
 			Help: "Events Hubble reported lost (lost_events), by where they were lost.",
 		}, []string{"source"}),
 		DNSCache: f.NewGauge(prometheus.GaugeOpts{
@@ -211,6 +222,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Wall-clock time minus the newest flow time committed to PostgreSQL.",
 		}),
 	}
+	m.PodFactsDropped = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "egressd_collector_pod_facts_dropped_total",
+		Help: "Pod labels (invalid or past 32 per pod), label sets (past 16 per app) and DNS resolvers (past 8 per app) not kept for policy generation, by what.",
+	}, []string{"what"})
+	m.LabelsDropped = m.PodFactsDropped.WithLabelValues("label")
+	m.LabelSetsDropped = m.PodFactsDropped.WithLabelValues("label_set")
+	m.ResolversDropped = m.PodFactsDropped.WithLabelValues("resolver")
 	m.obsConnect = m.Observations.WithLabelValues("connect")
 	m.obsDNS = m.Observations.WithLabelValues("dns_query")
 	m.rejectedClock = m.Rejected.WithLabelValues(rejectClock)

@@ -102,6 +102,27 @@ func TestGitOpsScript(t *testing.T) {
 	out = run(t, 0, checkout, ciEnv, script, "check")
 	require.Contains(t, out, "no drift")
 
+	// The pull request check: the committed export allows everything the
+	// window saw; a file narrowed in a pull request fails, naming the app
+	// and the destination, in the log and in the report to post.
+	review := filepath.Join(tmp, "review.md")
+	reviewEnv := append(ciEnv[:len(ciEnv):len(ciEnv)], "REVIEW_OUTPUT="+review)
+	out = run(t, 0, checkout, reviewEnv, script, "review")
+	require.Contains(t, out, "allows everything the window saw")
+	report, err := os.ReadFile(review)
+	require.NoError(t, err)
+	require.Contains(t, string(report), "these baselines allow everything")
+	file := filepath.Join(checkout, dir, "media", "recyclarr.json")
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(file, []byte(strings.Replace(string(b), `"api.github.com"`, `"api.gitlab.com"`, 1)), 0o644))
+	out = run(t, 1, checkout, reviewEnv, script, "review")
+	require.Contains(t, out, "media/recyclarr: 1 destinations would be novel")
+	report, err = os.ReadFile(review)
+	require.NoError(t, err)
+	require.Contains(t, string(report), "would have raised alerts and policy drops")
+	require.Regexp(t, "```\n"+`media/recyclarr: 1 destinations would be novel, and dropped by its policy:\n  DESTINATION .*\n  api\.github\.com +443/TCP`, string(report))
+
 	// A failing egressd is an error (2), not drift.
 	run(t, 2, tmp, append(env, "DATABASE_URL=postgres://nobody@127.0.0.1:1/none"), script, "check")
 }

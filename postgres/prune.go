@@ -89,6 +89,15 @@ DELETE FROM app_hourly WHERE ctid IN (
 		{"app pods", &p.AppHistory, `
 DELETE FROM app_pods WHERE ctid IN (
     SELECT ctid FROM app_pods WHERE last_seen < $1 LIMIT $2)`},
+		{"app label sets", &p.AppHistory, `
+DELETE FROM app_label_sets WHERE ctid IN (
+    SELECT ctid FROM app_label_sets WHERE last_seen < $1 LIMIT $2)`},
+		{"app resolvers", &p.AppHistory, `
+DELETE FROM app_resolvers WHERE ctid IN (
+    SELECT ctid FROM app_resolvers WHERE last_seen < $1 LIMIT $2)`},
+		{"lost events", &p.AppHistory, `
+DELETE FROM hubble_lost_events WHERE ctid IN (
+    SELECT ctid FROM hubble_lost_events WHERE time < $1 LIMIT $2)`},
 		{"dns answers", &p.AppHistory, `
 DELETE FROM dns_answers WHERE ctid IN (
     SELECT ctid FROM dns_answers

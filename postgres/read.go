@@ -55,7 +55,7 @@ SELECT a.cluster, a.namespace, a.name, w.name, w.port, w.protocol,
             THEN d.first_seen ELSE w.first_hour END,
        CASE WHEN d.last_seen >= w.last_hour AND d.last_seen < w.last_hour + interval '1 hour'
             THEN d.last_seen ELSE w.last_hour + interval '1 hour' END,
-       w.flows
+       w.flows, coalesce(d.example_pod, '')
 FROM (
     SELECT app_id, name, port, protocol,
            min(hour) AS first_hour, max(hour) AS last_hour,
@@ -70,7 +70,7 @@ LEFT JOIN destinations d
 }
 
 // scanWindowEntries reads rows of (cluster, namespace, app, name, port,
-// protocol, first seen, last seen, flows) and sorts them here rather than in
+// protocol, first seen, last seen, flows, example pod) and sorts them here rather than in
 // SQL: the database's collation need not be bytewise, and the order must not
 // depend on it.
 func scanWindowEntries(rows pgx.Rows, what string) ([]egressd.WindowEntry, error) {
@@ -82,7 +82,7 @@ func scanWindowEntries(rows pgx.Rows, what string) ([]egressd.WindowEntry, error
 	_, err := pgx.ForEachRow(rows, []any{
 		&e.App.Cluster, &e.App.Namespace, &e.App.Name,
 		&e.Destination.Name, &port, &e.Destination.Protocol,
-		&e.FirstSeen, &e.LastSeen, &e.Flows,
+		&e.FirstSeen, &e.LastSeen, &e.Flows, &e.ExamplePod,
 	}, func() error {
 		e.Destination.Port = uint16(port)
 		e.FirstSeen, e.LastSeen = e.FirstSeen.UTC(), e.LastSeen.UTC()
@@ -275,7 +275,7 @@ func (db *DB) SeenDestinations(ctx context.Context, since time.Time) ([]egressd.
 func (db *DB) destinationsSince(ctx context.Context, col string, since time.Time) ([]egressd.WindowEntry, error) {
 	rows, err := db.pool.Query(ctx, `
 SELECT a.cluster, a.namespace, a.name, d.name, d.port, d.protocol,
-       d.first_seen, `+col+`, d.flows - d.dropped_flows
+       d.first_seen, `+col+`, d.flows - d.dropped_flows, d.example_pod
 FROM destinations d
 JOIN apps a ON a.id = d.app_id
 WHERE `+col+` >= $1`, since)

@@ -104,6 +104,10 @@ func (db *DB) writeRollup(ctx context.Context, r *egressd.Rollup, fence func(con
 		c := &w.answers
 		queue("upsert dns answers", upsertDNSAnswers, c.namespace, c.pod, c.addr, c.name, c.expires)
 	}
+	w.queuePodFacts(queue)
+	if c := &w.lost; len(c.node) > 0 {
+		queue("upsert lost events", upsertLost, c.node, c.time, c.source, c.events)
+	}
 	if len(w.cursors.source) > 0 {
 		queue("upsert cursors", upsertCursors, w.cursors.source, w.cursors.timeNS, w.cursors.time)
 	}
@@ -264,7 +268,11 @@ type rollupWriter struct {
 	dns     dnsColumns
 	answers answerColumns
 	cursors cursorColumns
-	days    []time.Time
+	// labelSets and resolvers are the pods' facts (pods.go).
+	labelSets labelSetColumns
+	resolvers resolverColumns
+	lost      lostColumns // Hubble's lost_events records (lost.go)
+	days      []time.Time
 	// appHours and appPods summarise hourly and dests per app.
 	appHours appHourColumns
 	appPods  appPodColumns // UTC days the hourly rows fall in, sorted
@@ -465,6 +473,12 @@ func newRollupWriter(r *egressd.Rollup) *rollupWriter {
 	for _, q := range dns {
 		see(q.App, q.FirstSeen, q.LastSeen)
 	}
+	for _, l := range r.LabelSets {
+		see(l.App, l.FirstSeen, l.LastSeen)
+	}
+	for _, v := range r.Resolvers {
+		see(v.App, v.LastSeen, v.LastSeen)
+	}
 	hourlyOnly := make(map[egressd.App]seen)
 	for _, h := range hourly {
 		if _, ok := apps[h.App]; ok {
@@ -498,6 +512,8 @@ func newRollupWriter(r *egressd.Rollup) *rollupWriter {
 		w.apps.cluster[i], w.apps.namespace[i], w.apps.name[i] = a.Cluster, a.Namespace, a.Name
 		w.apps.firstSeen[i], w.apps.lastSeen[i] = apps[a].first, apps[a].last
 	}
+	w.podFactRows(r, appIndex)
+	w.lostRows(r)
 
 	n := len(dests)
 	w.dests = destColumns{

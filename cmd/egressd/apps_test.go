@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"sort"
 	"testing"
 	"time"
@@ -37,14 +36,12 @@ func TestReplayKeepsStoredAppsPastMaxApps(t *testing.T) {
 	dir := t.TempDir()
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	old := []string{"old0x", "old1x", "old2x", "old3x"}
-	first := filepath.Join(dir, "first.jsonl")
-	writeCapture(t, first, barePods(at, old...))
+	first := writeFile(t, dir, "first.jsonl", captureLines(t, barePods(at, old...)))
 	r := run(t, env, "replay", first)
 	require.Equal(t, 0, r.code, r.stderr)
 
 	// An hour later, the same apps and six new ones, with room for four.
-	second := filepath.Join(dir, "second.jsonl")
-	writeCapture(t, second, barePods(at.Add(time.Hour), append(old, "new0x", "new1x", "new2x", "new3x", "new4x", "new5x")...))
+	second := writeFile(t, dir, "second.jsonl", captureLines(t, barePods(at.Add(time.Hour), append(old, "new0x", "new1x", "new2x", "new3x", "new4x", "new5x")...)))
 	r = run(t, env, "replay", "--max-apps", "4", second)
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stderr, "6  apps_sampled: of a new app, past half of --max-apps apps")

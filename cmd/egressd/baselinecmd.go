@@ -15,6 +15,7 @@ import (
 const baselineUsage = `Usage:
   egressd baseline export --dir DIR [--window 7d] [--at RFC3339] [--prune]
   egressd baseline diff   --dir DIR [--window 7d] [--at RFC3339] [--prune]
+  egressd baseline check  --dir DIR [--window 7d] [--at RFC3339] [--output text|json]
   egressd baseline policy --dir DIR [--out DIR]   (see egressd baseline policy --help)
 
 export writes DIR/<namespace>/<app>.json for every app with allowed egress in
@@ -24,6 +25,13 @@ bytes change; the same data and --at always give the same bytes.
 
 diff prints what export would change and exits 0 when nothing, 1 on drift,
 2 on error: use it as a CI check on the GitOps repository.
+
+check replays the window against the files in DIR as they would be enforced
+(exact names, patterns, ports and protocols, unbounded apps) and lists, per
+app, every destination the detector would call novel and the app's policy
+would drop, with its port, flows, last sighting and an example pod. It exits
+0 when there is none, 1 when there is some, 2 on error: run it on a pull
+request that changes baselines, and post its output for the reviewer.
 `
 
 func (c *CLI) baseline(ctx context.Context, args []string) error {
@@ -37,11 +45,14 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 		fmt.Fprint(c.Stdout, baselineUsage)
 		return nil
 	}
-	if sub == "policy" {
+	switch sub {
+	case "policy":
 		return c.baselinePolicy(ctx, args)
-	}
-	if sub != "export" && sub != "diff" {
-		return usageError("baseline: unknown subcommand %q: want export, diff or policy", sub)
+	case "check":
+		return c.baselineCheck(ctx, args)
+	case "export", "diff":
+	default:
+		return usageError("baseline: unknown subcommand %q: want export, diff, check or policy", sub)
 	}
 	fs := flag.NewFlagSet("egressd baseline "+sub, flag.ContinueOnError)
 	cm := c.commonFlags(fs)
@@ -60,15 +71,9 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 	if *dir == "" {
 		return usageError("baseline %s: --dir is required", sub)
 	}
-	if *window <= 0 {
-		return usageError("baseline %s: --window must be > 0", sub)
-	}
-	end := time.Now().UTC()
-	if *at != "" {
-		end, err = time.Parse(time.RFC3339, *at)
-		if err != nil {
-			return usageError("baseline %s: --at %q: want RFC3339 such as 2026-11-08T00:00:00Z", sub, *at)
-		}
+	end, err := windowEnd(sub, *window, *at)
+	if err != nil {
+		return err
 	}
 	db, err := openDB(ctx, cm, false)
 	if err != nil {
@@ -77,6 +82,9 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 	defer db.Close()
 	live, err := liveBaselines(ctx, db, end.Add(-*window), end)
 	if err != nil {
+		return err
+	}
+	if err := c.warnLost(ctx, db, "baseline "+sub, end.Add(-*window), end); err != nil {
 		return err
 	}
 	opts := baseline.ExportOptions{Prune: *prune}
@@ -118,5 +126,45 @@ func liveBaselines(ctx context.Context, db *postgres.DB, from, to time.Time) ([]
 	if err != nil {
 		return nil, fmt.Errorf("read window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
 	}
-	return b.Baselines(), nil
+	facts, err := db.WindowPodFacts(ctx, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read pods of window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	return baseline.AttachPods(b.Baselines(), facts.LabelSets, facts.Resolvers), nil
+}
+
+// windowEnd checks --window and returns the end of the window that --at
+// names, now when it is empty.
+func windowEnd(sub string, window time.Duration, at string) (time.Time, error) {
+	if window <= 0 {
+		return time.Time{}, usageError("baseline %s: --window must be > 0", sub)
+	}
+	if at == "" {
+		return time.Now().UTC(), nil
+	}
+	end, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		return time.Time{}, usageError("baseline %s: --at %q: want RFC3339 such as 2026-11-08T00:00:00Z", sub, at)
+	}
+	return end, nil
+}
+
+// coverage returns the warnings of the nodes that lost events in
+// [from, to).
+func coverage(ctx context.Context, db *postgres.DB, from, to time.Time) ([]string, error) {
+	losses, err := db.WindowLostEvents(ctx, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read lost events of window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	return baseline.CoverageWarnings(losses), nil
+}
+
+// warnLost prints, on standard error, a warning for each node that lost
+// events in [from, to).
+func (c *CLI) warnLost(ctx context.Context, db *postgres.DB, cmd string, from, to time.Time) error {
+	warnings, err := coverage(ctx, db, from, to)
+	for _, w := range warnings {
+		fmt.Fprintf(c.Stderr, "%s: warning: %s\n", cmd, w)
+	}
+	return err
 }

@@ -175,7 +175,7 @@ func TestUsageErrorIsOneLineAndAHint(t *testing.T) {
 		{[]string{"replay", "--cluster"}, "egressd: flag needs an argument: --cluster\nRun 'egressd replay --help' for usage.\n"},
 		{[]string{"accept", "--remove=maybe"}, "egressd: invalid boolean value \"maybe\" for --remove: parse error\nRun 'egressd accept --help' for usage.\n"},
 		{[]string{"baseline", "diff", "--window", "0", "--dir", "x"}, "egressd: baseline diff: --window must be > 0\nRun 'egressd baseline diff --help' for usage.\n"},
-		{[]string{"baseline", "frob"}, "egressd: baseline: unknown subcommand \"frob\": want export, diff or policy\nRun 'egressd baseline --help' for usage.\n"},
+		{[]string{"baseline", "frob"}, "egressd: baseline: unknown subcommand \"frob\": want export, diff, check or policy\nRun 'egressd baseline --help' for usage.\n"},
 		{[]string{"frob"}, "egressd: unknown command \"frob\"\nRun 'egressd --help' for usage.\n"},
 		{[]string{"--frob"}, "egressd: unknown command \"--frob\"\nRun 'egressd --help' for usage.\n"},
 	}

@@ -68,9 +68,21 @@ func homeLab(t *testing.T, start time.Time, d time.Duration) []byte {
 	t.Helper()
 	resps, err := flowgen.HomeLab(start, d).Generate()
 	require.NoError(t, err)
+	return captureLines(t, resps)
+}
+
+// captureLines returns resps as hubble observe -o jsonpb lines.
+func captureLines(t *testing.T, resps []*observer.GetFlowsResponse) []byte {
+	t.Helper()
 	var b bytes.Buffer
 	require.NoError(t, flowgen.WriteJSONLines(&b, resps))
 	return b.Bytes()
+}
+
+// writeCapture writes resps into path as hubble observe -o jsonpb lines.
+func writeCapture(t *testing.T, path string, resps []*observer.GetFlowsResponse) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, captureLines(t, resps), 0o600))
 }
 
 // writeFile writes b into dir/name and returns the path.

@@ -21,22 +21,24 @@ policy turns the baseline files DIR/<namespace>/<app>.json into one
 CiliumNetworkPolicy (cilium.io/v2) per app that allows the app's pods the
 destinations of its baseline and nothing else outside the cluster: names as
 toFQDNs matchName, patterns as matchPattern, IP addresses as toCIDR, with
-their ports. Each policy also allows DNS to kube-dns through Cilium's DNS
-proxy (which toFQDNs needs) and, unless --no-cluster-rule, all in-cluster
-egress. Without --out the policies go to standard output as one YAML stream
+their ports. Each policy selects the app's pods by the labels its file's
+pods.selector names, and allows DNS through Cilium's DNS proxy (which
+toFQDNs needs) to the resolvers its pods asked (pods.dns; DNS pods by
+--dns-selector) and, unless --no-cluster-rule, all in-cluster egress. Without --out the policies go to standard output as one YAML stream
 (kubectl apply -f -); with --out they are written to OUT/<namespace>/<app>.yaml
 and their paths printed. It needs no database.
 
 Apps that get no policy are listed on standard error: unbounded apps, host
 apps (namespace "host": host traffic needs a CiliumClusterwideNetworkPolicy
-with a nodeSelector, which egressd does not generate) and apps whose name is
-too long to be a label value. If any file cannot be read or made into a
+with a nodeSelector, which egressd does not generate), apps whose pods no
+labels tell apart (pods.unselectable says why) and apps whose name is too
+long to be a label value. If any file cannot be read or made into a
 policy, the errors name the files and nothing is printed or written.
 
-Check before applying: the policy selects pods by the label --app-label
-(default app.kubernetes.io/name) with the app's name as its value; egressd
-names apps after their workload, so make sure the pods carry that label with
-that value (kubectl get pods -n NAMESPACE -l KEY=APP). Policies add up: a
+A file without pods.selector (written by an older egressd) selects pods by
+the label --app-label (default app.kubernetes.io/name) with the app's name as
+its value: check that the pods carry it (kubectl get pods -n NAMESPACE -l
+KEY=APP). Policies add up: a
 policy that still allows the app toEntities world leaves its egress open.
 
 Examples:
@@ -50,7 +52,7 @@ func (c *CLI) baselinePolicy(ctx context.Context, args []string) error {
 	c.commonFlags(fs) // accepted like every command's, but no database is used
 	dir := fs.String("dir", "", "baseline directory (required)")
 	out := fs.String("out", "", "write OUT/<namespace>/<app>.yaml instead of printing one YAML stream")
-	appLabel := fs.String("app-label", baseline.DefaultAppLabel, "pod label whose value is the app name: the policies' endpointSelector")
+	appLabel := fs.String("app-label", baseline.DefaultAppLabel, "pod label whose value is the app name: the endpointSelector of apps whose file has no pods.selector")
 	dnsSelector := fs.String("dns-selector", formatSelector(baseline.DefaultDNSSelector()),
 		"comma-separated KEY=VALUE Cilium labels of the cluster DNS pods (k8s: labels the pod; k8s:io.kubernetes.pod.namespace its namespace)")
 	allowCIDRs := fs.String("allow-cidr", "", "comma-separated networks outside the cluster every policy allows (LAN, VPC): the collector's internal CIDRs never reach a baseline")

@@ -316,7 +316,7 @@ func runReplay(ctx context.Context, rc replayConfig) (replayResult, error) {
 		return res, fmt.Errorf("store replayed observations: %w", err)
 	}
 	res.notKept = notKept(reg)
-	for _, lv := range counterLabels(reg, "egressd_collector_hubble_lost_events_total", "source") {
+	for _, lv := range counterLabels(reg, "egressd_hubble_lost_events_total", "source") {
 		res.lostEvents += lv.n
 	}
 	if printed != nil {

@@ -6,11 +6,19 @@
 #
 #   egress-baselines.sh [sync]   diff; on drift export, commit, push
 #   egress-baselines.sh check    diff only: exit 0 no drift, 1 drift, 2 error
+#   egress-baselines.sh review   the pull request check of a baseline change:
+#                                egressd baseline check on the checkout; exit
+#                                0 when the files allow everything the window
+#                                saw, 1 when something would be novel or
+#                                dropped (listed per app), 2 on error; with
+#                                REVIEW_OUTPUT, the report is also written
+#                                there as Markdown, to post for the reviewer
 #
 # What it runs (deploy/README.md, "GitOps workflow"):
 #
 #   egressd baseline diff   --dir "$BASELINE_DIR" --at "$BASELINE_AT" --window "$BASELINE_WINDOW"
 #   egressd baseline export --dir "$BASELINE_DIR" --at "$BASELINE_AT" --window "$BASELINE_WINDOW"
+#   egressd baseline check  --dir "$BASELINE_DIR" --at "$BASELINE_AT" --window "$BASELINE_WINDOW" (review)
 #   git commit; git push
 #
 # Environment:
@@ -33,14 +41,15 @@
 #                     private temporary file, as ssh insists on its mode)
 #   GIT_KNOWN_HOSTS   known_hosts file for GIT_REPO's SSH host
 #   GIT_AUTHOR_NAME, GIT_AUTHOR_EMAIL   the commit's author (default egressd)
+#   REVIEW_OUTPUT     review: file to write the report to, as Markdown
 #   EGRESSD           the egressd binary (default: egressd on PATH)
 set -eu
 
 mode=${1:-sync}
 case $mode in
-sync | check) ;;
+sync | check | review) ;;
 *)
-	echo "usage: $0 [sync|check]" >&2
+	echo "usage: $0 [sync|check|review]" >&2
 	exit 2
 	;;
 esac
@@ -54,6 +63,31 @@ BASELINE_DIR=${BASELINE_DIR:-baselines}
 BASELINE_AT=${BASELINE_AT:-$(date -u +%Y-%m-%dT00:00:00Z)}
 BASELINE_WINDOW=${BASELINE_WINDOW:-168h}
 set -- --dir "$BASELINE_DIR" --at "$BASELINE_AT" --window "$BASELINE_WINDOW"
+if [ "$mode" = review ]; then
+	# The pull request's checkout is the current directory: judge its files
+	# against what the window saw, as they would be enforced.
+	status=0
+	"$EGRESSD" baseline check "$@" >"${TMPDIR:-/tmp}/egress-review.$$" || status=$?
+	cat "${TMPDIR:-/tmp}/egress-review.$$"
+	if [ -n "${REVIEW_OUTPUT:-}" ]; then
+		{
+			case $status in
+			0) echo "**egressd baseline check**: these baselines allow everything the $BASELINE_WINDOW before $BASELINE_AT saw." ;;
+			1) echo "**egressd baseline check**: with these baselines, the $BASELINE_WINDOW before $BASELINE_AT would have raised alerts and policy drops:" ;;
+			*) echo "**egressd baseline check** failed (exit $status); see the job's log." ;;
+			esac
+			echo
+			echo '```'
+			cat "${TMPDIR:-/tmp}/egress-review.$$"
+			echo '```'
+		} >"$REVIEW_OUTPUT"
+	fi
+	rm -f "${TMPDIR:-/tmp}/egress-review.$$"
+	case $status in
+	0 | 1) exit $status ;;
+	*) exit 2 ;;
+	esac
+fi
 if [ "${BASELINE_PRUNE:-0}" = 1 ]; then
 	set -- "$@" --prune
 fi
