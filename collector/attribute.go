@@ -528,8 +528,9 @@ func (p *Pipeline) process(source string, f *decodedFlow, ts int64, t time.Time)
 		return nil
 	}
 	p.metrics.obsConnect.Inc()
-	p.observeLabels(o, f.srcRaw, p.nameFrom)
-	p.deliver(o)
+	if p.deliver(o) {
+		p.observeLabels(o, f.srcRaw, p.nameFrom)
+	}
 	return nil
 }
 
@@ -620,9 +621,10 @@ func (p *Pipeline) processDNS(source string, f *decodedFlow, ts int64, t time.Ti
 			return
 		}
 		p.metrics.obsDNS.Inc()
-		p.observeLabels(o, f.srcRaw, p.nameFrom)
-		p.observeResolver(o, f)
-		p.deliver(o)
+		if p.deliver(o) {
+			p.observeLabels(o, f.srcRaw, p.nameFrom)
+			p.observeResolver(o, f)
+		}
 	default:
 		p.metrics.skip(skipDNSOther)
 	}
@@ -648,14 +650,17 @@ func (p *Pipeline) internal(ip netip.Addr) bool {
 	return false
 }
 
-func (p *Pipeline) deliver(o *egressd.Observation) {
+// deliver hands o to the sinks when its app is kept (Options.MaxApps), and
+// reports whether it was; only a kept app's pod facts are sent on.
+func (p *Pipeline) deliver(o *egressd.Observation) bool {
 	if !p.admitApp(o) {
-		return
+		return false
 	}
 	p.delivered++
 	for _, s := range p.sinks {
 		s.Observe(o)
 	}
+	return true
 }
 
 // icmpAnswer reports whether f carries an ICMP message that answers

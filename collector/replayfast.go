@@ -66,6 +66,7 @@ const (
 	idL4SCTP
 	idPortSource
 	idPortDest
+	idICMPType
 	idEpIdentity
 	idEpNamespace
 	idEpLabels
@@ -264,6 +265,7 @@ var compiledSchemas = sync.OnceValues(func() (fastSchemas, error) {
 		return m
 	}
 	ports := placed{ids: ids("source_port", idPortSource, "destination_port", idPortDest)}
+	icmp := placed{ids: ids("type", idICMPType)}
 	workload := b.message(desc(&flowpb.Workload{}), placed{ids: ids("name", idWlName, "kind", idWlKind)})
 	endpoint := b.message(desc(&flowpb.Endpoint{}), placed{
 		ids: ids("identity", idEpIdentity, "namespace", idEpNamespace, "labels", idEpLabels,
@@ -281,9 +283,11 @@ var compiledSchemas = sync.OnceValues(func() (fastSchemas, error) {
 			"l4": b.message(desc(&flowpb.Layer4{}), placed{
 				ids: ids("TCP", idL4TCP, "UDP", idL4UDP, "ICMPv4", idL4ICMPv4, "ICMPv6", idL4ICMPv6, "SCTP", idL4SCTP),
 				children: map[protoreflect.Name]*msgSchema{
-					"TCP":  b.message(desc(&flowpb.TCP{}), ports),
-					"UDP":  b.message(desc(&flowpb.UDP{}), ports),
-					"SCTP": b.message(desc(&flowpb.SCTP{}), ports),
+					"TCP":    b.message(desc(&flowpb.TCP{}), ports),
+					"UDP":    b.message(desc(&flowpb.UDP{}), ports),
+					"SCTP":   b.message(desc(&flowpb.SCTP{}), ports),
+					"ICMPv4": b.message(desc(&flowpb.ICMPv4{}), icmp),
+					"ICMPv6": b.message(desc(&flowpb.ICMPv6{}), icmp),
 				},
 			}),
 			"source":      endpoint,
@@ -711,6 +715,8 @@ func (w *fastJSON) setNumber(id fieldID, n uint64) {
 		f.srcPort = uint32(n)
 	case idPortDest:
 		f.dstPort = uint32(n)
+	case idICMPType:
+		f.icmpType = uint32(n)
 	case idDNSTTL:
 		f.dnsTTL = uint32(n)
 	case idDNSRcode:

@@ -40,6 +40,7 @@ type flowRecord struct {
 	l4           int // l4TCP...l4SCTP, 0 for another or no protocol
 	srcPort      uint32
 	dstPort      uint32
+	icmpType     uint32 // ICMPv4 or ICMPv6 message type
 	src, dst     endpointRecord
 	flowType     int32
 	nodeName     []byte
@@ -129,8 +130,12 @@ func appendFlow(b []byte, f *flowRecord) []byte {
 		var l4, proto int
 		b, l4 = openMessage(b, flowL4)
 		b, proto = openMessage(b, protowire.Number(f.l4))
-		b = appendVarintField(b, portSource, uint64(f.srcPort))
-		b = appendVarintField(b, portDestination, uint64(f.dstPort))
+		if f.l4 == l4ICMPv4 || f.l4 == l4ICMPv6 {
+			b = appendVarintField(b, icmpType, uint64(f.icmpType))
+		} else {
+			b = appendVarintField(b, portSource, uint64(f.srcPort))
+			b = appendVarintField(b, portDestination, uint64(f.dstPort))
+		}
 		b = closeMessage(b, proto)
 		b = closeMessage(b, l4)
 	}
@@ -324,9 +329,9 @@ func (f *flowRecord) fromFlow(fl *flowpb.Flow) {
 	case *flowpb.Layer4_SCTP:
 		f.l4, f.srcPort, f.dstPort = l4SCTP, p.SCTP.GetSourcePort(), p.SCTP.GetDestinationPort()
 	case *flowpb.Layer4_ICMPv4:
-		f.l4 = l4ICMPv4
+		f.l4, f.icmpType = l4ICMPv4, p.ICMPv4.GetType()
 	case *flowpb.Layer4_ICMPv6:
-		f.l4 = l4ICMPv6
+		f.l4, f.icmpType = l4ICMPv6, p.ICMPv6.GetType()
 	}
 	f.src.fromEndpoint(fl.GetSource())
 	f.dst.fromEndpoint(fl.GetDestination())
