@@ -80,22 +80,6 @@ func TestReplayRestartsChangeNothing(t *testing.T) {
 	flows, err := restartFlows()
 	require.NoError(t, err)
 	env := snapshotEnv(t, learntWeek)
-	want := []string{
-		"dns_tunnel media/sonarr exfil.example",
-		"egress_volume media/sonarr ",
-		"novel_destination home/home-assistant 203.0.113.99:8443",
-		"novel_destination media/recyclarr 192.0.2.10:22",
-		"novel_destination media/recyclarr exfil.example.net:443",
-		"novel_destination media/sonarr cdn.newthing.example:443",
-	}
-	// detectedDays is filled by the first test that asks: this one or
-	// TestReplayDetectsPlantedAnomaliesExactlyOnce.
-	detectedDays.URL(t)
-	single := anomalyKeys(t, detectedReplay.stdout)
-	if diff := cmp.Diff(want, single); diff != "" {
-		t.Fatalf("one process (-want +got):\n%s", diff)
-	}
-
 	// The parts' bounds, as indices into the days.
 	day := 24 * time.Hour
 	days := flows.days
@@ -127,6 +111,23 @@ func TestReplayRestartsChangeNothing(t *testing.T) {
 		split = append(split, anomalyKeys(t, r.stdout)...)
 	}
 	sort.Strings(split)
+
+	// detectedDays is filled by the first test that asks: this one or
+	// TestReplayDetectsPlantedAnomaliesExactlyOnce, which may be filling
+	// it while this one replays the parts.
+	detectedDays.URL(t)
+	single := anomalyKeys(t, detectedReplay.stdout)
+	want := []string{
+		"dns_tunnel media/sonarr exfil.example",
+		"egress_volume media/sonarr ",
+		"novel_destination home/home-assistant 203.0.113.99:8443",
+		"novel_destination media/recyclarr 192.0.2.10:22",
+		"novel_destination media/recyclarr exfil.example.net:443",
+		"novel_destination media/sonarr cdn.newthing.example:443",
+	}
+	if diff := cmp.Diff(want, single); diff != "" {
+		t.Fatalf("one process (-want +got):\n%s", diff)
+	}
 	if diff := cmp.Diff(single, split); diff != "" {
 		t.Fatalf("split into %d processes (-one process +split):\n%s", len(bounds)-1, diff)
 	}
