@@ -55,6 +55,8 @@ func TestPrometheusRule(t *testing.T) {
 	matcher := regexp.MustCompile(`([a-z_][a-z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"`)
 	grouping := regexp.MustCompile(`\b(?:by|without)\s*\(([^)]*)\)`)
 
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
 	require.Len(t, pr.Spec.Groups, 1)
 	seen := map[string]bool{}
 	for _, r := range pr.Spec.Groups[0].Rules {
@@ -66,6 +68,7 @@ func TestPrometheusRule(t *testing.T) {
 			require.Contains(t, []string{"warning", "critical"}, r.Labels["severity"])
 			require.NotEmpty(t, r.Annotations["summary"])
 			require.NotEmpty(t, r.Annotations["description"])
+			require.Regexp(t, "(?m)^ *\\| `"+r.Alert+"` \\|.*\\| "+r.Labels["severity"]+" \\|$", string(readme), "deploy/README.md's table of health alerts lists it with its severity")
 
 			expr := r.Expr.String()
 			for _, m := range selector.FindAllStringSubmatch(expr, -1) {
