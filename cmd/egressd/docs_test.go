@@ -311,3 +311,18 @@ func TestConfigurationDocumentsEveryFlag(t *testing.T) {
 	}
 	require.Equal(t, read, documented, "configuration.md's Environment table lists the variables the commands read")
 }
+
+// TestReadmeListsEveryDoc: the README's documentation table links every
+// page of docs/.
+func TestReadmeListsEveryDoc(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	require.NoError(t, err)
+	files, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		doc := "docs/" + filepath.Base(f)
+		require.Contains(t, string(b), "| ["+doc+"]("+doc+") |", "README.md's documentation table lists %s", doc)
+	}
+}
