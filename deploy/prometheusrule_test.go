@@ -16,6 +16,7 @@ import (
 	"github.com/egressd/egressd/alerts"
 	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/detector"
+	"github.com/egressd/egressd/httpapi"
 )
 
 // TestPrometheusRule checks egressd's health alerts with the real promtool
@@ -122,13 +123,15 @@ func TestPrometheusRule(t *testing.T) {
 }
 
 // registeredMetrics returns the name and variable label names of every
-// metric the collector, detector and alerts packages register.
+// metric the collector, detector, alerts and httpapi packages register.
 func registeredMetrics(t *testing.T) map[string]map[string]bool {
 	t.Helper()
 	r := &descRecorder{}
 	collector.NewMetrics(r)
 	detector.NewMetrics(r)
 	alerts.NewMetrics(r)
+	httpapi.NewMetrics(r)
+	detector.RegisterPodAppMetrics(r, nil) // described only: its functions run at a scrape
 	// Desc has no accessors: its String form is
 	// Desc{fqName: "...", help: "...", ..., variableLabels: {a,b}}.
 	re := regexp.MustCompile(`^Desc\{fqName: "([^"]+)",.*variableLabels: \{([^}]*)\}\}$`)
