@@ -24,7 +24,7 @@ const (
 	TruncatedSuffix  = "...(truncated)"
 )
 
-// Label names of egressd's alerts (docs/architecture.md, Alerts).
+// Label names of egressd's alerts (docs/operations.md, Alerts).
 const (
 	LabelAlertName   = "alertname"
 	LabelSeverity    = "severity"

@@ -33,7 +33,7 @@
 // were queued by another replica.
 //
 // [PostableAlert] maps a delivery to the Alertmanager model: the labels and
-// annotations listed in docs/architecture.md (Alerts). Label and annotation values are made
+// annotations listed in docs/operations.md (Alerts). Label and annotation values are made
 // valid UTF-8 and cut at MaxLabelValueLen and MaxAnnotationLen bytes (ending
 // in "...(truncated)"), so a hostile destination name can neither make
 // Alertmanager refuse the alert nor grow a notification without bound.

@@ -16,6 +16,7 @@ import (
 	"github.com/egressd/egressd/alerts"
 	"github.com/egressd/egressd/collector"
 	"github.com/egressd/egressd/detector"
+	"github.com/egressd/egressd/httpapi"
 )
 
 // TestPrometheusRule checks egressd's health alerts with the real promtool
@@ -55,6 +56,8 @@ func TestPrometheusRule(t *testing.T) {
 	matcher := regexp.MustCompile(`([a-z_][a-z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"`)
 	grouping := regexp.MustCompile(`\b(?:by|without)\s*\(([^)]*)\)`)
 
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
 	require.Len(t, pr.Spec.Groups, 1)
 	seen := map[string]bool{}
 	for _, r := range pr.Spec.Groups[0].Rules {
@@ -66,6 +69,7 @@ func TestPrometheusRule(t *testing.T) {
 			require.Contains(t, []string{"warning", "critical"}, r.Labels["severity"])
 			require.NotEmpty(t, r.Annotations["summary"])
 			require.NotEmpty(t, r.Annotations["description"])
+			require.Regexp(t, "(?m)^ *\\| `"+r.Alert+"` \\|.*\\| "+r.Labels["severity"]+" \\|$", string(readme), "deploy/README.md's table of health alerts lists it with its severity")
 
 			expr := r.Expr.String()
 			for _, m := range selector.FindAllStringSubmatch(expr, -1) {
@@ -119,13 +123,15 @@ func TestPrometheusRule(t *testing.T) {
 }
 
 // registeredMetrics returns the name and variable label names of every
-// metric the collector, detector and alerts packages register.
+// metric the collector, detector, alerts and httpapi packages register.
 func registeredMetrics(t *testing.T) map[string]map[string]bool {
 	t.Helper()
 	r := &descRecorder{}
 	collector.NewMetrics(r)
 	detector.NewMetrics(r)
 	alerts.NewMetrics(r)
+	httpapi.NewMetrics(r)
+	detector.RegisterPodAppMetrics(r, nil) // described only: its functions run at a scrape
 	// Desc has no accessors: its String form is
 	// Desc{fqName: "...", help: "...", ..., variableLabels: {a,b}}.
 	re := regexp.MustCompile(`^Desc\{fqName: "([^"]+)",.*variableLabels: \{([^}]*)\}\}$`)

@@ -74,7 +74,7 @@ func alertingServe(t testing.TB, db *postgres.DB, hubbleAddr, amURL string) (sto
 
 // TestServeAlertsNovelDestinationThroughAlertmanager: a novel flow streamed
 // from Hubble reaches a webhook receiver through the real Alertmanager's
-// routing, with the documented labels (docs/architecture.md); accepting the destination resolves it.
+// routing, with the documented labels (docs/operations.md#alerts); accepting the destination resolves it.
 func TestServeAlertsNovelDestinationThroughAlertmanager(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -56,8 +57,17 @@ func TestDocLinksResolve(t *testing.T) {
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
 		md := string(b)
-		for _, bad := range []string{"DESIGN.md", "STYLE.md", "../shared", "hubble-relay.kube-system:4245", "ghcr.io/egressd/egressd:v0.1.0"} {
+		for _, bad := range []string{"../shared", "hubble-relay.kube-system:4245", "ghcr.io/egressd/egressd:v0.1.0"} {
 			require.NotContains(t, md, bad, "%s cites something users do not have", f)
+		}
+		// A document named in capitals (README.md, BENCHMARKS.md) is one
+		// of the repository's, linked or not.
+		for _, name := range regexp.MustCompile(`\b[A-Z][A-Z_]*\.md\b`).FindAllString(md, -1) {
+			found, err := filepath.Glob(filepath.Join(repoRoot, "*", name))
+			require.NoError(t, err)
+			if _, err := os.Stat(filepath.Join(repoRoot, name)); err != nil && len(found) == 0 {
+				require.Failf(t, "cites a document users do not have", "%s: %s", f, name)
+			}
 		}
 		for _, m := range mdLink.FindAllStringSubmatch(mdFence.ReplaceAllString(md, ""), -1) {
 			link := m[1]
@@ -171,4 +181,157 @@ func TestReadmeCommandsExist(t *testing.T) {
 		require.Regexp(t, `(?m)^`+regexp.QuoteMeta(tg[0])+`:`, string(mk), "README: make %s", tg[0])
 	}
 	require.Contains(t, string(b), "/api/v1/apps/media/recyclarr/accepted", "the walkthrough accepts through the API")
+}
+
+// flagHelp is one flag as a command's --help lists it.
+type flagHelp struct {
+	name, def string // def: the help's default, "" when it shows none
+}
+
+var (
+	helpFlagLine = regexp.MustCompile(`^  --([a-z0-9-]+)`)
+	helpDefault  = regexp.MustCompile(`\(default ([^()]*)\)`)
+)
+
+// helpFlags returns the flags egressd ARGS --help lists, with the first
+// default each one's usage shows.
+func helpFlags(t *testing.T, args ...string) []flagHelp {
+	t.Helper()
+	r := run(t, nil, append(args, "--help")...)
+	require.Equal(t, 0, r.code, r.stderr)
+	var out []flagHelp
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if m := helpFlagLine.FindStringSubmatch(line); m != nil {
+			out = append(out, flagHelp{name: m[1]})
+		} else if len(out) > 0 && out[len(out)-1].def == "" {
+			if d := helpDefault.FindStringSubmatch(line); d != nil {
+				out[len(out)-1].def = d[1]
+			}
+		}
+	}
+	require.NotEmpty(t, out, "egressd %s --help lists no flags", strings.Join(args, " "))
+	return out
+}
+
+// docSections returns configuration.md's text by "## " heading.
+func docSections(md string) map[string]string {
+	out := map[string]string{}
+	for _, s := range strings.Split("\n"+md, "\n## ")[1:] {
+		title, body, _ := strings.Cut(s, "\n")
+		out[title] = body
+	}
+	return out
+}
+
+// unmark drops the quotes and backticks that differ between --help and
+// Markdown.
+func unmark(s string) string { return strings.NewReplacer("`", "", `"`, "").Replace(s) }
+
+// TestConfigurationDocumentsEveryFlag: configuration.md documents every
+// flag of every command in a table of the command's section, with the
+// default --help shows; every flag it names exists; its Environment table
+// lists exactly the variables the commands read.
+func TestConfigurationDocumentsEveryFlag(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "configuration.md"))
+	require.NoError(t, err)
+	md := string(b)
+	sections := docSections(md)
+
+	// rows returns the flag table rows of sections: flag -> default column.
+	row := regexp.MustCompile("(?m)^ *\\| ((?:`--[a-z0-9-]+`(?:, )?)+) \\| ([^|]*) \\|")
+	rows := func(titles ...string) map[string]string {
+		out := map[string]string{}
+		for _, title := range titles {
+			body, ok := sections[title]
+			require.True(t, ok, "configuration.md has no section %q", title)
+			for _, m := range row.FindAllStringSubmatch(body, -1) {
+				for _, f := range strings.Split(m[1], ", ") {
+					out[strings.Trim(f, "`-")] = m[2]
+				}
+			}
+		}
+		return out
+	}
+	commands := []struct {
+		args     []string
+		sections []string // where its flags are documented
+	}{
+		{[]string{"serve"}, []string{"serve"}},
+		{[]string{"migrate"}, []string{"Conventions"}},
+		{[]string{"replay"}, []string{"replay", "serve"}},
+		{[]string{"accept"}, []string{"accept"}},
+		{[]string{"baseline", "export"}, []string{"baseline export and diff"}},
+		{[]string{"baseline", "diff"}, []string{"baseline export and diff"}},
+		{[]string{"baseline", "check"}, []string{"baseline check"}},
+		{[]string{"baseline", "policy"}, []string{"baseline policy"}},
+		{[]string{"demo"}, []string{"demo"}},
+	}
+	// Defaults --help cannot show as the docs say them.
+	docDefault := map[string]string{
+		"by":           "the user running the command",
+		"database-url": "$DATABASE_URL",
+	}
+	exists := map[string]bool{}
+	for _, c := range commands {
+		doc := rows(append(c.sections, "Conventions")...)
+		for _, f := range helpFlags(t, c.args...) {
+			exists[f.name] = true
+			where := fmt.Sprintf("egressd %s --%s", strings.Join(c.args, " "), f.name)
+			col, ok := doc[f.name]
+			require.True(t, ok, "configuration.md: %s has no row in the flag table of %v", where, c.sections)
+			want := f.def
+			if d, ok := docDefault[f.name]; ok {
+				want = d
+			}
+			want, _, _ = strings.Cut(want, ";") // what follows is not the default
+			require.Contains(t, unmark(col), unmark(want), "configuration.md: %s: the default --help shows", where)
+		}
+	}
+	for _, m := range regexp.MustCompile(`--([a-z][a-z0-9-]*)`).FindAllStringSubmatch(md, -1) {
+		switch m[1] {
+		case "help", "version", "name": // egressd --version; "--name value" is the syntax
+			continue
+		case "tofqdns-min-ttl", "follow", "since": // Cilium's and hubble's flags
+			continue
+		case "only", "dry-run": // egressd-bench's, kubectl's
+			continue
+		}
+		require.True(t, exists[m[1]], "configuration.md names --%s, which no command has", m[1])
+	}
+
+	// The variables the commands read, through CLI.Getenv.
+	read := map[string]bool{}
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range regexp.MustCompile(`Getenv\("([A-Z_]+)"\)`).FindAllStringSubmatch(string(src), -1) {
+			read[m[1]] = true
+		}
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\|").FindAllStringSubmatch(sections["Environment"], -1) {
+		documented[m[1]] = true
+	}
+	require.Equal(t, read, documented, "configuration.md's Environment table lists the variables the commands read")
+}
+
+// TestReadmeListsEveryDoc: the README's documentation table links every
+// page of docs/.
+func TestReadmeListsEveryDoc(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	require.NoError(t, err)
+	files, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		doc := "docs/" + filepath.Base(f)
+		require.Contains(t, string(b), "| ["+doc+"]("+doc+") |", "README.md's documentation table lists %s", doc)
+	}
 }
