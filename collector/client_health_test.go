@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,52 +153,41 @@ func TestClientReportsUndecodableStream(t *testing.T) {
 
 // TestClientBackoffGrowsUntilHealthy checks that a server that ends every
 // stream after one valid message is reconnected to ever more slowly, unless
-// streams stay healthy for HealthyAfter.
+// streams stay healthy for HealthyAfter. It reads the waits the client
+// chose (retry_in, before its jitter) from its log, not the gaps between
+// streams, which a loaded machine stretches.
 func TestClientBackoffGrowsUntilHealthy(t *testing.T) {
 	t.Parallel()
 	valid, err := proto.Marshal(hubbletest.Response(podFlow(t0, "140.82.112.6", 443)))
 	require.NoError(t, err)
-	gaps := func(t *testing.T, healthyAfter time.Duration) []time.Duration {
-		var (
-			mu     sync.Mutex
-			opened []time.Time
-		)
+	retryIn := regexp.MustCompile(`msg=hubble_stream_ended .* retry_in=(\S+)`)
+	waits := func(t *testing.T, healthyAfter time.Duration) []time.Duration {
 		addr := rawHubble(t, func(stream grpc.ServerStream) error {
-			mu.Lock()
-			opened = append(opened, time.Now())
-			mu.Unlock()
 			return stream.SendMsg(&rawMsg{valid}) // then the stream ends
 		})
-		startRawClient(t, addr, func(o *collector.ClientOptions) {
+		_, logs := startRawClient(t, addr, func(o *collector.ClientOptions) {
 			o.BackoffMin, o.BackoffMax, o.HealthyAfter = 20*time.Millisecond, 5*time.Second, healthyAfter
 		})
-		waitUntil(t, 30*time.Second, "six streams", func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return len(opened) >= 6
+		var ws []time.Duration
+		waitUntil(t, 30*time.Second, "five reconnects", func() bool {
+			ws = ws[:0]
+			for _, m := range retryIn.FindAllStringSubmatch(logs.String(), -1) {
+				d, err := time.ParseDuration(m[1])
+				require.NoError(t, err, m[0])
+				ws = append(ws, d)
+			}
+			return len(ws) >= 5
 		})
-		mu.Lock()
-		defer mu.Unlock()
-		var gs []time.Duration
-		for i := 1; i < 6; i++ {
-			gs = append(gs, opened[i].Sub(opened[i-1]))
-		}
-		return gs
+		return ws[:5]
 	}
+	ms := time.Millisecond
 	t.Run("short streams", func(t *testing.T) {
 		t.Parallel()
-		gs := gaps(t, time.Hour)
-		// Waits are jittered in [b/2, b] for backoffs 20, 40, 80, 160,
-		// 320 ms: the fifth is at least 160 ms.
-		require.GreaterOrEqual(t, gs[4], 160*time.Millisecond, "gaps %v", gs)
-		require.Greater(t, gs[4], gs[0], "gaps %v", gs)
+		require.Equal(t, []time.Duration{20 * ms, 40 * ms, 80 * ms, 160 * ms, 320 * ms}, waits(t, time.Hour))
 	})
 	t.Run("healthy streams", func(t *testing.T) {
 		t.Parallel()
-		gs := gaps(t, time.Nanosecond)
-		for i, g := range gs {
-			require.Less(t, g, 150*time.Millisecond, "gap %d of %v: the backoff should have reset", i, gs)
-		}
+		require.Equal(t, []time.Duration{20 * ms, 20 * ms, 20 * ms, 20 * ms, 20 * ms}, waits(t, time.Nanosecond), "the backoff resets")
 	})
 }
 

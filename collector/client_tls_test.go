@@ -81,9 +81,16 @@ func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
 	return path
 }
 
+// arrives is how long streamOnce waits for a flow that must arrive: long,
+// since it returns as soon as the flow does, and a loaded machine with the
+// race detector takes seconds over a TLS handshake. Where no flow may
+// arrive, it waits a few seconds: the check can only get weaker on a slow
+// machine, never fail.
+const arrives = 30 * time.Second
+
 // streamOnce connects with opts, waits for the stream, sends one flow and
-// reports whether it arrived, with the client's exit error.
-func streamOnce(t *testing.T, srv *hubbletest.Server, opts collector.ClientOptions) (bool, error) {
+// reports whether it arrived within that time, with the client's exit error.
+func streamOnce(t *testing.T, srv *hubbletest.Server, opts collector.ClientOptions, within time.Duration) (bool, error) {
 	t.Helper()
 	sink := newChanSink()
 	m := collector.NewMetrics(prometheus.NewRegistry())
@@ -92,7 +99,7 @@ func streamOnce(t *testing.T, srv *hubbletest.Server, opts collector.ClientOptio
 	opts.BackoffMin, opts.BackoffMax = 5*time.Millisecond, 10*time.Millisecond
 	c, err := collector.NewClient(opts, slog.New(slog.NewTextHandler(testWriter{t}, nil)), m)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
@@ -103,11 +110,10 @@ func streamOnce(t *testing.T, srv *hubbletest.Server, opts collector.ClientOptio
 		return false, <-done
 	}
 	srv.Add(hubbletest.Responses(podFlow(t0, "1.1.1.1", 443))...)
-	deadline := time.After(3 * time.Second)
 	for sink.count() == 0 {
 		select {
 		case <-sink.cond:
-		case <-deadline:
+		case <-ctx.Done():
 			cancel()
 			return false, <-done
 		}
@@ -133,7 +139,7 @@ func TestClientMutualTLS(t *testing.T) {
 	opts.Address = addr
 	opts.TLSCAFile, opts.TLSCertFile, opts.TLSKeyFile = pki.caFile, pki.clientCertFile, pki.clientKeyFile
 	opts.TLSServerName = "ui.hubble-relay.cilium.io"
-	got, err := streamOnce(t, srv, opts)
+	got, err := streamOnce(t, srv, opts, arrives)
 	require.NoError(t, err)
 	require.True(t, got, "a flow arrives over mTLS")
 }
@@ -158,7 +164,7 @@ func TestClientTLSFailuresDoNotStream(t *testing.T) {
 	plaintext := collector.DefaultClientOptions()
 	plaintext.Address = addr
 	for name, opts := range map[string]collector.ClientOptions{"no client certificate": noCert, "wrong server name": wrongName, "plaintext": plaintext} {
-		got, err := streamOnce(t, srv, opts)
+		got, err := streamOnce(t, srv, opts, 3*time.Second)
 		require.NoError(t, err, name)
 		require.False(t, got, "%s: no flow may arrive", name)
 	}
@@ -185,7 +191,7 @@ func TestClientUnixSocket(t *testing.T) {
 	t.Cleanup(srv.Stop)
 	opts := collector.DefaultClientOptions()
 	opts.Address = addr
-	got, err := streamOnce(t, srv, opts)
+	got, err := streamOnce(t, srv, opts, arrives)
 	require.NoError(t, err)
 	require.True(t, got)
 }

@@ -369,6 +369,9 @@ func TestAPIPool(t *testing.T) {
 
 	release, err := postgres.HoldAPIConn(ctx, db)
 	require.NoError(t, err)
+	st := api.PoolStat()
+	require.Equal(t, [2]int32{1, 1}, [2]int32{st.Max, st.Acquired}, "the API's pool: max and acquired")
+	require.Equal(t, int32(0), db.PoolStat().Acquired, "the main pool")
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	_, err = api.AppSummaries(short, egressd.AppFilter{})

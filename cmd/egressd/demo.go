@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -424,8 +425,8 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // listens.
 const demoServeListen = "127.0.0.1:9090"
 
-// alertPrinter prints anomalies readably as they are stored, each with the
-// link to its triage page.
+// alertPrinter prints anomalies readably as they are stored, each with its
+// severity, the reasons for it, and the link to its triage page.
 type alertPrinter struct {
 	mu    sync.Mutex
 	w     io.Writer
@@ -440,7 +441,10 @@ func (p *alertPrinter) print(a egressd.Anomaly) {
 	p.n++
 	day := int(a.Time.Sub(p.start)/(24*time.Hour)) + 1
 	// One write per alert, so its lines stay together.
-	line := fmt.Sprintf("    ALERT %s  day %d %s  %s\n", a.Kind.AlertName(), day, a.Time.Format("15:04"), a.Summary)
+	line := fmt.Sprintf("    ALERT %s %s  day %d %s  %s\n", a.Kind.AlertName(), cmp.Or(string(a.Severity), "unranked"), day, a.Time.Format("15:04"), a.Summary)
+	if len(a.Evidence.Reasons) > 0 {
+		line += fmt.Sprintf("          why: %s\n", strings.Join(a.Evidence.Reasons, "; "))
+	}
 	if a.Pod != "" {
 		line += fmt.Sprintf("          pod %s, compared with the %s baseline\n", a.Pod, a.BaselineSource)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/egressd/egressd/alerts/amtest"
@@ -43,9 +44,23 @@ func TestDemo(t *testing.T) {
 	}
 	require.NotContains(t, r.stdout, "new-app", "an app still learning raises nothing")
 	require.NotContains(t, r.stdout, "throwaway")
-	// Each alert is printed with its triage page, on the demo's egressd.
-	links := regexp.MustCompile(`(?m)^\s+ALERT .*\n(?:\s+pod .*\n)?\s+triage: http://127\.0\.0\.1:\d+/triage/anomalies/[0-9a-f]{32}$`).FindAllString(r.stdout, -1)
-	require.Len(t, links, 5, "alerts without a triage link in:\n%s", r.stdout)
+	// Each alert is printed with its severity, the reasons for it from the
+	// detector's rule table, and its triage page on the demo's egressd.
+	alerts := regexp.MustCompile(`(?m)^\s+ALERT (\S+) (\S+)  day \d .*  (\S+ \S+ \S+).*\n\s+why: (.*)\n(?:\s+pod .*\n)?\s+triage: http://127\.0\.0\.1:\d+/triage/anomalies/[0-9a-f]{32}$`).FindAllStringSubmatch(r.stdout, -1)
+	got := map[string]string{}
+	for _, a := range alerts {
+		got[a[3]] = a[1] + " " + a[2] + ": " + a[4]
+	}
+	// The volume alert's factor depends on the hour the demo runs.
+	require.Regexp(t, `^EgressVolumeAnomaly warning: sends \d+x its average$`, got["media/sonarr sends 20"])
+	delete(got, "media/sonarr sends 20")
+	const never = "never reached by any app in the cluster"
+	require.Empty(t, cmp.Diff(map[string]string{
+		"media/recyclarr reached exfil.example.net:443/TCP,": "EgressNovelDestination critical: " + never,
+		"home/home-assistant reached 203.0.113.99:8443/TCP,": "EgressNovelDestination critical: " + never + "; bare IP; high port",
+		"media/sonarr reached cdn.newthing.example:443/TCP,": "EgressNovelDestination critical: " + never,
+		"media/recyclarr tried to":                           "EgressNovelDestination warning: " + never + "; bare IP; dropped by policy",
+	}, got), "alerts by summary (-want +got) in:\n%s", r.stdout)
 	files, err := filepath.Glob(filepath.Join(dir, "*", "*.json"))
 	require.NoError(t, err)
 	require.Len(t, files, 6)

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/prometheus/alertmanager/api/v2/models"
 	"github.com/stretchr/testify/require"
 
+	"github.com/egressd/egressd"
 	"github.com/egressd/egressd/alerts/amtest"
 	"github.com/egressd/egressd/collector/hubbletest"
 	"github.com/egressd/egressd/postgres/pgtest"
@@ -54,10 +56,12 @@ func chromium(t *testing.T) string {
 const phoneWidth, phoneHeight = 390, 844
 
 // TestTriageInBrowser is the path from the notification to a resolved
-// alert, in a real Chromium on a phone-sized screen: a novel flow streamed
-// from Hubble raises an alert in a real Alertmanager; its generatorURL
-// opens the anomaly's page; the list shows it; signing in with the API
-// token and tapping "Accept" resolves it, and Alertmanager says so.
+// alert, in a real Chromium on a phone-sized screen: novel flows streamed
+// from Hubble raise alerts in a real Alertmanager, rated by the real
+// detector; the critical one's generatorURL opens the anomaly's page, with
+// its severity badge and reasons; the list shows every anomaly, by
+// severity first; signing in with the API token and tapping "Accept"
+// resolves it, and Alertmanager says so.
 // Screenshots of each page are kept (artifactDir) and their paths logged.
 func TestTriageInBrowser(t *testing.T) {
 	t.Parallel()
@@ -79,21 +83,44 @@ func TestTriageInBrowser(t *testing.T) {
 	_, stop := runMain(t, cfg)
 	defer stop()
 	require.NoError(t, srv.WaitStreams(ctx, 1))
+
+	// alert waits until Alertmanager lists the one alert filter matches.
+	alert := func(filter ...string) *models.GettableAlert {
+		t.Helper()
+		for {
+			as, err := am.Alerts(ctx, filter...)
+			require.NoError(t, err)
+			if len(as) == 1 {
+				return as[0]
+			}
+			require.NoError(t, ctx.Err(), "no alert %s in Alertmanager; its log:\n%s", filter, am.Logs())
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Three anomalies, raised by the real detector and rated by its rule
+	// table: sonarr reaches api.example.org, which no app ever reached
+	// (critical); once that is stored, recyclarr reaches
+	// exfil.example.net, never reached either (critical), then, newest,
+	// api.example.org, which sonarr now uses (info). Each flow waits for
+	// the one before to be stored, since the evidence is what the
+	// database knew before the flow.
+	srv.Add(hubbletest.Response(egressFlow(time.Now(), "sonarr", "api.example.org", "198.51.100.8")))
+	alert(`app="sonarr"`)
+	waitUntil(t, "sonarr's destination is stored", func() bool {
+		ds, err := db.Destinations(ctx, egressd.App{Cluster: "homelab", Namespace: "media", Name: "sonarr"})
+		require.NoError(t, err)
+		return len(ds) == 1
+	})
 	srv.Add(hubbletest.Response(egressFlow(time.Now(), "recyclarr", "exfil.example.net", "198.51.100.7")))
+	const filter = `destination="exfil.example.net"`
+	exfil := alert(filter)
+	require.Equal(t, "critical", exfil.Labels["severity"])
+	srv.Add(hubbletest.Response(egressFlow(time.Now(), "recyclarr", "api.example.org", "198.51.100.8")))
+	require.Equal(t, "info", alert(`app="recyclarr"`, `destination="api.example.org"`).Labels["severity"])
 
 	// The alert, as Alertmanager's API lists it.
-	const filter = `destination="exfil.example.net"`
-	var link string
-	for link == "" {
-		as, err := am.Alerts(ctx, filter)
-		require.NoError(t, err)
-		if len(as) == 1 {
-			link = string(as[0].GeneratorURL)
-			require.Equal(t, link, as[0].Annotations["link"])
-		}
-		require.NoError(t, ctx.Err(), "no alert in Alertmanager; its log:\n%s", am.Logs())
-		time.Sleep(20 * time.Millisecond)
-	}
+	link := string(exfil.GeneratorURL)
+	require.Equal(t, link, exfil.Annotations["link"])
 	require.True(t, strings.HasPrefix(link, cfg.Alerts.ExternalURL+triage.Prefix+"/anomalies/"), link)
 
 	dir := artifactDir(t)
@@ -142,11 +169,25 @@ func TestTriageInBrowser(t *testing.T) {
 	require.Contains(t, text("#state"), "Firing")
 	require.Contains(t, text("#own"), "FORWARDED", "no recent flows")
 	require.Contains(t, text("#pods"), "recyclarr-7d9f8b6c5d-x2k9p")
+	// Its severity badge (in capitals, as its style shows it), and the
+	// rule that set it.
+	require.Equal(t, "CRITICAL", text("#severity"))
+	require.Contains(t, text("#reasons"), "never reached by any app in the cluster")
 	shot("anomaly-signed-out")
 
-	// The list of firing anomalies.
+	// The list of firing anomalies, by severity: the two critical ones
+	// (the newer first), then the info one, although it is the newest.
 	step("open the list", chromedp.Navigate(cfg.Alerts.ExternalURL+triage.Prefix+"/"), chromedp.WaitVisible(chromedp.ID("anomalies")))
-	require.Contains(t, text("#anomalies"), "exfil.example.net")
+	sctx, cancelList := context.WithTimeout(browser, 15*time.Second)
+	cards, err := chromedp.Run(sctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#anomalies a.card")].map(c => c.innerText.replace(/\s+/g, " "))`))
+	cancelList()
+	require.NoError(t, err)
+	require.Len(t, cards, 3, "%q", cards)
+	for i, want := range []string{"CRITICAL media/recyclarr → exfil.example.net:443/TCP", "CRITICAL media/sonarr → api.example.org:443/TCP", "INFO media/recyclarr → api.example.org:443/TCP"} {
+		require.True(t, strings.HasPrefix(cards[i], want), "card %d: want %q first, got %q", i, want, cards[i])
+	}
+	require.Contains(t, cards[0], "never reached by any app in the cluster")
+	require.Contains(t, cards[2], "reached by 1 other app")
 	shot("list")
 
 	// Back to the anomaly, sign in from it, and land on it again.
