@@ -125,7 +125,7 @@ func (s *server) options(next http.Handler) http.Handler {
 		}
 		allow := s.allowed(r)
 		if len(allow) == 0 {
-			s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND, "no route %s: see /api/v1 routes in the egressd README", echo(r.URL.Path)))
+			s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND, "no route %s: see docs/api.md for the /api/v1 routes", echo(r.URL.Path)))
 			return
 		}
 		w.Header().Set("Allow", strings.Join(allow, ", "))

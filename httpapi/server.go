@@ -278,7 +278,7 @@ func (s *server) router() chi.Router {
 	// methods the path allows (RFC 9110, 9.3.2 and 9.3.7).
 	r.Use(s.instrument, s.recoverer, middleware.GetHead, s.options)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND, "no route %s %s: see /api/v1 routes in the egressd README", echo(r.Method), echo(r.URL.Path)))
+		s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND, "no route %s %s: see docs/api.md for the /api/v1 routes", echo(r.Method), echo(r.URL.Path)))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		// A 405 names the methods that are allowed (RFC 9110, 15.5.6).

@@ -37,6 +37,8 @@ Usage:
   egressd baseline export --dir DIR [--window 7d] [--at RFC3339] [--prune]
   egressd baseline diff   --dir DIR [--window 7d] [--at RFC3339] [--prune]
                               exit 0: no drift, 1: drift, 2: error
+  egressd baseline check  --dir DIR [--window 7d] [--at RFC3339] [--output text|json]
+                              what the window would break under the files: exit 0 nothing, 1 some, 2 error
   egressd baseline policy --dir DIR [--out DIR]
                               CiliumNetworkPolicies (toFQDNs) from the baseline files
   egressd accept NAMESPACE/APP DESTINATION[:PORT]
@@ -45,8 +47,8 @@ Usage:
                               --keep-running: then a live Hubble to try serve and accept on
   egressd version             version, commit and Go version (also: egressd --version)
 
-Every command but baseline policy takes --database-url (default $DATABASE_URL,
-which the demo ignores).
+Every command takes --database-url (default $DATABASE_URL, which the demo
+ignores; baseline policy reads only files).
 Durations are written 30s, 5m, 24h, 7d, 2w. Run 'egressd COMMAND --help' for
 a command's flags.
 `
@@ -124,7 +126,7 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 // "egressd serve", "egressd baseline export".
 func commandName(args []string) string {
 	name := "egressd " + args[0]
-	if args[0] == "baseline" && len(args) > 1 && (args[1] == "export" || args[1] == "diff" || args[1] == "policy") {
+	if args[0] == "baseline" && len(args) > 1 && (args[1] == "export" || args[1] == "diff" || args[1] == "check" || args[1] == "policy") {
 		name += " " + args[1]
 	}
 	return name
