@@ -10,9 +10,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/egressd/egressd"
 )
@@ -107,44 +110,64 @@ func Export(dir string, live []egressd.Baseline, opts ExportOptions) (ExportResu
 }
 
 // writeSteps writes the files of the steps that change one, and returns
-// each step's error by index. It writes through one Root per namespace
-// directory, open while that namespace's files are written: os.Root
-// resolves every path component with its own system calls, and the writes
-// of an export are many files in few directories.
+// each step's error by index. Namespaces are written in parallel, each
+// through one Root open while its files are written: os.Root resolves every
+// path component with its own system calls, and the writes of an export are
+// many files in few directories.
 func writeSteps(root *os.Root, steps []step, durable bool) []error {
 	failed := make([]error, len(steps))
 	chmod := umaskMasks(fileMode)
-	var (
-		ns      *os.Root
-		nsName  string
-		nsErr   error
-		started bool
-	)
-	closeNS := func() {
-		if ns != nil {
-			ns.Close()
+	// Steps are sorted by namespace: each group is one namespace's steps
+	// that write.
+	var groups [][2]int
+	for i := 0; i < len(steps); {
+		j := i + 1
+		for j < len(steps) && steps[j].app.Namespace == steps[i].app.Namespace {
+			j++
 		}
-		ns, nsErr = nil, nil
+		groups = append(groups, [2]int{i, j})
+		i = j
 	}
-	defer closeNS()
-	for i := range steps {
-		s := &steps[i]
-		if s.prune || s.unchanged() {
-			continue
+	parallel(len(groups), func(g int) {
+		var ns *os.Root
+		for i := groups[g][0]; i < groups[g][1]; i++ {
+			s := &steps[i]
+			if s.prune || s.unchanged() {
+				continue
+			}
+			if ns == nil {
+				var err error
+				if ns, err = openNamespace(root, s.app.Namespace); err != nil {
+					for ; i < groups[g][1]; i++ {
+						if s := &steps[i]; !s.prune && !s.unchanged() {
+							failed[i] = err
+						}
+					}
+					return
+				}
+				defer ns.Close()
+			}
+			failed[i] = writeFileMode(ns, s.app.Name+".json", s.data, durable, chmod)
 		}
-		// Steps are sorted by namespace.
-		if !started || s.app.Namespace != nsName {
-			closeNS()
-			started, nsName = true, s.app.Namespace
-			ns, nsErr = openNamespace(root, nsName)
-		}
-		if nsErr != nil {
-			failed[i] = nsErr
-			continue
-		}
-		failed[i] = writeFileMode(ns, s.app.Name+".json", s.data, durable, chmod)
-	}
+	})
 	return failed
+}
+
+// parallel calls fn(0) to fn(n-1), on as many goroutines as the process
+// may run at once, and returns when every call has.
+func parallel(n int, fn func(i int)) {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // step is what Export does with one file.
@@ -188,73 +211,46 @@ func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions
 	for _, b := range live {
 		count[egressd.App{Namespace: b.Namespace, Name: b.App}]++
 	}
-	steps := make([]step, 0, len(live))
+	// What needs no file: duplicates and the namespace directories that do
+	// not exist (one look spares a failed open per app, on a first export).
+	// The rest is planned in parallel (planApp).
+	todo := make([]int, 0, len(live))
+	rels := make([]string, len(live))
 	missingNS := map[string]bool{}
-	for _, b := range live {
+	for i, b := range live {
 		app := egressd.App{Namespace: b.Namespace, Name: b.App}
-		// Suggestions are the export's own: what the caller set is
-		// replaced by what the listed names suggest.
-		b.Suggestions = Suggest(b.Destinations)
 		rel, err := relPath(app.Namespace, app.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("live baseline: %w", err))
 			continue
 		}
-		path := filepath.Join(dir, rel)
 		switch n := count[app]; {
 		case n < 0: // already reported
 			continue
 		case n > 1:
 			count[app] = -1
-			errs = append(errs, egressd.Errorf(egressd.EINVALID, "%s: app %s appears %d times in the live set (file left untouched)", path, app, n))
+			errs = append(errs, egressd.Errorf(egressd.EINVALID, "%s: app %s appears %d times in the live set (file left untouched)", filepath.Join(dir, rel), app, n))
 			continue
 		}
-		var (
-			oldData []byte
-			exists  bool
-		)
-		// A namespace directory that does not exist holds no file: one
-		// look at it spares a failed open per app (a first export).
-		absent, seen := missingNS[app.Namespace]
-		if !seen && root != nil {
+		if _, seen := missingNS[app.Namespace]; !seen && root != nil {
 			_, err := root.Lstat(app.Namespace)
-			absent = errors.Is(err, fs.ErrNotExist)
-			missingNS[app.Namespace] = absent
+			missingNS[app.Namespace] = errors.Is(err, fs.ErrNotExist)
 		}
-		if !absent {
-			oldData, exists, err = readData(root, dir, app)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%w (file left untouched)", err))
+		rels[i] = rel
+		todo = append(todo, i)
+	}
+	planned := make([]plannedStep, len(todo))
+	parallel(len(todo), func(k int) {
+		i := todo[k]
+		planned[k] = planApp(root, dir, live[i], rels[i], root == nil || missingNS[live[i].Namespace])
+	})
+	steps := make([]step, 0, len(live))
+	for _, p := range planned {
+		if p.err != nil {
+			errs = append(errs, p.err)
 			continue
 		}
-		// The common case, exporting over the previous export of an app
-		// without hand edits, needs no parsing: when the file holds the
-		// bytes of the live baseline, it has no unbounded flag, notes or
-		// patterns, so merging would keep exactly the live set.
-		if exists && plain(b) {
-			if data, err := Marshal(b); err == nil && bytes.Equal(data, oldData) {
-				steps = append(steps, step{app: app, rel: rel, path: path, exists: true, oldData: oldData, data: data})
-				continue
-			}
-		}
-		var old *egressd.Baseline
-		if exists {
-			parsed, err := unmarshal(oldData, path, &app)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%w (file left untouched)", err))
-				continue
-			}
-			old = &parsed
-		}
-		next := Merge(old, b)
-		next.Suggestions = Suggest(next.Destinations)
-		data, err := Marshal(next)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w (file left untouched)", path, err))
-			continue
-		}
-		steps = append(steps, step{app: app, rel: rel, path: path, exists: exists, old: old, oldData: oldData, next: next, data: data})
+		steps = append(steps, p.step)
 	}
 
 	if opts.Prune && root != nil {
@@ -280,6 +276,59 @@ func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions
 	}
 	slices.SortFunc(steps, func(a, b step) int { return compareApps(a.app, b.app) })
 	return steps, errs
+}
+
+// plannedStep is planApp's result: a step, or the error that leaves the
+// app's file untouched.
+type plannedStep struct {
+	step step
+	err  error
+}
+
+// planApp plans the file of one live app at rel (valid, and the app's only
+// baseline in the live set); absent says that its namespace directory does
+// not exist. It only reads, so apps are planned in parallel.
+func planApp(root *os.Root, dir string, b egressd.Baseline, rel string, absent bool) plannedStep {
+	app := egressd.App{Namespace: b.Namespace, Name: b.App}
+	path := filepath.Join(dir, rel)
+	// Suggestions are the export's own: what the caller set is replaced
+	// by what the listed names suggest.
+	b.Suggestions = Suggest(b.Destinations)
+	var (
+		oldData []byte
+		exists  bool
+		err     error
+	)
+	if !absent {
+		oldData, exists, err = readData(root, dir, app)
+	}
+	if err != nil {
+		return plannedStep{err: fmt.Errorf("%w (file left untouched)", err)}
+	}
+	// The common case, exporting over the previous export of an app
+	// without hand edits, needs no parsing: when the file holds the bytes
+	// of the live baseline, it has no unbounded flag, notes or patterns,
+	// so merging would keep exactly the live set.
+	if exists && plain(b) {
+		if data, err := Marshal(b); err == nil && bytes.Equal(data, oldData) {
+			return plannedStep{step: step{app: app, rel: rel, path: path, exists: true, oldData: oldData, data: data}}
+		}
+	}
+	var old *egressd.Baseline
+	if exists {
+		parsed, err := unmarshal(oldData, path, &app)
+		if err != nil {
+			return plannedStep{err: fmt.Errorf("%w (file left untouched)", err)}
+		}
+		old = &parsed
+	}
+	next := Merge(old, b)
+	next.Suggestions = Suggest(next.Destinations)
+	data, err := Marshal(next)
+	if err != nil {
+		return plannedStep{err: fmt.Errorf("%s: %w (file left untouched)", path, err)}
+	}
+	return plannedStep{step: step{app: app, rel: rel, path: path, exists: exists, old: old, oldData: oldData, next: next, data: data}}
 }
 
 // compareApps orders apps by namespace, then name.
