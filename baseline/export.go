@@ -77,36 +77,72 @@ func Export(dir string, live []egressd.Baseline, opts ExportOptions) (ExportResu
 	defer root.Close()
 
 	steps, errs := plan(root, dir, live, opts)
-	failed := writeSteps(root, steps, opts.Sync)
-	emptied := map[string]bool{}
+	o := outcome{errs: errs}
+	o.apply(root, steps, writeSteps(root, steps, opts.Sync))
+	return o.result(root, dir)
+}
+
+// outcome gathers what an export did, file by file.
+type outcome struct {
+	written, unchanged, pruned []doneFile
+	emptied                    map[string]bool // namespaces pruning took files from
+	errs                       []error
+}
+
+type doneFile struct {
+	app  egressd.App
+	path string
+}
+
+// apply removes the files of the prune steps and records every step's
+// outcome; failed holds the steps' write errors by index (writeSteps).
+func (o *outcome) apply(root *os.Root, steps []step, failed []error) {
 	for i, s := range steps {
+		done := doneFile{s.app, s.path}
 		switch {
 		case s.prune:
 			if err := root.Remove(s.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("prune baseline %s: %w", s.path, err))
+				o.errs = append(o.errs, fmt.Errorf("prune baseline %s: %w", s.path, err))
 				continue
 			}
-			res.Pruned = append(res.Pruned, s.path)
-			emptied[s.app.Namespace] = true
+			o.pruned = append(o.pruned, done)
+			if o.emptied == nil {
+				o.emptied = map[string]bool{}
+			}
+			o.emptied[s.app.Namespace] = true
 		case s.unchanged():
-			res.Unchanged = append(res.Unchanged, s.path)
+			o.unchanged = append(o.unchanged, done)
 		case failed[i] != nil:
-			errs = append(errs, fmt.Errorf("write baseline %s: %w", s.path, failed[i]))
+			o.errs = append(o.errs, fmt.Errorf("write baseline %s: %w", s.path, failed[i]))
 		default:
-			res.Written = append(res.Written, s.path)
+			o.written = append(o.written, done)
 		}
 	}
+}
+
+// result removes the namespace directories pruning emptied and returns the
+// export's result, each list sorted by namespace and app, and its errors
+// joined.
+func (o *outcome) result(root *os.Root, dir string) (ExportResult, error) {
 	// A namespace directory that pruning emptied goes too: git does not
 	// track empty directories, so keeping it would only differ from a
 	// fresh checkout.
-	for _, ns := range slices.Sorted(maps.Keys(emptied)) {
+	for _, ns := range slices.Sorted(maps.Keys(o.emptied)) {
 		if entries, err := fs.ReadDir(root.FS(), ns); err == nil && len(entries) == 0 {
 			if err := root.Remove(ns); err != nil {
-				errs = append(errs, fmt.Errorf("remove empty baseline directory %s: %w", filepath.Join(dir, ns), err))
+				o.errs = append(o.errs, fmt.Errorf("remove empty baseline directory %s: %w", filepath.Join(dir, ns), err))
 			}
 		}
 	}
-	return res, errors.Join(errs...)
+	paths := func(files []doneFile) []string {
+		slices.SortFunc(files, func(a, b doneFile) int { return compareApps(a.app, b.app) })
+		var out []string
+		for _, f := range files {
+			out = append(out, f.path)
+		}
+		return out
+	}
+	return ExportResult{Written: paths(o.written), Unchanged: paths(o.unchanged), Pruned: paths(o.pruned)}, errors.Join(o.errs...)
 }
 
 // writeSteps writes the files of the steps that change one, and returns
@@ -206,6 +242,14 @@ func plain(b egressd.Baseline) bool {
 // valid live app, then with opts.Prune one per file of an absent app. root
 // is nil when dir does not exist. Steps come sorted by namespace and app.
 func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions) ([]step, []error) {
+	return planIn(root, dir, live, opts, map[string]bool{})
+}
+
+// planIn is plan; missingNS says, of each namespace looked at, whether its
+// directory was absent at first sight, and is filled as plan looks. Only
+// this export can have written files there since, so an Exporter keeps it
+// from batch to batch: its apps come once each.
+func planIn(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions, missingNS map[string]bool) ([]step, []error) {
 	var errs []error
 	count := make(map[egressd.App]int, len(live))
 	for _, b := range live {
@@ -216,7 +260,6 @@ func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions
 	// The rest is planned in parallel (planApp).
 	todo := make([]int, 0, len(live))
 	rels := make([]string, len(live))
-	missingNS := map[string]bool{}
 	for i, b := range live {
 		app := egressd.App{Namespace: b.Namespace, Name: b.App}
 		rel, err := relPath(app.Namespace, app.Name)
@@ -254,27 +297,35 @@ func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions
 	}
 
 	if opts.Prune && root != nil {
-		files, listErrs := listFiles(root, dir)
-		errs = append(errs, listErrs...)
-		for _, f := range files {
-			if count[f.app] != 0 {
-				continue
-			}
-			// Prune only what is recognisably a baseline: a broken
-			// file might be someone's work in progress.
-			old, oldData, err := readExisting(root, dir, f.app)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%w (not pruned)", err))
-				continue
-			}
-			if old == nil {
-				continue // gone since listed
-			}
-			rel := appRel(f.app)
-			steps = append(steps, step{app: f.app, rel: rel, path: filepath.Join(dir, rel), exists: true, old: old, oldData: oldData, prune: true})
-		}
+		pruned, pruneErrs := planPrune(root, dir, func(a egressd.App) bool { return count[a] != 0 })
+		steps, errs = append(steps, pruned...), append(errs, pruneErrs...)
 	}
 	slices.SortFunc(steps, func(a, b step) int { return compareApps(a.app, b.app) })
+	return steps, errs
+}
+
+// planPrune returns a step for each baseline file in root of an app that
+// live says is not live.
+func planPrune(root *os.Root, dir string, live func(egressd.App) bool) ([]step, []error) {
+	var steps []step
+	files, errs := listFiles(root, dir)
+	for _, f := range files {
+		if live(f.app) {
+			continue
+		}
+		// Prune only what is recognisably a baseline: a broken
+		// file might be someone's work in progress.
+		old, oldData, err := readExisting(root, dir, f.app)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w (not pruned)", err))
+			continue
+		}
+		if old == nil {
+			continue // gone since listed
+		}
+		rel := appRel(f.app)
+		steps = append(steps, step{app: f.app, rel: rel, path: filepath.Join(dir, rel), exists: true, old: old, oldData: oldData, prune: true})
+	}
 	return steps, errs
 }
 
