@@ -342,9 +342,6 @@ type plannedStep struct {
 func planApp(root *os.Root, dir string, b egressd.Baseline, rel string, absent bool) plannedStep {
 	app := egressd.App{Namespace: b.Namespace, Name: b.App}
 	path := filepath.Join(dir, rel)
-	// Suggestions are the export's own: what the caller set is replaced
-	// by what the listed names suggest.
-	b.Suggestions = Suggest(b.Destinations)
 	var (
 		oldData []byte
 		exists  bool
@@ -361,6 +358,10 @@ func planApp(root *os.Root, dir string, b egressd.Baseline, rel string, absent b
 	// of the live baseline, it has no unbounded flag, notes or patterns,
 	// so merging would keep exactly the live set.
 	if exists && plain(b) {
+		// Suggestions are the export's own: what the caller set is
+		// replaced by what the listed names suggest (Merge leaves them
+		// out, and they are computed again below).
+		b.Suggestions = Suggest(b.Destinations)
 		if data, err := Marshal(b); err == nil && bytes.Equal(data, oldData) {
 			return plannedStep{step: step{app: app, rel: rel, path: path, exists: true, oldData: oldData, data: data}}
 		}
