@@ -93,6 +93,16 @@ func (b *Builder) Baselines() []egressd.Baseline {
 	return out
 }
 
+// Take returns the baselines of the entries added since the last Take, as
+// Baselines does, and forgets those entries: a window that streams one app
+// at a time (postgres.DB.EachWindowApp) is built with one Builder, an app
+// added then taken at a time.
+func (b *Builder) Take() []egressd.Baseline {
+	out := b.Baselines()
+	clear(b.groups)
+	return out
+}
+
 // sortBaselines sorts by namespace, then app.
 func sortBaselines(bs []egressd.Baseline) {
 	slices.SortFunc(bs, func(a, b egressd.Baseline) int {

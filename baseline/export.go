@@ -10,9 +10,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/egressd/egressd"
 )
@@ -74,77 +77,133 @@ func Export(dir string, live []egressd.Baseline, opts ExportOptions) (ExportResu
 	defer root.Close()
 
 	steps, errs := plan(root, dir, live, opts)
-	failed := writeSteps(root, steps, opts.Sync)
-	emptied := map[string]bool{}
+	o := outcome{errs: errs}
+	o.apply(root, steps, writeSteps(root, steps, opts.Sync))
+	return o.result(root, dir)
+}
+
+// outcome gathers what an export did, file by file.
+type outcome struct {
+	written, unchanged, pruned []doneFile
+	emptied                    map[string]bool // namespaces pruning took files from
+	errs                       []error
+}
+
+type doneFile struct {
+	app  egressd.App
+	path string
+}
+
+// apply removes the files of the prune steps and records every step's
+// outcome; failed holds the steps' write errors by index (writeSteps).
+func (o *outcome) apply(root *os.Root, steps []step, failed []error) {
 	for i, s := range steps {
+		done := doneFile{s.app, s.path}
 		switch {
 		case s.prune:
 			if err := root.Remove(s.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("prune baseline %s: %w", s.path, err))
+				o.errs = append(o.errs, fmt.Errorf("prune baseline %s: %w", s.path, err))
 				continue
 			}
-			res.Pruned = append(res.Pruned, s.path)
-			emptied[s.app.Namespace] = true
+			o.pruned = append(o.pruned, done)
+			if o.emptied == nil {
+				o.emptied = map[string]bool{}
+			}
+			o.emptied[s.app.Namespace] = true
 		case s.unchanged():
-			res.Unchanged = append(res.Unchanged, s.path)
+			o.unchanged = append(o.unchanged, done)
 		case failed[i] != nil:
-			errs = append(errs, fmt.Errorf("write baseline %s: %w", s.path, failed[i]))
+			o.errs = append(o.errs, fmt.Errorf("write baseline %s: %w", s.path, failed[i]))
 		default:
-			res.Written = append(res.Written, s.path)
+			o.written = append(o.written, done)
 		}
 	}
+}
+
+// result removes the namespace directories pruning emptied and returns the
+// export's result, each list sorted by namespace and app, and its errors
+// joined.
+func (o *outcome) result(root *os.Root, dir string) (ExportResult, error) {
 	// A namespace directory that pruning emptied goes too: git does not
 	// track empty directories, so keeping it would only differ from a
 	// fresh checkout.
-	for _, ns := range slices.Sorted(maps.Keys(emptied)) {
+	for _, ns := range slices.Sorted(maps.Keys(o.emptied)) {
 		if entries, err := fs.ReadDir(root.FS(), ns); err == nil && len(entries) == 0 {
 			if err := root.Remove(ns); err != nil {
-				errs = append(errs, fmt.Errorf("remove empty baseline directory %s: %w", filepath.Join(dir, ns), err))
+				o.errs = append(o.errs, fmt.Errorf("remove empty baseline directory %s: %w", filepath.Join(dir, ns), err))
 			}
 		}
 	}
-	return res, errors.Join(errs...)
+	paths := func(files []doneFile) []string {
+		slices.SortFunc(files, func(a, b doneFile) int { return compareApps(a.app, b.app) })
+		var out []string
+		for _, f := range files {
+			out = append(out, f.path)
+		}
+		return out
+	}
+	return ExportResult{Written: paths(o.written), Unchanged: paths(o.unchanged), Pruned: paths(o.pruned)}, errors.Join(o.errs...)
 }
 
 // writeSteps writes the files of the steps that change one, and returns
-// each step's error by index. It writes through one Root per namespace
-// directory, open while that namespace's files are written: os.Root
-// resolves every path component with its own system calls, and the writes
-// of an export are many files in few directories.
+// each step's error by index. Namespaces are written in parallel, each
+// through one Root open while its files are written: os.Root resolves every
+// path component with its own system calls, and the writes of an export are
+// many files in few directories.
 func writeSteps(root *os.Root, steps []step, durable bool) []error {
 	failed := make([]error, len(steps))
 	chmod := umaskMasks(fileMode)
-	var (
-		ns      *os.Root
-		nsName  string
-		nsErr   error
-		started bool
-	)
-	closeNS := func() {
-		if ns != nil {
-			ns.Close()
+	// Steps are sorted by namespace: each group is one namespace's steps
+	// that write.
+	var groups [][2]int
+	for i := 0; i < len(steps); {
+		j := i + 1
+		for j < len(steps) && steps[j].app.Namespace == steps[i].app.Namespace {
+			j++
 		}
-		ns, nsErr = nil, nil
+		groups = append(groups, [2]int{i, j})
+		i = j
 	}
-	defer closeNS()
-	for i := range steps {
-		s := &steps[i]
-		if s.prune || s.unchanged() {
-			continue
+	parallel(len(groups), func(g int) {
+		var ns *os.Root
+		for i := groups[g][0]; i < groups[g][1]; i++ {
+			s := &steps[i]
+			if s.prune || s.unchanged() {
+				continue
+			}
+			if ns == nil {
+				var err error
+				if ns, err = openNamespace(root, s.app.Namespace); err != nil {
+					for ; i < groups[g][1]; i++ {
+						if s := &steps[i]; !s.prune && !s.unchanged() {
+							failed[i] = err
+						}
+					}
+					return
+				}
+				defer ns.Close()
+			}
+			failed[i] = writeFileMode(ns, s.app.Name+".json", s.data, durable, chmod)
 		}
-		// Steps are sorted by namespace.
-		if !started || s.app.Namespace != nsName {
-			closeNS()
-			started, nsName = true, s.app.Namespace
-			ns, nsErr = openNamespace(root, nsName)
-		}
-		if nsErr != nil {
-			failed[i] = nsErr
-			continue
-		}
-		failed[i] = writeFileMode(ns, s.app.Name+".json", s.data, durable, chmod)
-	}
+	})
 	return failed
+}
+
+// parallel calls fn(0) to fn(n-1), on as many goroutines as the process
+// may run at once, and returns when every call has.
+func parallel(n int, fn func(i int)) {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // step is what Export does with one file.
@@ -183,103 +242,145 @@ func plain(b egressd.Baseline) bool {
 // valid live app, then with opts.Prune one per file of an absent app. root
 // is nil when dir does not exist. Steps come sorted by namespace and app.
 func plan(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions) ([]step, []error) {
+	return planIn(root, dir, live, opts, map[string]bool{})
+}
+
+// planIn is plan; missingNS says, of each namespace looked at, whether its
+// directory was absent at first sight, and is filled as plan looks. Only
+// this export can have written files there since, so an Exporter keeps it
+// from batch to batch: its apps come once each.
+func planIn(root *os.Root, dir string, live []egressd.Baseline, opts ExportOptions, missingNS map[string]bool) ([]step, []error) {
 	var errs []error
 	count := make(map[egressd.App]int, len(live))
 	for _, b := range live {
 		count[egressd.App{Namespace: b.Namespace, Name: b.App}]++
 	}
-	steps := make([]step, 0, len(live))
-	missingNS := map[string]bool{}
-	for _, b := range live {
+	// What needs no file: duplicates and the namespace directories that do
+	// not exist (one look spares a failed open per app, on a first export).
+	// The rest is planned in parallel (planApp).
+	todo := make([]int, 0, len(live))
+	rels := make([]string, len(live))
+	for i, b := range live {
 		app := egressd.App{Namespace: b.Namespace, Name: b.App}
-		// Suggestions are the export's own: what the caller set is
-		// replaced by what the listed names suggest.
-		b.Suggestions = Suggest(b.Destinations)
 		rel, err := relPath(app.Namespace, app.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("live baseline: %w", err))
 			continue
 		}
-		path := filepath.Join(dir, rel)
 		switch n := count[app]; {
 		case n < 0: // already reported
 			continue
 		case n > 1:
 			count[app] = -1
-			errs = append(errs, egressd.Errorf(egressd.EINVALID, "%s: app %s appears %d times in the live set (file left untouched)", path, app, n))
+			errs = append(errs, egressd.Errorf(egressd.EINVALID, "%s: app %s appears %d times in the live set (file left untouched)", filepath.Join(dir, rel), app, n))
 			continue
 		}
-		var (
-			oldData []byte
-			exists  bool
-		)
-		// A namespace directory that does not exist holds no file: one
-		// look at it spares a failed open per app (a first export).
-		absent, seen := missingNS[app.Namespace]
-		if !seen && root != nil {
+		if _, seen := missingNS[app.Namespace]; !seen && root != nil {
 			_, err := root.Lstat(app.Namespace)
-			absent = errors.Is(err, fs.ErrNotExist)
-			missingNS[app.Namespace] = absent
+			missingNS[app.Namespace] = errors.Is(err, fs.ErrNotExist)
 		}
-		if !absent {
-			oldData, exists, err = readData(root, dir, app)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%w (file left untouched)", err))
+		rels[i] = rel
+		todo = append(todo, i)
+	}
+	planned := make([]plannedStep, len(todo))
+	parallel(len(todo), func(k int) {
+		i := todo[k]
+		planned[k] = planApp(root, dir, live[i], rels[i], root == nil || missingNS[live[i].Namespace])
+	})
+	steps := make([]step, 0, len(live))
+	for _, p := range planned {
+		if p.err != nil {
+			errs = append(errs, p.err)
 			continue
 		}
-		// The common case, exporting over the previous export of an app
-		// without hand edits, needs no parsing: when the file holds the
-		// bytes of the live baseline, it has no unbounded flag, notes or
-		// patterns, so merging would keep exactly the live set.
-		if exists && plain(b) {
-			if data, err := Marshal(b); err == nil && bytes.Equal(data, oldData) {
-				steps = append(steps, step{app: app, rel: rel, path: path, exists: true, oldData: oldData, data: data})
-				continue
-			}
-		}
-		var old *egressd.Baseline
-		if exists {
-			parsed, err := unmarshal(oldData, path, &app)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%w (file left untouched)", err))
-				continue
-			}
-			old = &parsed
-		}
-		next := Merge(old, b)
-		next.Suggestions = Suggest(next.Destinations)
-		data, err := Marshal(next)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w (file left untouched)", path, err))
-			continue
-		}
-		steps = append(steps, step{app: app, rel: rel, path: path, exists: exists, old: old, oldData: oldData, next: next, data: data})
+		steps = append(steps, p.step)
 	}
 
 	if opts.Prune && root != nil {
-		files, listErrs := listFiles(root, dir)
-		errs = append(errs, listErrs...)
-		for _, f := range files {
-			if count[f.app] != 0 {
-				continue
-			}
-			// Prune only what is recognisably a baseline: a broken
-			// file might be someone's work in progress.
-			old, oldData, err := readExisting(root, dir, f.app)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%w (not pruned)", err))
-				continue
-			}
-			if old == nil {
-				continue // gone since listed
-			}
-			rel := appRel(f.app)
-			steps = append(steps, step{app: f.app, rel: rel, path: filepath.Join(dir, rel), exists: true, old: old, oldData: oldData, prune: true})
-		}
+		pruned, pruneErrs := planPrune(root, dir, func(a egressd.App) bool { return count[a] != 0 })
+		steps, errs = append(steps, pruned...), append(errs, pruneErrs...)
 	}
 	slices.SortFunc(steps, func(a, b step) int { return compareApps(a.app, b.app) })
 	return steps, errs
+}
+
+// planPrune returns a step for each baseline file in root of an app that
+// live says is not live.
+func planPrune(root *os.Root, dir string, live func(egressd.App) bool) ([]step, []error) {
+	var steps []step
+	files, errs := listFiles(root, dir)
+	for _, f := range files {
+		if live(f.app) {
+			continue
+		}
+		// Prune only what is recognisably a baseline: a broken
+		// file might be someone's work in progress.
+		old, oldData, err := readExisting(root, dir, f.app)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w (not pruned)", err))
+			continue
+		}
+		if old == nil {
+			continue // gone since listed
+		}
+		rel := appRel(f.app)
+		steps = append(steps, step{app: f.app, rel: rel, path: filepath.Join(dir, rel), exists: true, old: old, oldData: oldData, prune: true})
+	}
+	return steps, errs
+}
+
+// plannedStep is planApp's result: a step, or the error that leaves the
+// app's file untouched.
+type plannedStep struct {
+	step step
+	err  error
+}
+
+// planApp plans the file of one live app at rel (valid, and the app's only
+// baseline in the live set); absent says that its namespace directory does
+// not exist. It only reads, so apps are planned in parallel.
+func planApp(root *os.Root, dir string, b egressd.Baseline, rel string, absent bool) plannedStep {
+	app := egressd.App{Namespace: b.Namespace, Name: b.App}
+	path := filepath.Join(dir, rel)
+	var (
+		oldData []byte
+		exists  bool
+		err     error
+	)
+	if !absent {
+		oldData, exists, err = readData(root, dir, app)
+	}
+	if err != nil {
+		return plannedStep{err: fmt.Errorf("%w (file left untouched)", err)}
+	}
+	// The common case, exporting over the previous export of an app
+	// without hand edits, needs no parsing: when the file holds the bytes
+	// of the live baseline, it has no unbounded flag, notes or patterns,
+	// so merging would keep exactly the live set.
+	if exists && plain(b) {
+		// Suggestions are the export's own: what the caller set is
+		// replaced by what the listed names suggest (Merge leaves them
+		// out, and they are computed again below).
+		b.Suggestions = Suggest(b.Destinations)
+		if data, err := Marshal(b); err == nil && bytes.Equal(data, oldData) {
+			return plannedStep{step: step{app: app, rel: rel, path: path, exists: true, oldData: oldData, data: data}}
+		}
+	}
+	var old *egressd.Baseline
+	if exists {
+		parsed, err := unmarshal(oldData, path, &app)
+		if err != nil {
+			return plannedStep{err: fmt.Errorf("%w (file left untouched)", err)}
+		}
+		old = &parsed
+	}
+	next := Merge(old, b)
+	next.Suggestions = Suggest(next.Destinations)
+	data, err := Marshal(next)
+	if err != nil {
+		return plannedStep{err: fmt.Errorf("%s: %w (file left untouched)", path, err)}
+	}
+	return plannedStep{step: step{app: app, rel: rel, path: path, exists: exists, old: old, oldData: oldData, next: next, data: data}}
 }
 
 // compareApps orders apps by namespace, then name.

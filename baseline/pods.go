@@ -30,48 +30,68 @@ var preferredKeys = []string{
 // alone. Apps are matched by namespace and name, whatever their cluster,
 // as Build groups them; bs is not modified.
 func AttachPods(bs []egressd.Baseline, sets []egressd.AppLabelSet, resolvers []egressd.AppResolver) []egressd.Baseline {
-	type key struct{ namespace, app string }
-	byApp := map[key][][]egressd.Label{}
-	nameLabel := map[key]string{}
-	byNamespace := map[string][]key{}
-	for _, s := range sets {
-		k := key{s.App.Namespace, s.App.Name}
-		if _, ok := byApp[k]; !ok {
-			byNamespace[k.namespace] = append(byNamespace[k.namespace], k)
-		}
-		byApp[k] = append(byApp[k], s.Labels)
-		if from, ok := strings.CutPrefix(s.NameFrom, "label:"); ok {
-			nameLabel[k] = from
-		}
-	}
-	res := map[key][]egressd.BaselineResolver{}
-	for _, r := range resolvers {
-		k := key{r.App.Namespace, r.App.Name}
-		res[k] = append(res[k], egressd.BaselineResolver{Kind: r.Kind, Addr: r.Addr})
-	}
+	p := NewPodFacts(sets, resolvers)
 	out := slices.Clone(bs)
 	for i, b := range out {
-		k := key{b.Namespace, b.App}
-		if b.Namespace == egressd.HostNamespace {
-			continue
-		}
-		own, hasSets := byApp[k]
-		if !hasSets && len(res[k]) == 0 {
-			continue
-		}
-		p := &egressd.BaselinePods{Resolvers: sortResolvers(res[k])}
-		if hasSets {
-			others := map[string][][]egressd.Label{}
-			for _, o := range byNamespace[k.namespace] {
-				if o != k {
-					others[o.app] = byApp[o]
-				}
-			}
-			p.Selector, p.Unselectable = selectPods(b.App, nameLabel[k], own, others)
-		}
-		out[i].Pods = p
+		out[i] = p.Attach(b)
 	}
 	return out
+}
+
+// PodFacts is AttachPods one baseline at a time (Attach), for baselines
+// that stream to an Exporter.
+type PodFacts struct {
+	byApp       map[podKey][][]egressd.Label
+	nameLabel   map[podKey]string
+	byNamespace map[string][]podKey
+	resolvers   map[podKey][]egressd.BaselineResolver
+}
+
+type podKey struct{ namespace, app string }
+
+// NewPodFacts indexes the label sets and resolvers of every app.
+func NewPodFacts(sets []egressd.AppLabelSet, resolvers []egressd.AppResolver) *PodFacts {
+	p := &PodFacts{byApp: map[podKey][][]egressd.Label{}, nameLabel: map[podKey]string{},
+		byNamespace: map[string][]podKey{}, resolvers: map[podKey][]egressd.BaselineResolver{}}
+	for _, s := range sets {
+		k := podKey{s.App.Namespace, s.App.Name}
+		if _, ok := p.byApp[k]; !ok {
+			p.byNamespace[k.namespace] = append(p.byNamespace[k.namespace], k)
+		}
+		p.byApp[k] = append(p.byApp[k], s.Labels)
+		if from, ok := strings.CutPrefix(s.NameFrom, "label:"); ok {
+			p.nameLabel[k] = from
+		}
+	}
+	for _, r := range resolvers {
+		k := podKey{r.App.Namespace, r.App.Name}
+		p.resolvers[k] = append(p.resolvers[k], egressd.BaselineResolver{Kind: r.Kind, Addr: r.Addr})
+	}
+	return p
+}
+
+// Attach returns b with its Pods filled as AttachPods fills them.
+func (p *PodFacts) Attach(b egressd.Baseline) egressd.Baseline {
+	k := podKey{b.Namespace, b.App}
+	if b.Namespace == egressd.HostNamespace {
+		return b
+	}
+	own, hasSets := p.byApp[k]
+	if !hasSets && len(p.resolvers[k]) == 0 {
+		return b
+	}
+	pods := &egressd.BaselinePods{Resolvers: sortResolvers(p.resolvers[k])}
+	if hasSets {
+		others := map[string][][]egressd.Label{}
+		for _, o := range p.byNamespace[k.namespace] {
+			if o != k {
+				others[o.app] = p.byApp[o]
+			}
+		}
+		pods.Selector, pods.Unselectable = selectPods(b.App, p.nameLabel[k], own, others)
+	}
+	b.Pods = pods
+	return b
 }
 
 // sortResolvers sorts resolvers by kind then address and drops repeats.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -61,6 +62,17 @@ func (db *DB) WindowDestinations(ctx context.Context, from, to time.Time) ([]egr
 // list of the window, so a build can consume it as it streams
 // (baseline.Builder). An error from fn stops it and is returned.
 func (db *DB) EachWindowDestination(ctx context.Context, from, to time.Time, fn func(egressd.WindowEntry) error) error {
+	return db.eachWindowKey(ctx, from, to, false, func(e egressd.WindowEntry, _ int64, _ bool) error {
+		return fn(e)
+	})
+}
+
+// eachWindowKey is EachWindowDestination, and tells fn more of each key:
+// its app's id (0 when the key was read from the buckets) and whether
+// another app has the same namespace and name (shared). With byApp, the
+// keys read from the columns come sorted by app id, after any key read from
+// the buckets.
+func (db *DB) eachWindowKey(ctx context.Context, from, to time.Time, byApp bool, fn func(e egressd.WindowEntry, appID int64, shared bool) error) error {
 	// One snapshot for every read below: apps are read apart from their
 	// destinations, and a flush may commit in between.
 	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -80,6 +92,7 @@ func (db *DB) EachWindowDestination(ctx context.Context, from, to time.Time, fn 
 	// dropped the buckets before it while keeping their destinations, and
 	// deleted destinations while keeping that day's buckets.
 	settled := parts[0].day.AddDate(0, 0, 1)
+	fromBuckets := func(e egressd.WindowEntry) error { return fn(e, 0, false) }
 	colFrom := lo // where the columns answer
 	if colFrom.Before(settled) {
 		colFrom = settled
@@ -101,11 +114,11 @@ SELECT CASE WHEN (SELECT max(last_seen) FROM apps) >= $2
 			return wrap(err, "read window destinations")
 		}
 		if straddles {
-			return eachWindowKeyFromBuckets(ctx, tx, from, to, fn)
+			return eachWindowKeyFromBuckets(ctx, tx, from, to, fromBuckets)
 		}
 	}
 	if lo.Before(settled) {
-		if err := eachWindowKeyFromBuckets(ctx, tx, lo, minTime(to, settled), fn); err != nil {
+		if err := eachWindowKeyFromBuckets(ctx, tx, lo, minTime(to, settled), fromBuckets); err != nil {
 			return err
 		}
 	}
@@ -123,15 +136,29 @@ SELECT CASE WHEN (SELECT max(last_seen) FROM apps) >= $2
 		id  int64
 		app egressd.App
 	)
+	names := map[egressd.App]int{} // apps by namespace and name, cluster left out
 	if _, err := pgx.ForEachRow(rows, []any{&id, &app.Cluster, &app.Namespace, &app.Name}, func() error {
 		apps[id] = app
+		names[egressd.App{Namespace: app.Namespace, Name: app.Name}]++
 		return nil
 	}); err != nil {
 		return wrap(err, "read window destinations: apps")
 	}
-	rows, err = tx.Query(ctx, `
+	shared := map[int64]bool{}
+	for id, app := range apps {
+		if names[egressd.App{Namespace: app.Namespace, Name: app.Name}] > 1 {
+			shared[id] = true
+		}
+	}
+	query := `
 SELECT app_id, name, port, protocol FROM destinations
-WHERE last_allowed_hour >= $1 AND first_allowed_hour < $2`, colFrom, to)
+WHERE last_allowed_hour >= $1 AND first_allowed_hour < $2`
+	if byApp {
+		// The primary key's index gives the order without a sort.
+		query += `
+ORDER BY app_id`
+	}
+	rows, err = tx.Query(ctx, query, colFrom, to)
 	if err != nil {
 		return wrap(err, "read window destinations %s to %s", colFrom.Format(time.RFC3339), to.UTC().Format(time.RFC3339))
 	}
@@ -147,7 +174,7 @@ WHERE last_allowed_hour >= $1 AND first_allowed_hour < $2`, colFrom, to)
 			return fmt.Errorf("destination %q of app id %d: no such app", e.Destination.Name, id)
 		}
 		e.Destination.Port = uint16(port)
-		return fn(e)
+		return fn(e, id, shared[id])
 	})
 	if err != nil {
 		return wrap(err, "read window destinations")
@@ -168,6 +195,68 @@ func eachWindowKeyFromBuckets(ctx context.Context, tx pgx.Tx, from, to time.Time
 	}
 	for _, e := range entries {
 		if err := fn(egressd.WindowEntry{App: e.App, Destination: e.Destination}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EachWindowApp calls fn with the keys of WindowDestinations one app at a
+// time, so that a consumer can finish an app's baseline before the next
+// app's rows arrive: every key of one namespace and name (the same workload
+// in several clusters) in one call, each key once. Apps come sorted by
+// their first id, then the apps read from the hourly buckets (see
+// WindowDestinations) or sharing their namespace and name with another app,
+// sorted by namespace and name. fn must not keep the slice, which is
+// reused for the next app. An error from fn stops it and is returned.
+func (db *DB) EachWindowApp(ctx context.Context, from, to time.Time, fn func([]egressd.WindowEntry) error) error {
+	// held are the keys whose app cannot be finished before the end:
+	// read from the buckets (which come first, in no order), or of an app
+	// whose namespace and name another app has.
+	held := map[egressd.App][]egressd.WindowEntry{}
+	var (
+		cur   []egressd.WindowEntry
+		curID int64
+	)
+	err := db.eachWindowKey(ctx, from, to, true, func(e egressd.WindowEntry, appID int64, shared bool) error {
+		k := egressd.App{Namespace: e.App.Namespace, Name: e.App.Name}
+		if appID == 0 || shared {
+			held[k] = append(held[k], e)
+			return nil
+		}
+		if len(held) > 0 {
+			if keys, ok := held[k]; ok {
+				held[k] = append(keys, e)
+				return nil
+			}
+		}
+		if appID != curID && len(cur) > 0 {
+			if err := fn(cur); err != nil {
+				return err
+			}
+			cur = cur[:0]
+		}
+		curID = appID
+		cur = append(cur, e)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(cur) > 0 {
+		if err := fn(cur); err != nil {
+			return err
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(held), cmpApp) {
+		keys := held[k]
+		slices.SortFunc(keys, func(a, b egressd.WindowEntry) int {
+			return cmpDest(a.App, a.Destination, b.App, b.Destination)
+		})
+		keys = slices.CompactFunc(keys, func(a, b egressd.WindowEntry) bool {
+			return a.App == b.App && a.Destination == b.Destination
+		})
+		if err := fn(keys); err != nil {
 			return err
 		}
 	}

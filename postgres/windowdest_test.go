@@ -1,12 +1,16 @@
 package postgres_test
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/stretchr/testify/require"
 
 	"github.com/egressd/egressd"
@@ -18,7 +22,8 @@ import (
 // which aggregates the buckets, on random traffic over four days: allowed
 // and denied flows mixed per hour, written in several flushes whose hours
 // overlap, for windows that start and end anywhere, pinned in the past or
-// after the newest data, in the oldest partition's day or later.
+// after the newest data, in the oldest partition's day or later. One app
+// is in two clusters. EachWindowApp gives the same keys, app by app.
 func TestWindowDestinations(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -29,8 +34,11 @@ func TestWindowDestinations(t *testing.T) {
 	const hours = 96
 	for flush := range 6 {
 		r := &egressd.Rollup{}
-		for a := range 4 {
+		for a := range 5 {
 			app := egressd.App{Namespace: "ns", Name: fmt.Sprintf("app-%d", a)}
+			if a == 4 { // app-0 in a second cluster: one baseline with the first
+				app = egressd.App{Cluster: "east", Namespace: "ns", Name: "app-0"}
+			}
 			for d := range 8 {
 				dest := egressd.Destination{Name: fmt.Sprintf("d%d.example.com", d), Port: 443, Protocol: egressd.ProtoTCP}
 				var row *egressd.DestinationRollup
@@ -92,7 +100,30 @@ func requireWindowKeys(t *testing.T, db *postgres.DB, from, to time.Time) {
 	}
 	got, err := db.WindowDestinations(t.Context(), from, to)
 	require.NoError(t, err)
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := gocmp.Diff(want, got); diff != "" {
 		t.Errorf("WindowDestinations(%s, %s) (-buckets +columns):\n%s", from.Format(time.RFC3339), to.Format(time.RFC3339), diff)
+	}
+
+	// EachWindowApp: every key once, one call per namespace and name.
+	var byApp []egressd.WindowEntry
+	called := map[egressd.App]bool{}
+	require.NoError(t, db.EachWindowApp(t.Context(), from, to, func(keys []egressd.WindowEntry) error {
+		require.NotEmpty(t, keys)
+		k := egressd.App{Namespace: keys[0].App.Namespace, Name: keys[0].App.Name}
+		require.False(t, called[k], "EachWindowApp called twice for %s", k)
+		called[k] = true
+		for _, e := range keys {
+			require.Equal(t, k, egressd.App{Namespace: e.App.Namespace, Name: e.App.Name}, "a key of another app in %s's call", k)
+		}
+		byApp = append(byApp, keys...)
+		return nil
+	}))
+	slices.SortFunc(byApp, func(a, b egressd.WindowEntry) int {
+		return cmp.Or(strings.Compare(a.App.Cluster, b.App.Cluster), strings.Compare(a.App.Namespace, b.App.Namespace),
+			strings.Compare(a.App.Name, b.App.Name), strings.Compare(a.Destination.Name, b.Destination.Name),
+			cmp.Compare(a.Destination.Port, b.Destination.Port), strings.Compare(a.Destination.Protocol, b.Destination.Protocol))
+	})
+	if diff := gocmp.Diff(want, byApp, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("EachWindowApp(%s, %s) (-buckets +by app):\n%s", from.Format(time.RFC3339), to.Format(time.RFC3339), diff)
 	}
 }

@@ -80,6 +80,10 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
+	opts := baseline.ExportOptions{Prune: *prune}
+	if sub == "export" {
+		return c.baselineExport(ctx, db, *dir, end.Add(-*window), end, opts)
+	}
 	live, err := liveBaselines(ctx, db, end.Add(-*window), end)
 	if err != nil {
 		return err
@@ -87,22 +91,54 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 	if err := c.warnLost(ctx, db, "baseline "+sub, end.Add(-*window), end); err != nil {
 		return err
 	}
-	opts := baseline.ExportOptions{Prune: *prune}
-	if sub == "diff" {
-		diffs, err := baseline.Diff(*dir, live, opts)
-		if werr := baseline.WriteDiff(c.Stdout, diffs); werr != nil {
-			return werr
-		}
-		if err != nil {
-			return err
-		}
-		if len(diffs) > 0 {
-			return &exitError_{code: exitDrift, msg: fmt.Sprintf("baseline diff: %d apps drift from %s", len(diffs), *dir)}
-		}
-		fmt.Fprintf(c.Stderr, "baseline diff: %s matches the live window (%d apps)\n", *dir, len(live))
-		return nil
+	diffs, err := baseline.Diff(*dir, live, opts)
+	if werr := baseline.WriteDiff(c.Stdout, diffs); werr != nil {
+		return werr
 	}
-	res, err := baseline.Export(*dir, live, opts)
+	if err != nil {
+		return err
+	}
+	if len(diffs) > 0 {
+		return &exitError_{code: exitDrift, msg: fmt.Sprintf("baseline diff: %d apps drift from %s", len(diffs), *dir)}
+	}
+	fmt.Fprintf(c.Stderr, "baseline diff: %s matches the live window (%d apps)\n", *dir, len(live))
+	return nil
+}
+
+// baselineExport exports the window [from, to) into dir as it streams from
+// the database: each app's baseline is built as soon as its rows are in
+// (postgres.DB.EachWindowApp) and written by the baseline.Exporter while
+// the next apps' rows arrive.
+func (c *CLI) baselineExport(ctx context.Context, db *postgres.DB, dir string, from, to time.Time, opts baseline.ExportOptions) error {
+	facts, err := db.WindowPodFacts(ctx, from, to)
+	if err != nil {
+		return fmt.Errorf("read pods of window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	if err := c.warnLost(ctx, db, "baseline export", from, to); err != nil {
+		return err
+	}
+	x, err := baseline.NewExporter(dir, opts)
+	if err != nil {
+		return err
+	}
+	pods := baseline.NewPodFacts(facts.LabelSets, facts.Resolvers)
+	apps := 0
+	var build baseline.Builder
+	err = db.EachWindowApp(ctx, from, to, func(keys []egressd.WindowEntry) error {
+		for _, e := range keys {
+			build.Add(e)
+		}
+		for _, b := range build.Take() {
+			x.Add(pods.Attach(b))
+			apps++
+		}
+		return nil
+	})
+	if err != nil {
+		x.Abandon()
+		return fmt.Errorf("read window %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	res, xerr := x.Close()
 	for _, p := range res.Written {
 		fmt.Fprintln(c.Stdout, "wrote", p)
 	}
@@ -110,8 +146,8 @@ func (c *CLI) baseline(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.Stdout, "pruned", p)
 	}
 	fmt.Fprintf(c.Stderr, "baseline export: %d apps, %d files written, %d unchanged, %d pruned in %s\n",
-		len(live), len(res.Written), len(res.Unchanged), len(res.Pruned), *dir)
-	return err
+		apps, len(res.Written), len(res.Unchanged), len(res.Pruned), dir)
+	return xerr
 }
 
 // liveBaselines builds every app's baseline from the window [from, to),
