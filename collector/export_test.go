@@ -161,6 +161,18 @@ func ProtojsonResponse(line []byte) (*observer.GetFlowsResponse, error) {
 	return proto.Clone(&rp.resp).(*observer.GetFlowsResponse), nil
 }
 
+// ProtojsonLineAndResponse is ProtojsonLine and ProtojsonResponse of one
+// protojson read of line, for tests that check both on many lines.
+func ProtojsonLineAndResponse(line []byte) ([]byte, *observer.GetFlowsResponse, error) {
+	rp := NewReplayer()
+	msg, err := rp.parseProtojson(line)
+	if err != nil {
+		return nil, nil, err
+	}
+	// rp is not used again: its response is the caller's.
+	return append([]byte(nil), msg...), &rp.resp, nil
+}
+
 // FastReader is the fast JSON path on its own, reused from line to line,
 // for benchmarks.
 type FastReader struct{ rp *Replayer }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -217,18 +218,43 @@ func faultCountUpTo(times []time.Time, t time.Time) int {
 	return n
 }
 
-// faultBuild builds the egressd binary into dir and returns its path.
-func faultBuild(t *testing.T, dir string) string {
+// faultBuild returns the egressd binary, built once per test binary as the
+// image builds it (static, -trimpath): each build links the whole binary
+// again, seconds of CPU. The tests run it, none writes it.
+func faultBuild(t *testing.T) string {
 	t.Helper()
+	bin, err := builtBinary()
+	require.NoError(t, err)
+	return bin
+}
+
+// builtDir holds the binary built by builtBinary; TestMain removes it.
+var builtDir string
+
+var builtBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "egressd-test-bin-")
+	if err != nil {
+		return "", err
+	}
+	builtDir = dir
 	bin := filepath.Join(dir, "egressd")
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
-	cmd := exec.Command(goBin, "build", "-o", bin, ".")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build ./cmd/egressd:\n%s", out)
-	return bin
+	cmd := exec.Command(goBin, "build", "-trimpath", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as in the image
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/egressd: %w\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// removeBuilt removes the binary builtBinary built, if any.
+func removeBuilt() {
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
 }
 
 // faultLog is a bytes.Buffer safe for a process writing while a test

@@ -174,7 +174,7 @@ func faultRecent(resps []*observer.GetFlowsResponse) []*observer.GetFlowsRespons
 // kills or stops it while flows stream.
 func TestFaultEgressdProcess(t *testing.T) {
 	t.Parallel()
-	bin := faultBuild(t, t.TempDir())
+	bin := faultBuild(t)
 	const flush = 250 * time.Millisecond
 	serve := func(t *testing.T, hubbleAddr string, dsn postgres.DSN, flush time.Duration, extra ...string) *faultProc {
 		return faultStart(t, bin, append([]string{"serve",

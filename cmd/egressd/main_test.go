@@ -24,7 +24,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { pgtest.Main(m, removeBuilt) }
 
 // capture is the week of home-lab traffic committed with flowgen; its ground
 // truth is flowgen.Truth, and testdata/homelab-baseline holds the export

@@ -21,7 +21,7 @@ import (
 // statistics printed and a non-zero exit status.
 func TestReplayStopsOnSignal(t *testing.T) {
 	t.Parallel()
-	bin := faultBuild(t, t.TempDir())
+	bin := faultBuild(t)
 	lines := gunzipFile(t, capture)
 	first := lines[:strings.Index(string(lines), "\n")+1]
 

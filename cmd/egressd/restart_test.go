@@ -147,7 +147,7 @@ func storedAnomalyKey(a egressd.Anomaly) string {
 // holds the learning week.
 func TestServeSIGKILLChangesNothing(t *testing.T) {
 	t.Parallel()
-	bin := faultBuild(t, t.TempDir())
+	bin := faultBuild(t)
 	day := 24 * time.Hour
 	start := time.Now().UTC().Truncate(day).Add(-9 * day)
 	all, err := restartScenarioAt(start).Generate()

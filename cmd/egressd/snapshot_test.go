@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/cilium/api/v1/observer"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/egressd/egressd/collector/flowgen"
 	"github.com/egressd/egressd/postgres"
@@ -30,22 +31,32 @@ var restartFlows = sync.OnceValues(func() (*scenarioFlows, error) {
 	}
 	week := takeUntil(&resps, detectStart.Add(7*24*time.Hour))
 	f := &scenarioFlows{days: resps}
-	var b bytes.Buffer
-	if err := flowgen.WriteJSONLines(&b, week); err != nil {
+	// The week and the days are written at once: seconds each under the
+	// race detector, before the first snapshot can start.
+	var g errgroup.Group
+	g.Go(func() error {
+		var b bytes.Buffer
+		err := flowgen.WriteJSONLines(&b, week)
+		f.weekLines = b.Bytes()
+		return err
+	})
+	g.Go(func() error {
+		// One line per response: the offsets cut the days as takeUntil
+		// cuts the responses.
+		var b bytes.Buffer
+		for _, r := range f.days {
+			f.dayOffsets = append(f.dayOffsets, b.Len())
+			if err := flowgen.WriteJSONLines(&b, []*observer.GetFlowsResponse{r}); err != nil {
+				return err
+			}
+		}
+		f.dayOffsets = append(f.dayOffsets, b.Len())
+		f.dayLines = b.Bytes()
+		return nil
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	f.weekLines = bytes.Clone(b.Bytes())
-	b.Reset()
-	// One line per response: the offsets cut the days as takeUntil cuts
-	// the responses.
-	for _, r := range f.days {
-		f.dayOffsets = append(f.dayOffsets, b.Len())
-		if err := flowgen.WriteJSONLines(&b, []*observer.GetFlowsResponse{r}); err != nil {
-			return nil, err
-		}
-	}
-	f.dayOffsets = append(f.dayOffsets, b.Len())
-	f.dayLines = b.Bytes()
 	return f, nil
 })
 

@@ -48,13 +48,17 @@ type server struct {
 	snapshots []string // databases of the Snapshots filled so far
 }
 
-// Main runs the tests of a package that uses pgtest, then stops the server
-// and drops the template database. Call it from TestMain:
+// Main runs the tests of a package that uses pgtest, then runs after (the
+// package's own cleanup of what its tests shared), stops the server and
+// drops the template database. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M, after ...func()) {
 	inMain.Store(true)
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	if srv != nil {
 		if err := srv.close(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
