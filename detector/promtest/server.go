@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/egressd/egressd/internal/tail"
 )
 
 // EnvBinary names the variable that points at a prometheus binary other than
@@ -65,7 +67,7 @@ type Server struct {
 	waitErr error         // set before done is closed
 	dir     string
 	ownDir  bool
-	log     *tailWriter
+	log     *tail.Writer
 
 	stopOnce sync.Once
 }
@@ -134,7 +136,7 @@ func StartServer(ctx context.Context, opts Options) (*Server, error) {
 			url:    "http://127.0.0.1:" + strconv.Itoa(port),
 			dir:    dir,
 			ownDir: ownDir,
-			log:    &tailWriter{max: 16 << 10},
+			log:    tail.New(16 << 10),
 			done:   make(chan struct{}),
 		}
 		err = s.start(ctx, bin, config, port)
@@ -338,29 +340,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tailWriter keeps the last max bytes written to it.
-type tailWriter struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	if len(w.buf) > w.max {
-		w.buf = append(w.buf[:0], w.buf[len(w.buf)-w.max:]...)
-	}
-	return len(p), nil
-}
-
-func (w *tailWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.buf)
 }
 
 // WaitScraped waits until Prometheus holds a sample of selector (a PromQL

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/egressd/egressd/internal/tail"
 	"github.com/egressd/egressd/postgres"
 )
 
@@ -60,7 +61,7 @@ type Options struct {
 type Server struct {
 	dir string
 	url postgres.DSN
-	log *tailWriter
+	log *tail.Writer
 	// What start needs again to restart the server on the same port.
 	binDir   string
 	owner    *osUser
@@ -112,7 +113,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgserver: start throwaway server: %w", err)
 	}
-	e := &Server{dir: dir, log: &tailWriter{max: 16 << 10}, binDir: binDir, owner: owner, logTo: opts.Log, password: password}
+	e := &Server{dir: dir, log: tail.New(16 << 10), binDir: binDir, owner: owner, logTo: opts.Log, password: password}
 	ok := false
 	defer func() {
 		if !ok {
@@ -259,7 +260,7 @@ var errPortInUse = errors.New("port in use")
 // start starts the server on port and waits until it accepts connections;
 // the first successful start creates the database. e.mu must be held.
 func (e *Server) start(ctx context.Context, port int) error {
-	e.log.reset() // judge this attempt by its own output
+	e.log.Reset() // judge this attempt by its own output
 	cmd := exec.Command(filepath.Join(e.binDir, "postgres"),
 		"-D", e.dataDir(),
 		"-p", strconv.Itoa(port),
@@ -438,33 +439,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails (crypto/rand since Go 1.24)
 	return hex.EncodeToString(b)
-}
-
-// tailWriter keeps the last max bytes written to it.
-type tailWriter struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	if len(w.buf) > w.max {
-		w.buf = append(w.buf[:0], w.buf[len(w.buf)-w.max:]...)
-	}
-	return len(p), nil
-}
-
-func (w *tailWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.buf)
-}
-
-func (w *tailWriter) reset() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = w.buf[:0]
 }
