@@ -45,8 +45,9 @@ func (p Pruned) Total() int64 {
 //   - apps last seen before cutoff with nothing left: no destination, DNS
 //     question, hourly bucket or anomaly. One that comes back starts a new
 //     learning period;
-//   - app hours and app pods (the detector's volume history and pod map)
-//     from before cutoff, and DNS answers (the collector's DNS cache)
+//   - app hours and app pods (the detector's volume history and pod map),
+//     pods' label sets and the resolvers apps asked, and Hubble's lost
+//     events, from before cutoff, and DNS answers (the collector's DNS cache)
 //     expired before cutoff or a day before the newest stored flow;
 //   - the IDs of rollups written more than 7 days ago (or before cutoff,
 //     if later): a retry of a flush whose commit landed comes within
@@ -83,29 +84,17 @@ DELETE FROM destinations WHERE ctid IN (
                         AND (x.port = 0 OR x.port = d.port)
                         AND (x.protocol = 'ANY' OR x.protocol = d.protocol))
     LIMIT $2)`},
-		{"app hours", &p.AppHistory, `
-DELETE FROM app_hourly WHERE ctid IN (
-    SELECT ctid FROM app_hourly WHERE hour < $1 LIMIT $2)`},
-		{"app pods", &p.AppHistory, `
-DELETE FROM app_pods WHERE ctid IN (
-    SELECT ctid FROM app_pods WHERE last_seen < $1 LIMIT $2)`},
-		{"app label sets", &p.AppHistory, `
-DELETE FROM app_label_sets WHERE ctid IN (
-    SELECT ctid FROM app_label_sets WHERE last_seen < $1 LIMIT $2)`},
-		{"app resolvers", &p.AppHistory, `
-DELETE FROM app_resolvers WHERE ctid IN (
-    SELECT ctid FROM app_resolvers WHERE last_seen < $1 LIMIT $2)`},
-		{"lost events", &p.AppHistory, `
-DELETE FROM hubble_lost_events WHERE ctid IN (
-    SELECT ctid FROM hubble_lost_events WHERE time < $1 LIMIT $2)`},
+		{"app hours", &p.AppHistory, olderThan("app_hourly", "hour")},
+		{"app pods", &p.AppHistory, olderThan("app_pods", "last_seen")},
+		{"app label sets", &p.AppHistory, olderThan("app_label_sets", "last_seen")},
+		{"app resolvers", &p.AppHistory, olderThan("app_resolvers", "last_seen")},
+		{"lost events", &p.AppHistory, olderThan("hubble_lost_events", "time")},
 		{"dns answers", &p.AppHistory, `
 DELETE FROM dns_answers WHERE ctid IN (
     SELECT ctid FROM dns_answers
     WHERE expires_at < greatest($1, (SELECT max(last_seen) FROM apps) - interval '1 day')
     LIMIT $2)`},
-		{"DNS questions", &p.DNSQueries, `
-DELETE FROM dns_queries WHERE ctid IN (
-    SELECT ctid FROM dns_queries WHERE last_seen < $1 LIMIT $2)`},
+		{"DNS questions", &p.DNSQueries, olderThan("dns_queries", "last_seen")},
 		{"apps", &p.Apps, `
 DELETE FROM apps WHERE id IN (
     SELECT p.id FROM apps p
@@ -132,6 +121,13 @@ DELETE FROM rollup_ids WHERE id IN (
 		}
 	}
 	return p, nil
+}
+
+// olderThan is the batch of a step that deletes table's rows whose column
+// is before the cutoff ($1), at most $2 of them.
+func olderThan(table, column string) string {
+	return "DELETE FROM " + table + " WHERE ctid IN (SELECT ctid FROM " + table +
+		" WHERE " + column + " < $1 LIMIT $2)"
 }
 
 // Prune runs PruneBefore and logs its outcome: for the retention loop,
