@@ -27,6 +27,15 @@ func (a App) String() string {
 	return a.Namespace + "/" + a.Name
 }
 
+// InCluster names the app in messages: "namespace/name", with " in
+// cluster CLUSTER" when it is limited to one cluster.
+func (a App) InCluster() string {
+	if a.Cluster == "" {
+		return a.String()
+	}
+	return a.String() + " in cluster " + a.Cluster
+}
+
 // Validate reports whether the app's names are safe to use as file and
 // directory names and in alerts.
 func (a App) Validate() error {

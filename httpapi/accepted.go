@@ -158,7 +158,7 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) {
 		}
 		if len(clusters) == 0 || app.Cluster != "" && !slices.Contains(clusters, app.Cluster) {
 			s.writeError(w, r, egressd.Errorf(egressd.ENOTFOUND,
-				`unknown app %s; "force": true to accept ahead of its first flow`, echo(appInCluster(app))))
+				`unknown app %s; "force": true to accept ahead of its first flow`, echo(app.InCluster())))
 			return
 		}
 	}
@@ -220,13 +220,4 @@ func (s *server) unaccept(w http.ResponseWriter, r *http.Request) {
 		s.b.AcceptedChanged()
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// appInCluster names an app as NAMESPACE/APP, with " in cluster CLUSTER"
-// when it is limited to one.
-func appInCluster(app egressd.App) string {
-	if app.Cluster == "" {
-		return app.String()
-	}
-	return app.String() + " in cluster " + app.Cluster
 }

@@ -90,7 +90,7 @@ func (db *DB) AppClusters(ctx context.Context, namespace, name string) ([]string
 // empty page.
 func (db *DB) AppDestinations(ctx context.Context, f egressd.DestinationFilter) ([]egressd.DestinationRollup, error) {
 	app := f.App
-	limit, err := egressd.PageSize("list destinations of "+appName(app), f.Limit)
+	limit, err := egressd.PageSize("list destinations of "+app.InCluster(), f.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ WHERE a.namespace = $1 AND a.name = $2 AND ($3 = '' OR a.cluster = $3) AND d.las
 ORDER BY a.cluster, d.name, d.port, d.protocol
 LIMIT $5`, args...)
 	if err != nil {
-		return nil, wrap(err, "read destinations of %s", appName(app))
+		return nil, wrap(err, "read destinations of %s", app.InCluster())
 	}
 	var (
 		dests = []egressd.DestinationRollup{}
@@ -120,7 +120,7 @@ LIMIT $5`, args...)
 		return nil
 	})
 	if err != nil {
-		return nil, wrap(err, "read destinations of %s", appName(app))
+		return nil, wrap(err, "read destinations of %s", app.InCluster())
 	}
 	if len(dests) > 0 {
 		return dests, nil
@@ -142,9 +142,9 @@ func (db *DB) AppWindowEntries(ctx context.Context, app egressd.App, from, to ti
 		windowQuery(`app_id IN (SELECT id FROM apps WHERE namespace = $3 AND name = $4 AND ($5 = '' OR cluster = $5))`),
 		from.UTC().Truncate(time.Hour), to, app.Namespace, app.Name, app.Cluster)
 	if err != nil {
-		return nil, wrap(err, "read window of %s", appName(app))
+		return nil, wrap(err, "read window of %s", app.InCluster())
 	}
-	entries, err := scanWindowEntries(rows, "read window of "+appName(app))
+	entries, err := scanWindowEntries(rows, "read window of "+app.InCluster())
 	if err != nil || len(entries) > 0 {
 		return entries, err
 	}
@@ -162,10 +162,10 @@ func (db *DB) appExists(ctx context.Context, app egressd.App) error {
 	err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM apps WHERE namespace = $1 AND name = $2 AND ($3 = '' OR cluster = $3))`,
 		app.Namespace, app.Name, app.Cluster).Scan(&exists)
 	if err != nil {
-		return wrap(err, "look up app %s", appName(app))
+		return wrap(err, "look up app %s", app.InCluster())
 	}
 	if !exists {
-		return egressd.Errorf(egressd.ENOTFOUND, "app %s not found", appName(app))
+		return egressd.Errorf(egressd.ENOTFOUND, "app %s not found", app.InCluster())
 	}
 	return nil
 }
@@ -187,13 +187,4 @@ WHERE cluster = $1 AND namespace = $2 AND app = $3 AND name = $4 AND port = $5 A
 		return false, wrap(err, "read acceptance of %s for %s", dest, app)
 	}
 	return ok, nil
-}
-
-// appName names an app in messages: "namespace/name", with the cluster
-// when one is selected.
-func appName(a egressd.App) string {
-	if a.Cluster == "" {
-		return a.String()
-	}
-	return a.String() + " in cluster " + a.Cluster
 }

@@ -80,11 +80,7 @@ func (c *CLI) accept(ctx context.Context, args []string) error {
 			return err
 		}
 		if len(clusters) == 0 || app.Cluster != "" && !slices.Contains(clusters, app.Cluster) {
-			name := app.String()
-			if app.Cluster != "" {
-				name += " in cluster " + app.Cluster
-			}
-			return egressd.Errorf(egressd.ENOTFOUND, "unknown app %s; --force to accept ahead of its first flow", name)
+			return egressd.Errorf(egressd.ENOTFOUND, "unknown app %s; --force to accept ahead of its first flow", app.InCluster())
 		}
 	}
 	if err := db.Accept(ctx, egressd.Accepted{App: app, Destination: dst, By: *by, At: time.Now().UTC()}); err != nil {
