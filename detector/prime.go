@@ -117,7 +117,7 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 	for _, a := range stored {
 		have[a.Fingerprint] = struct{}{}
 		if a.Kind == egressd.AnomalyNovelFlood {
-			if t, err := time.Parse(time.RFC3339, a.Details["window_start"]); err == nil {
+			if t, ok := windowStart(a); ok {
 				floods[a.App] = append(floods[a.App], t)
 			}
 		}
@@ -130,7 +130,7 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 	inFlood := func(a egressd.Anomaly) bool {
 		t := a.Time
 		if a.Kind == egressd.AnomalyNovelFlood {
-			t, _ = time.Parse(time.RFC3339, a.Details["window_start"])
+			t, _ = windowStart(a)
 		}
 		for _, s := range floods[a.App] {
 			if a.Kind == egressd.AnomalyNovelFlood && t.After(s.Add(-d.opts.FloodWindow)) && t.Before(s.Add(d.opts.FloodWindow)) ||
@@ -176,6 +176,13 @@ func (d *Detector) Prime(ctx context.Context, s StateStore, end time.Time) (Prim
 	return ps, nil
 }
 
+// windowStart is when the window of a stored flood or DNS tunnel anomaly
+// began, from its details; false when they do not say.
+func windowStart(a egressd.Anomaly) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339, a.Details["window_start"])
+	return t, err == nil
+}
+
 // observationOf is the first observation of a stored destination, as far
 // as the store tells it: its first-seen time, example pod and name source,
 // and a denied verdict when it never had an allowed flow.
@@ -204,8 +211,8 @@ func (d *Detector) primeDNS(ctx context.Context, s StateStore, end time.Time, st
 		if a.Kind != egressd.AnomalyDNSTunnel {
 			continue
 		}
-		start, err := time.Parse(time.RFC3339, a.Details["window_start"])
-		if err != nil {
+		start, ok := windowStart(a)
+		if !ok {
 			continue
 		}
 		wend := start.Add(d.opts.FloodWindow)
