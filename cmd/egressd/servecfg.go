@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -181,6 +182,10 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 	return s, nil
 }
 
+// namesFlag matches a message that already names a flag ("--volume-floor"),
+// not a value that happens to hold "--" (a URL such as "0--").
+var namesFlag = regexp.MustCompile(`(^|[\s"(:,])--[a-z][a-z0-9-]*`)
+
 // flagError returns err as a usage error that starts with the flag it is
 // about: the options' messages name their fields (Options.MaxKeys), which
 // an operator typed as flags (--max-keys). fields maps a field, as the
@@ -188,7 +193,7 @@ func (c *CLI) parseServe(args []string) (serveSettings, error) {
 // names no known field, is kept as it is.
 func flagError(err error, fields map[string]string) error {
 	msg := err.Error()
-	if strings.Contains(msg, "--") {
+	if namesFlag.MatchString(msg) {
 		return usageError("%s", msg)
 	}
 	for field, name := range fields {
